@@ -1,0 +1,57 @@
+"""The one settings object: ``settings.ATOMICOPS`` merged over documented defaults.
+
+Read through :func:`get_settings`, cached, and reset on ``setting_changed`` so that
+``override_settings`` works. The user's dict is never mutated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache
+from types import MappingProxyType
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.signals import setting_changed
+
+DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {
+        # Name of a CACHES alias backed by django-redis or Django's RedisCache.
+        "CONNECTION": None,
+        # redis://, rediss:// or unix:// URL for atomicops' own client (used when
+        # CONNECTION is None). When both are None the "default" cache is used if
+        # it is Redis-backed.
+        "URL": None,
+        # Socket timeouts for clients atomicops creates itself (seconds).
+        "SOCKET_TIMEOUT": 5.0,
+        "SOCKET_CONNECT_TIMEOUT": 2.0,
+        # Prefix of every key atomicops builds (model keys, locks, probes).
+        "KEY_PREFIX": "atomicops",
+        # Discover ``lua/*.lua`` in every installed app when the app registry is ready.
+        "DISCOVER_SCRIPTS": True,
+        # Load every registered script onto the server when a process serves its
+        # first request (in a background thread; a dead server only logs a warning).
+        "LOAD_ON_STARTUP": True,
+    }
+)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Mapping[str, Any]:
+    """Return the merged, read-only settings mapping."""
+    user = getattr(django_settings, "ATOMICOPS", None) or {}
+    merged = dict(DEFAULTS)
+    merged.update(user)
+    return MappingProxyType(merged)
+
+
+def _reset(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("ATOMICOPS", "CACHES"):
+        get_settings.cache_clear()
+        # Clients are built from settings: drop the cached ones too.
+        from atomicops import connection
+
+        connection.reset_clients()
+
+
+setting_changed.connect(_reset, dispatch_uid="atomicops.conf.reset")

@@ -1,0 +1,85 @@
+"""Every error atomicops raises derives from :class:`AtomicOpsError`.
+
+Each carries the context a caller needs to act on it: the key, the script name and,
+where one came back, the server's message. redis-py's errors are chained with
+``raise ... from`` so nothing is lost, but none of them reaches a caller bare.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class AtomicOpsError(Exception):
+    """Root of all atomicops errors."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str | None = None,
+        script: str | None = None,
+        server_message: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.key = key
+        self.script = script
+        self.server_message = server_message
+
+
+class ConfigurationError(AtomicOpsError):
+    """The ATOMICOPS setting or the cache it points at cannot give a Redis client."""
+
+
+class InvalidInput(AtomicOpsError, ValueError):
+    """An argument is out of range or of the wrong type; nothing was sent."""
+
+
+class RegistryError(AtomicOpsError):
+    """A script name is unknown, or registered twice with different sources."""
+
+
+class ScriptHeaderError(RegistryError):
+    """A ``.lua`` file's header comment cannot be read."""
+
+
+class ScriptError(AtomicOpsError):
+    """Redis rejected a script call; ``server_message`` quotes Redis."""
+
+
+class ScriptCompileError(ScriptError):
+    """The script's Lua does not compile."""
+
+
+class ReadOnlyViolation(ScriptError):
+    """A script registered as read-only tried to write."""
+
+
+class ScriptBusyError(ScriptError):
+    """Another script has been running past the busy threshold (BUSY)."""
+
+
+class DataError(ScriptError):
+    """The value stored at a key is not what the operation needs (type, integer, range)."""
+
+
+class CrossSlotError(AtomicOpsError):
+    """Keys of one call hash to different cluster slots; nothing was sent."""
+
+    def __init__(self, message: str, *, keys: Sequence[str], script: str | None = None):
+        super().__init__(message, key=keys[0] if keys else None, script=script)
+        self.keys = list(keys)
+
+
+class RedisUnavailable(AtomicOpsError):
+    """The server could not be reached; the call was not applied."""
+
+
+class OutcomeUnknown(RedisUnavailable):
+    """A write script was sent but its reply never came: it may or may not have run.
+
+    atomicops never re-sends a write after this, because a late reply can mean the
+    script already ran. Check the data (or make the operation idempotent) before
+    trying again.
+    """

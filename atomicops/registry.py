@@ -1,0 +1,583 @@
+"""The script registry: named Lua scripts, run by SHA, recovering when the cache is lost.
+
+How a call goes (one round trip when the server has the script):
+
+* ``EVALSHA`` (``EVALSHA_RO`` for read-only scripts, where the server has it).
+* The first call a process makes on a connection pool also carries ``SCRIPT LOAD`` of
+  every registered script in the same round trip, so the ``EVALSHA`` behind it hits.
+* On ``NOSCRIPT`` (restart, failover, ``SCRIPT FLUSH``) the script did not run, so it is
+  safe to send again: one more round trip carrying ``SCRIPT LOAD`` of every registered
+  script and then the call as ``EVAL`` with the body. Why both: ``EVAL`` cannot
+  ``NOSCRIPT`` even if another client flushes between the two commands, and ``SCRIPT
+  LOAD`` makes the scripts *loaded* ones, which Redis 8 never evicts (scripts cached
+  only through ``EVAL`` live in a 500-entry LRU there). Reloading all of them at once
+  means the other scripts do not each pay their own fallback after a flush.
+
+Sync and async calls run the same generator (:meth:`Script._flow`), which yields batches
+of commands and receives their replies; only the I/O around it differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+import weakref
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from redis.exceptions import NoScriptError, ResponseError
+
+from atomicops import connection, transport
+from atomicops.exceptions import (
+    AtomicOpsError,
+    ConfigurationError,
+    CrossSlotError,
+    DataError,
+    InvalidInput,
+    ReadOnlyViolation,
+    RegistryError,
+    ScriptBusyError,
+    ScriptCompileError,
+    ScriptError,
+    ScriptHeaderError,
+)
+from atomicops.luaheader import RESULT_CONVERSIONS, Header, parse_header
+
+logger = logging.getLogger("atomicops")
+
+BUILTIN_LUA_DIR = Path(__file__).resolve().parent / "lua"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+
+# Scripts signal domain errors with ``return redis.error_reply("CODE message")``;
+# the code picks the exception. Modules add their own (locks add NOTOWNER).
+ERROR_CODES: dict[str, type[AtomicOpsError]] = {
+    "INVALID": InvalidInput,
+    "NOTINT": DataError,
+    "NOTFLOAT": DataError,
+    "OVERFLOW": DataError,
+    "WRONGTYPE": DataError,
+}
+
+Batch = list[tuple[Any, ...]]
+
+
+def _convert_float(reply: Any) -> float | None:
+    return None if reply is None else float(reply)
+
+
+def _convert_decimal(reply: Any) -> Decimal | None:
+    if reply is None:
+        return None
+    return Decimal(reply.decode() if isinstance(reply, bytes) else str(reply))
+
+
+def _convert_str(reply: Any) -> Any:
+    return reply.decode() if isinstance(reply, bytes) else reply
+
+
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "raw": lambda reply: reply,
+    "int": lambda reply: None if reply is None else int(reply),
+    "bool": lambda reply: bool(reply),
+    "str": _convert_str,
+    "float": _convert_float,
+    "decimal": _convert_decimal,
+}
+
+
+class ScriptStats(Mapping[str, int]):
+    """Per-process counters of one script: ``calls``, ``fallbacks``, ``errors``."""
+
+    _fields = ("calls", "fallbacks", "errors")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values = dict.fromkeys(self._fields, 0)
+
+    def bump(self, field: str) -> None:
+        with self._lock:
+            self._values[field] += 1
+
+    def reset(self) -> None:
+        with self._lock:
+            self._values = dict.fromkeys(self._fields, 0)
+
+    def __getitem__(self, field: str) -> int:
+        return self._values[field]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __repr__(self) -> str:
+        return f"ScriptStats({dict(self._values)})"
+
+
+class _ServerState:
+    """What this process knows about one server (one connection pool)."""
+
+    __slots__ = ("loaded_version", "has_ro", "__weakref__")
+
+    def __init__(self) -> None:
+        self.loaded_version = -1  # registry.version when we last loaded everything
+        self.has_ro: bool | None = None  # EVALSHA_RO available? None = not yet known
+
+
+class _PipelineHandle:
+    """What redis-py's ``Pipeline.load_scripts`` expects: ``.sha`` and ``.script``."""
+
+    __slots__ = ("sha", "script")
+
+    def __init__(self, sha: str, script: str) -> None:
+        self.sha = sha
+        self.script = script
+
+
+class Script:
+    """A registered Lua script. Call it: ``script(keys=[...], args=[...], client=None)``."""
+
+    def __init__(
+        self,
+        registry: ScriptRegistry,
+        name: str,
+        source: str,
+        *,
+        readonly: bool = False,
+        keys: Sequence[str] = (),
+        args: Sequence[str] = (),
+        description: str = "",
+        returns: str = "",
+        result: str = "raw",
+        probe: Sequence[str] | None = None,
+        app: str | None = None,
+        origin: str | None = None,
+    ) -> None:
+        if result not in _CONVERTERS:
+            raise RegistryError(
+                f"script {name!r}: result must be one of {', '.join(RESULT_CONVERSIONS)}",
+                script=name,
+            )
+        self.registry = registry
+        self.name = name
+        self.source = source
+        self.sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
+        self.readonly = readonly
+        self.keys = tuple(keys)
+        self.args = tuple(args)
+        self.description = description
+        self.returns = returns
+        self.result = result
+        self.probe = tuple(probe) if probe is not None else None
+        self.app = app
+        self.origin = origin
+        self.stats = ScriptStats()
+        self.convert: Callable[[Any], Any] = _CONVERTERS[result]
+        self._pipeline_handle = _PipelineHandle(self.sha, source)
+
+    def __repr__(self) -> str:
+        return f"<Script {self.name} {self.sha[:12]}{' readonly' if self.readonly else ''}>"
+
+    # -- calling -----------------------------------------------------------------
+
+    def __call__(
+        self, keys: Sequence[Any] = (), args: Sequence[Any] = (), client: Any = None
+    ) -> Any:
+        """Run the script atomically and return its (converted) reply.
+
+        One round trip when the server has the script cached, two after the cache was
+        lost. A script that writes is sent at most once: when its reply is lost the
+        call raises :class:`~atomicops.exceptions.OutcomeUnknown`. On a pipeline the
+        call is queued and the pipeline is returned (its replies are raw: pass them
+        through :attr:`convert`).
+        """
+        keys, args = self._check(keys, args)
+        client = connection.get_client(client)
+        if connection.is_pipeline(client):
+            return self._queue(client, keys, args)
+        self.stats.bump("calls")
+        try:
+            target = self._target(client, keys)
+            ctx = transport._Context(self.name, keys[0] if keys else None, not self.readonly)
+            flow = self._flow(keys, args, self.registry._state(target))
+            batch = next(flow)
+            while True:
+                batch = flow.send(transport.roundtrip(target, batch, ctx))
+        except StopIteration as done:
+            return done.value
+        except AtomicOpsError:
+            self.stats.bump("errors")
+            raise
+
+    async def acall(
+        self, keys: Sequence[Any] = (), args: Sequence[Any] = (), client: Any = None
+    ) -> Any:
+        """The async twin of calling the script, over ``redis.asyncio``; same rules."""
+        keys, args = self._check(keys, args)
+        client = connection.get_async_client(client)
+        if connection.is_pipeline(client):
+            return self._queue(client, keys, args)
+        self.stats.bump("calls")
+        try:
+            target = self._target(client, keys)
+            ctx = transport._Context(self.name, keys[0] if keys else None, not self.readonly)
+            flow = self._flow(keys, args, self.registry._state(target))
+            batch = next(flow)
+            while True:
+                batch = flow.send(await transport.aroundtrip(target, batch, ctx))
+        except StopIteration as done:
+            return done.value
+        except AtomicOpsError:
+            self.stats.bump("errors")
+            raise
+
+    def _check(self, keys: Sequence[Any], args: Sequence[Any]) -> tuple[tuple, tuple]:
+        keys, args = tuple(keys), tuple(args)
+        if self.keys and len(keys) != len(self.keys):
+            raise InvalidInput(
+                f"script {self.name!r} takes {len(self.keys)} keys ({', '.join(self.keys)}), "
+                f"got {len(keys)}",
+                script=self.name,
+            )
+        if self.args and len(args) > len(self.args):
+            raise InvalidInput(
+                f"script {self.name!r} takes at most {len(self.args)} args, got {len(args)}",
+                script=self.name,
+            )
+        for key in keys:
+            if not isinstance(key, (str, bytes)) or not key:
+                raise InvalidInput(
+                    f"script {self.name!r}: keys must be non-empty strings, got {key!r}",
+                    script=self.name,
+                )
+        for arg in args:
+            if isinstance(arg, bool) or not isinstance(arg, (str, bytes, int, float, Decimal)):
+                raise InvalidInput(
+                    f"script {self.name!r}: args must be str, bytes, int or float, got {arg!r}",
+                    script=self.name,
+                    key=_first(keys),
+                )
+        return keys, tuple(str(a) if isinstance(a, Decimal) else a for a in args)
+
+    def _target(self, client: Any, keys: tuple) -> Any:
+        """The plain client to talk to: the client itself, or the cluster node owning the slot."""
+        if not hasattr(client, "nodes_manager"):
+            return client
+        from redis.crc import key_slot
+
+        slots = {key_slot(k.encode() if isinstance(k, str) else k) for k in keys}
+        if len(slots) > 1:
+            raise CrossSlotError(
+                f"script {self.name!r}: keys {list(keys)!r} hash to different cluster slots; "
+                "give them a common hash tag, e.g. '{user:42}:a' and '{user:42}:b'",
+                keys=[_first([k]) or "" for k in keys],
+                script=self.name,
+            )
+        if connection.is_async(client):
+            raise ConfigurationError(
+                "async Redis Cluster clients are not supported yet; use a sync RedisCluster",
+                script=self.name,
+            )
+        if slots:
+            node = client.nodes_manager.get_node_from_slot(slots.pop())
+        else:
+            node = client.get_default_node()
+        return node.redis_connection
+
+    def _queue(self, pipe: Any, keys: tuple, args: tuple) -> Any:
+        # Pipeline.execute() runs SCRIPT EXISTS for its scripts and loads the missing
+        # ones before sending the batch, so a flush between batches is harmless.
+        if hasattr(pipe, "nodes_manager"):
+            raise ConfigurationError(
+                "scripts cannot be queued on a cluster pipeline", script=self.name
+            )
+        pipe.scripts.add(self._pipeline_handle)
+        pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+        return pipe
+
+    def _flow(
+        self, keys: tuple, args: tuple, state: _ServerState
+    ) -> Generator[Batch, list[Any], Any]:
+        """The whole call as a generator: yields batches, is sent their replies."""
+        registry = self.registry
+        ro = self.readonly and state.has_ro is not False
+        loads = registry._load_batch() if state.loaded_version != registry.version else []
+        version = registry.version
+        replies = yield [
+            *loads,
+            ("EVALSHA_RO" if ro else "EVALSHA", self.sha, len(keys), *keys, *args),
+        ]
+        reply = replies[-1]
+        if loads:
+            registry._note_loads(replies[:-1], state, version)
+        if ro:
+            if _is_unknown_command(reply):
+                # fakeredis and Redis < 7: explicit downgrade, said once in the log.
+                state.has_ro = False
+                logger.warning(
+                    "atomicops: server has no EVALSHA_RO; read-only scripts run with EVALSHA, "
+                    "so a stray write in one is not rejected by the server"
+                )
+                ro = False
+                replies = yield [("EVALSHA", self.sha, len(keys), *keys, *args)]
+                reply = replies[-1]
+            else:
+                state.has_ro = True
+        if isinstance(reply, NoScriptError):
+            self.stats.bump("fallbacks")
+            loads = registry._load_batch()
+            version = registry.version
+            replies = yield [
+                *loads,
+                ("EVAL_RO" if ro else "EVAL", self.source, len(keys), *keys, *args),
+            ]
+            registry._note_loads(replies[:-1], state, version)
+            reply = replies[-1]
+        if isinstance(reply, ResponseError):
+            raise self.error_from_reply(reply, keys)
+        return self.convert(reply)
+
+    def error_from_reply(self, reply: ResponseError, keys: Sequence[Any] = ()) -> ScriptError:
+        """Map an error reply of this script to the matching atomicops error."""
+        message = str(reply)
+        code = message.split(" ", 1)[0]
+        key = _first(keys)
+        where = f"script {self.name!r}" + (f" on key {key!r}" if key is not None else "")
+        cls: type[AtomicOpsError]
+        if "Write commands are not allowed from read-only scripts" in message or (
+            "not allowed from script" in message and "write" in message.lower()
+        ):
+            cls = ReadOnlyViolation
+        elif "Error compiling script" in message:
+            cls = ScriptCompileError
+        elif code == "BUSY":
+            cls = ScriptBusyError
+        elif code in ERROR_CODES:
+            cls = ERROR_CODES[code]
+            message = message[len(code) :].strip()
+        else:
+            cls = ScriptError
+        return cls(f"{where}: {message}", script=self.name, key=key, server_message=str(reply))
+
+
+def _first(keys: Sequence[Any]) -> str | None:
+    if not keys:
+        return None
+    key = keys[0]
+    return key.decode("utf-8", "replace") if isinstance(key, bytes) else key
+
+
+def _is_unknown_command(reply: Any) -> bool:
+    return isinstance(reply, ResponseError) and "unknown command" in str(reply).lower()
+
+
+class ScriptRegistry:
+    """Named scripts of this process. ``registry.register(...)``, ``registry.get(name)``."""
+
+    def __init__(self) -> None:
+        self._scripts: dict[str, Script] = {}
+        self._lock = threading.RLock()
+        self._states: weakref.WeakKeyDictionary[Any, _ServerState] = weakref.WeakKeyDictionary()
+        self.version = 0
+        # (path, error) pairs from discovery, reported by the system check atomicops.E002.
+        self.discovery_errors: list[tuple[str, AtomicOpsError]] = []
+
+    # -- registration -----------------------------------------------------------
+
+    def register(
+        self,
+        name: str,
+        source: str,
+        *,
+        readonly: bool = False,
+        keys: Sequence[str] = (),
+        args: Sequence[str] = (),
+        description: str = "",
+        returns: str = "",
+        result: str = "raw",
+        probe: Sequence[str] | None = None,
+        app: str | None = None,
+        origin: str | None = None,
+    ) -> Script:
+        """Register ``source`` under ``name`` and return its :class:`Script`.
+
+        The SHA is computed locally. The same name with the same source again returns the
+        existing script; with another source it raises :class:`RegistryError`.
+        """
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise RegistryError(
+                f"script name {name!r} must match {_NAME.pattern}", script=str(name)
+            )
+        if not isinstance(source, str) or not source.strip():
+            raise RegistryError(f"script {name!r} has an empty source", script=name)
+        with self._lock:
+            existing = self._scripts.get(name)
+            if existing is not None:
+                if existing.source == source:
+                    return existing
+                raise RegistryError(
+                    f"script {name!r} is already registered with another source "
+                    f"(sha {existing.sha}, from {existing.origin or existing.app or 'code'})",
+                    script=name,
+                )
+            script = Script(
+                self,
+                name,
+                source,
+                readonly=readonly,
+                keys=keys,
+                args=args,
+                description=description,
+                returns=returns,
+                result=result,
+                probe=probe,
+                app=app,
+                origin=origin,
+            )
+            self._scripts[name] = script
+            self.version += 1
+            return script
+
+    def register_file(self, path: Path, *, app: str | None = None) -> Script:
+        """Register a ``.lua`` file under its stem, with metadata from its header."""
+        source = path.read_text(encoding="utf-8")
+        header: Header = parse_header(source, origin=str(path))
+        return self.register(
+            path.stem,
+            source,
+            readonly=header.readonly,
+            keys=header.keys,
+            args=header.args,
+            description=header.description,
+            returns=header.returns,
+            result=header.result,
+            probe=header.probe,
+            app=app,
+            origin=str(path),
+        )
+
+    def discover(self, *, all_apps: bool = True) -> list[Script]:
+        """Register atomicops' own scripts and, with ``all_apps``, every app's ``lua/*.lua``.
+
+        Errors are collected in :attr:`discovery_errors` (reported by ``manage.py check``)
+        rather than raised, so one bad file cannot stop a process from starting.
+        """
+        from django.apps import apps
+
+        folders: list[tuple[str, Path]] = []
+        for config in apps.get_app_configs():
+            folder = Path(config.path) / "lua"
+            if folder.is_dir() and (all_apps or folder.resolve() == BUILTIN_LUA_DIR):
+                folders.append((config.label, folder))
+        if not any(folder.resolve() == BUILTIN_LUA_DIR for _, folder in folders):
+            folders.insert(0, ("atomicops", BUILTIN_LUA_DIR))
+        found = []
+        errors = []
+        for label, folder in folders:
+            for path in sorted(folder.glob("*.lua")):
+                try:
+                    found.append(self.register_file(path, app=label))
+                except AtomicOpsError as exc:
+                    errors.append((str(path), exc))
+                    logger.error("atomicops: %s", exc.message)
+        self.discovery_errors = errors
+        return found
+
+    # -- lookup -----------------------------------------------------------------
+
+    def get(self, name: str) -> Script:
+        """The script called ``name``; atomicops' own scripts are found even before discovery."""
+        script = self._scripts.get(name)
+        if script is not None:
+            return script
+        builtin = BUILTIN_LUA_DIR / f"{name}.lua"
+        if _NAME.match(name) and builtin.is_file():
+            try:
+                return self.register_file(builtin, app="atomicops")
+            except ScriptHeaderError as exc:  # pragma: no cover - shipped files are tested
+                raise RegistryError(exc.message, script=name) from exc
+        raise RegistryError(f"no script named {name!r} is registered", script=name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._scripts
+
+    def __iter__(self) -> Iterator[Script]:
+        return iter(list(self._scripts.values()))
+
+    def __len__(self) -> int:
+        return len(self._scripts)
+
+    def unregister(self, name: str) -> None:
+        """Remove a script (tests and tools); calls by name fail afterwards."""
+        with self._lock:
+            if self._scripts.pop(name, None) is not None:
+                self.version += 1
+
+    # -- loading -----------------------------------------------------------------
+
+    def _state(self, client: Any) -> _ServerState:
+        pool = client.connection_pool
+        state = self._states.get(pool)
+        if state is None:
+            state = self._states.setdefault(pool, _ServerState())
+        return state
+
+    def _load_batch(self) -> Batch:
+        return [("SCRIPT LOAD", script.source) for script in self._scripts.values()]
+
+    def _note_loads(
+        self, replies: Sequence[Any], state: _ServerState, version: int
+    ) -> list[ScriptError]:
+        """Check SCRIPT LOAD replies; remember the server has everything of ``version``."""
+        failures = []
+        for script, reply in zip(list(self._scripts.values()), replies, strict=False):
+            if isinstance(reply, ResponseError):
+                error = script.error_from_reply(reply)
+                failures.append(error)
+                logger.error("atomicops: %s", error.message)
+        if version == self.version:  # nothing registered meanwhile
+            state.loaded_version = version
+        return failures
+
+    def load_all(self, client: Any = None) -> dict[str, str]:
+        """Load every registered script (one round trip per server) and return name -> SHA.
+
+        On a cluster every primary gets them. Raises :class:`ScriptCompileError` naming the
+        first script that does not compile (after loading all the others).
+        """
+        client = connection.get_client(client)
+        if connection.is_pipeline(client):
+            raise ConfigurationError("load_all() needs a client, not a pipeline")
+        targets = (
+            [node.redis_connection for node in client.get_primaries()]
+            if hasattr(client, "nodes_manager")
+            else [client]
+        )
+        ctx = transport._Context("load_all", None, write=False)
+        for target in targets:
+            version = self.version
+            replies = transport.roundtrip(target, self._load_batch(), ctx)
+            self._raise_first(self._note_loads(replies, self._state(target), version))
+        return {script.name: script.sha for script in self._scripts.values()}
+
+    async def aload_all(self, client: Any = None) -> dict[str, str]:
+        """The async twin of :meth:`load_all` (standalone servers)."""
+        client = connection.get_async_client(client)
+        ctx = transport._Context("load_all", None, write=False)
+        version = self.version
+        replies = await transport.aroundtrip(client, self._load_batch(), ctx)
+        self._raise_first(self._note_loads(replies, self._state(client), version))
+        return {script.name: script.sha for script in self._scripts.values()}
+
+    @staticmethod
+    def _raise_first(failures: list[ScriptError]) -> None:
+        if failures:
+            raise failures[0]
+
+
+registry = ScriptRegistry()

