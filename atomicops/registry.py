@@ -353,7 +353,8 @@ class Script:
             "not allowed from script" in message and "write" in message.lower()
         ):
             cls = ReadOnlyViolation
-        elif "Error compiling script" in message:
+        elif "Error compiling script" in message or "error loading code" in message:
+            # Redis/Valkey say the former; fakeredis (lupa) the latter.
             cls = ScriptCompileError
         elif code == "BUSY":
             cls = ScriptBusyError

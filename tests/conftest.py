@@ -93,11 +93,16 @@ def backend(request, servers, settings, monkeypatch):
         fake = FakeBackend()
         client = fake.sync()
         monkeypatch.setattr(connection, "get_client", lambda c=None: c if c is not None else client)
-        monkeypatch.setattr(
-            connection,
-            "get_async_client",
-            lambda c=None: c if c is not None else fake.asyncio(),
-        )
+        async_clients = []  # one per test, made inside the test's event loop
+
+        def get_async_client(c=None):
+            if c is not None:
+                return c
+            if not async_clients:
+                async_clients.append(fake.asyncio())
+            return async_clients[0]
+
+        monkeypatch.setattr(connection, "get_async_client", get_async_client)
         yield kind, client
         return
     if kind == "external":
