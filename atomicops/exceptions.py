@@ -64,6 +64,18 @@ class DataError(ScriptError):
     """The value stored at a key is not what the operation needs (type, integer, range)."""
 
 
+class LockError(AtomicOpsError):
+    """A lock or semaphore operation failed."""
+
+
+class LockNotOwned(LockError):
+    """The caller no longer holds the lock (expired, released or taken over); nothing changed."""
+
+
+class LockNotAcquired(LockError):
+    """The lock could not be acquired (non-blocking, or the timeout passed)."""
+
+
 class CrossSlotError(AtomicOpsError):
     """Keys of one call hash to different cluster slots; nothing was sent."""
 
