@@ -8,6 +8,7 @@ where one came back, the server's message. redis-py's errors are chained with
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 
 class AtomicOpsError(Exception):
@@ -74,6 +75,23 @@ class LockNotOwned(LockError):
 
 class LockNotAcquired(LockError):
     """The lock could not be acquired (non-blocking, or the timeout passed)."""
+
+
+class RateLimited(AtomicOpsError):
+    """A rate limit rejected the hit; ``result`` says when to retry.
+
+    Raised by ``RateLimitResult.raise_for_limit()`` for service code outside views;
+    ``atomicops.middleware.RateLimitMiddleware`` turns it into a 429 response.
+    """
+
+    def __init__(self, message: str, *, result: Any, key: str | None = None) -> None:
+        super().__init__(message, key=key)
+        self.result = result
+
+    @property
+    def retry_after_ms(self) -> int:
+        """Milliseconds until the same hit could be allowed (if nothing else uses the limit)."""
+        return int(self.result.retry_after_ms)
 
 
 class CrossSlotError(AtomicOpsError):
