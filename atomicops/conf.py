@@ -32,6 +32,11 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         # Load every registered script onto the server when a process serves its
         # first request (in a background thread; a dead server only logs a warning).
         "LOAD_ON_STARTUP": True,
+        # What @rate_limit does when Redis cannot be reached: True lets the request
+        # through (logged), False answers 503. Open by default because a limiter guards
+        # against overuse; refusing everything would turn a Redis outage into a site
+        # outage. Set fail_open=False on views where abuse costs more (login, OTP).
+        "RATELIMIT_FAIL_OPEN": True,
     }
 )
 
