@@ -46,8 +46,18 @@ def reset_clients() -> None:
         _async_clients.clear()
 
 
+_PIPELINES = (redis.client.Pipeline, redis.asyncio.client.Pipeline)
+_pipeline_types: dict[type, bool] = {}
+
+
 def is_pipeline(client: Any) -> bool:
-    return isinstance(client, (redis.client.Pipeline, redis.asyncio.client.Pipeline))
+    # On the hot path of every call; isinstance against redis.asyncio's generic
+    # Pipeline goes through typing's slow __instancecheck__, so remember per type.
+    kind = type(client)
+    found = _pipeline_types.get(kind)
+    if found is None:
+        found = _pipeline_types[kind] = issubclass(kind, _PIPELINES)
+    return found
 
 
 def is_cluster(client: Any) -> bool:

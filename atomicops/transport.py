@@ -73,6 +73,11 @@ def _text(key: Any) -> str | None:
     return str(key)
 
 
+def _pack(conn: Any, batch: Sequence[Command]) -> Any:
+    # Most batches are one EVALSHA; pack_command skips pack_commands' buffer joining.
+    return conn.pack_command(*batch[0]) if len(batch) == 1 else conn.pack_commands(batch)
+
+
 def _read_one(client: Any, conn: Any, name: Any) -> Any:
     try:
         return client.parse_response(conn, name)
@@ -96,7 +101,7 @@ def roundtrip(client: Any, batch: Sequence[Command], ctx: _Context) -> list[Any]
             raise ctx.unavailable(exc) from exc
         try:
             try:
-                conn.send_packed_command(conn.pack_commands(batch))
+                conn.send_packed_command(_pack(conn, batch))
             except _IO_ERRORS as exc:
                 conn.disconnect()
                 raise ctx.unavailable(exc) from exc
@@ -146,7 +151,7 @@ async def aroundtrip(client: Any, batch: Sequence[Command], ctx: _Context) -> li
             raise ctx.unavailable(exc) from exc
         try:
             try:
-                await conn.send_packed_command(conn.pack_commands(batch))
+                await conn.send_packed_command(_pack(conn, batch))
             except _IO_ERRORS as exc:
                 await conn.disconnect()
                 raise ctx.unavailable(exc) from exc

@@ -1,0 +1,65 @@
+"""Shared set-up for benchmarks: Django configured, one redis-server started for the run."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def setup_django(redis_url: str, **extra) -> None:
+    import django
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(
+            INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "atomicops"],
+            DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+            ATOMICOPS={"URL": redis_url, "LOAD_ON_STARTUP": False},
+            USE_TZ=True,
+            **extra,
+        )
+        django.setup()
+
+
+def start_server():
+    from tests.servers import Server, redis_server_binary
+
+    binary = os.environ.get("BENCH_SERVER_BINARY") or redis_server_binary()
+    if not binary:
+        raise SystemExit("redis-server not found on PATH")
+    return Server("bench", binary).start()
+
+
+def rate(fn: Callable[[], object], n: int) -> float:
+    """Calls per second of ``fn`` over ``n`` calls."""
+    started = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return n / (time.perf_counter() - started)
+
+
+def compare(
+    contenders: dict[str, Callable[[], object]], n: int, rounds: int = 5
+) -> dict[str, float]:
+    """Interleave rounds of every contender (so machine noise hits all alike); median rate."""
+    results: dict[str, list[float]] = {name: [] for name in contenders}
+    for fn in contenders.values():
+        fn()  # warm up: connections, caches
+    for _ in range(rounds):
+        for name, fn in contenders.items():
+            results[name].append(rate(fn, n))
+    return {name: statistics.median(values) for name, values in results.items()}
+
+
+def report(title: str, rates: dict[str, float], anchor: str) -> None:
+    print(f"\n{title}")
+    base = rates[anchor]
+    for name, value in rates.items():
+        print(f"  {name:<40} {value:>10,.0f}/s   ratio vs {anchor}: {value / base:.3f}")
