@@ -1,5 +1,6 @@
 """atomicops: atomic primitives for Django on Redis, one Lua script per operation."""
 
+from atomicops.decorators import rate_limit
 from atomicops.exceptions import (
     AtomicOpsError,
     ConfigurationError,
@@ -7,6 +8,7 @@ from atomicops.exceptions import (
     DataError,
     InvalidInput,
     OutcomeUnknown,
+    RateLimited,
     ReadOnlyViolation,
     RedisUnavailable,
     RegistryError,
@@ -16,6 +18,15 @@ from atomicops.exceptions import (
     ScriptHeaderError,
 )
 from atomicops.keys import key_for
+from atomicops.ratelimit import (
+    RateLimitResult,
+    afixed_window,
+    asliding_window,
+    atoken_bucket,
+    fixed_window,
+    sliding_window,
+    token_bucket,
+)
 from atomicops.registry import Script, ScriptRegistry, registry
 
 __version__ = "0.1.0"
@@ -28,6 +39,16 @@ __all__ = [
     "ScriptRegistry",
     # keys
     "key_for",
+    # rate limits
+    "fixed_window",
+    "afixed_window",
+    "sliding_window",
+    "asliding_window",
+    "token_bucket",
+    "atoken_bucket",
+    "RateLimitResult",
+    "RateLimited",
+    "rate_limit",
     # errors
     "AtomicOpsError",
     "ConfigurationError",

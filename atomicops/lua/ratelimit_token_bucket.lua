@@ -1,0 +1,54 @@
+-- description: Token bucket on server time: take ARGV[3] tokens from KEYS[1] (capacity ARGV[1], refilled at ARGV[2] per second); a negative cost refunds.
+-- readonly: no
+-- KEYS[1] bucket: hash {tokens: tokens at ts (decimal string), ts: server time in microseconds of that count}; absent means full
+-- ARGV[1] capacity: most tokens the bucket holds, integer >= 1
+-- ARGV[2] rate: tokens added per second, number > 0
+-- ARGV[3] cost: tokens this call takes, integer <= capacity; 0 only looks, negative gives back (never above capacity)
+-- returns: {allowed (1 or 0), remaining (whole tokens left), reset_ms (until the bucket is full), retry_after_ms (0 if allowed, else until the cost is there), tokens (exact, as a string), now_us (server time used)}
+-- result: raw
+-- probe: 10 1 1
+local capacity = tonumber(ARGV[1])
+if not capacity or capacity < 1 or capacity ~= math.floor(capacity) then
+  return redis.error_reply('INVALID capacity must be an integer >= 1, got ' .. tostring(ARGV[1]))
+end
+local rate = tonumber(ARGV[2])
+-- rate ~= rate catches NaN; rate == math.huge would refill instantly and make 0/0 below.
+if not rate or rate ~= rate or rate <= 0 or rate == math.huge then
+  return redis.error_reply('INVALID rate must be a finite number > 0, got ' .. tostring(ARGV[2]))
+end
+local cost = tonumber(ARGV[3])
+if not cost or cost ~= math.floor(cost) or cost > capacity then
+  return redis.error_reply('INVALID cost must be an integer <= capacity, got ' .. tostring(ARGV[3]))
+end
+
+-- The server's clock, never the client's.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+
+local s = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens, ts = tonumber(s[1]), tonumber(s[2])
+if not tokens or not ts then
+  tokens, ts = capacity, now
+end
+-- A server clock stepped back must neither mint nor destroy tokens.
+if ts > now then ts = now end
+tokens = math.min(capacity, tokens + (now - ts) * rate / 1000000)
+
+local allowed = cost <= tokens
+local retry = 0
+if allowed then
+  tokens = math.min(capacity, tokens - cost)
+  if tokens >= capacity then
+    -- A full bucket is the same as no bucket.
+    redis.call('DEL', KEYS[1])
+  else
+    redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'ts', now)
+    -- Once full again the state is worth nothing: let it expire then.
+    redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) * 1000 / rate))
+  end
+else
+  -- Rejected: nothing is written; refill is computed from ts on the next call.
+  retry = math.max(1, math.ceil((cost - tokens) * 1000 / rate))
+end
+local reset = math.ceil((capacity - tokens) * 1000 / rate)
+return {allowed and 1 or 0, math.floor(tokens), reset, retry, string.format('%.17g', tokens), now}

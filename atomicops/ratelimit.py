@@ -1,0 +1,284 @@
+"""Rate limits: fixed window, sliding window and token bucket, one Lua script each.
+
+Every hit is one script call, so one round trip when the server has the script: the
+read, the decision and the write happen in one atomic step, and no number of clients
+can slip a hit in between. The sliding window and the token bucket read the time from
+the server (``TIME``), so clients with skewed clocks still agree.
+
+Each function takes a key (a string used as given, or an ``(instance, name)`` pair) and
+returns a :class:`RateLimitResult`; ``a``-prefixed twins do the same over
+``redis.asyncio``. Arguments are checked here before anything is sent, so bad input
+raises :class:`~atomicops.exceptions.InvalidInput` and changes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from atomicops.exceptions import InvalidInput, RateLimited
+from atomicops.keys import KeyLike, resolve_key
+from atomicops.registry import registry
+
+__all__ = [
+    "RateLimitResult",
+    "afixed_window",
+    "asliding_window",
+    "atoken_bucket",
+    "fixed_window",
+    "sliding_window",
+    "token_bucket",
+]
+
+FIXED_WINDOW = "ratelimit_fixed_window"
+SLIDING_WINDOW = "ratelimit_sliding_window"
+TOKEN_BUCKET = "ratelimit_token_bucket"
+
+# The sliding window compares prev * (window - elapsed) + (cur + amount) * window with
+# limit * window (each term up to limit * window); Lua numbers are doubles, exact only
+# below 2^53.
+_EXACT = 2**53
+
+
+@dataclass(frozen=True)
+class RateLimitResult:
+    """The outcome of one hit.
+
+    ``count`` is what the limit has used (fixed window: hits in this window, this one
+    and rejected ones included; sliding window: the weighted estimate rounded up; token
+    bucket: ``limit - remaining``). ``remaining`` is how many unit hits would be allowed
+    right now, never negative. ``reset_ms`` is the time until the whole limit is
+    available again, ``retry_after_ms`` the time until this same hit could be allowed
+    (0 when it was), both assuming no other hits meanwhile.
+    """
+
+    allowed: bool
+    count: int
+    remaining: int
+    reset_ms: int
+    limit: int
+    retry_after_ms: int
+    key: str
+
+    def raise_for_limit(self) -> RateLimitResult:
+        """Return ``self`` if allowed, else raise :class:`RateLimited` carrying this result."""
+        if not self.allowed:
+            raise RateLimited(
+                f"rate limit on key {self.key!r} reached ({self.count}/{self.limit}); "
+                f"retry in {self.retry_after_ms} ms",
+                result=self,
+                key=self.key,
+            )
+        return self
+
+
+class _Hit(NamedTuple):
+    """One prepared call: which script, with what, and how to read its reply."""
+
+    script: str
+    keys: list[Any]
+    args: list[Any]
+    interpret: Callable[[Sequence[Any]], RateLimitResult]
+
+
+def _text(key: str | bytes) -> str:
+    return key.decode("utf-8", "replace") if isinstance(key, bytes) else key
+
+
+def _whole(value: Any, what: str, key: str, minimum: int | None = 1) -> int:
+    # bool is an int subclass, but True as a limit is a bug, not a 1.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(
+            f"rate limit on key {key!r}: {what} must be an integer, got {value!r}", key=key
+        )
+    if minimum is not None and value < minimum:
+        raise InvalidInput(
+            f"rate limit on key {key!r}: {what} must be >= {minimum}, got {value!r}", key=key
+        )
+    return value
+
+
+def _amount(value: Any, limit: int, key: str, what: str = "amount") -> int:
+    amount = _whole(value, what, key)
+    if amount > limit:
+        # Such a hit could never be allowed: a bug in the caller, not a rejection.
+        raise InvalidInput(
+            f"rate limit on key {key!r}: {what} {amount} exceeds the limit {limit}", key=key
+        )
+    return amount
+
+
+def _fixed_window_hit(key: KeyLike, limit: int, window_ms: int, amount: int) -> _Hit:
+    resolved = resolve_key(key)
+    name = _text(resolved)
+    limit = _whole(limit, "limit", name)
+    window_ms = _whole(window_ms, "window_ms", name)
+    amount = _amount(amount, limit, name)
+
+    def interpret(reply: Sequence[Any]) -> RateLimitResult:
+        allowed, count, ttl = (int(v) for v in reply[:3])
+        return RateLimitResult(
+            allowed=bool(allowed),
+            count=count,
+            remaining=max(0, limit - count),
+            reset_ms=ttl,
+            limit=limit,
+            retry_after_ms=0 if allowed else ttl,
+            key=name,
+        )
+
+    return _Hit(FIXED_WINDOW, [resolved], [limit, window_ms, amount], interpret)
+
+
+def _sliding_window_hit(key: KeyLike, limit: int, window_ms: int, amount: int) -> _Hit:
+    resolved = resolve_key(key)
+    name = _text(resolved)
+    limit = _whole(limit, "limit", name)
+    window_ms = _whole(window_ms, "window_ms", name)
+    amount = _amount(amount, limit, name)
+    if 4 * limit * window_ms >= _EXACT:
+        raise InvalidInput(
+            f"rate limit on key {name!r}: limit * window_ms must stay below 2**51 "
+            "(the script's arithmetic is exact only there)",
+            key=name,
+        )
+
+    def interpret(reply: Sequence[Any]) -> RateLimitResult:
+        allowed, count, reset, retry = (int(v) for v in reply[:4])
+        return RateLimitResult(
+            allowed=bool(allowed),
+            count=count,
+            remaining=max(0, limit - count),
+            reset_ms=reset,
+            limit=limit,
+            retry_after_ms=retry,
+            key=name,
+        )
+
+    return _Hit(SLIDING_WINDOW, [resolved], [limit, window_ms, amount], interpret)
+
+
+def _token_bucket_hit(key: KeyLike, capacity: int, refill_rate: float, cost: int) -> _Hit:
+    resolved = resolve_key(key)
+    name = _text(resolved)
+    capacity = _whole(capacity, "capacity", name)
+    if (
+        isinstance(refill_rate, bool)
+        or not isinstance(refill_rate, (int, float))
+        or not math.isfinite(refill_rate)
+        or refill_rate <= 0
+    ):
+        raise InvalidInput(
+            f"rate limit on key {name!r}: refill_rate must be a finite number > 0 "
+            f"(tokens per second), got {refill_rate!r}",
+            key=name,
+        )
+    cost = _whole(cost, "cost", name, minimum=None)
+    if cost > capacity:
+        raise InvalidInput(
+            f"rate limit on key {name!r}: cost {cost} exceeds the capacity {capacity}", key=name
+        )
+    # repr() keeps every digit of a float; Lua's tonumber reads it back exactly.
+    rate_arg = refill_rate if isinstance(refill_rate, int) else repr(float(refill_rate))
+
+    def interpret(reply: Sequence[Any]) -> RateLimitResult:
+        allowed, remaining, reset, retry = (int(v) for v in reply[:4])
+        return RateLimitResult(
+            allowed=bool(allowed),
+            count=capacity - remaining,
+            remaining=remaining,
+            reset_ms=reset,
+            limit=capacity,
+            retry_after_ms=retry,
+            key=name,
+        )
+
+    return _Hit(TOKEN_BUCKET, [resolved], [capacity, rate_arg, cost], interpret)
+
+
+def _run(hit: _Hit, client: Any) -> RateLimitResult:
+    reply = registry.get(hit.script)(keys=hit.keys, args=hit.args, client=client)
+    return hit.interpret(reply)
+
+
+async def _arun(hit: _Hit, client: Any) -> RateLimitResult:
+    reply = await registry.get(hit.script).acall(keys=hit.keys, args=hit.args, client=client)
+    return hit.interpret(reply)
+
+
+def fixed_window(
+    key: KeyLike, limit: int, window_ms: int, amount: int = 1, *, client: Any = None
+) -> RateLimitResult:
+    """Count ``amount`` hits in a fixed window that opens on its first hit.
+
+    Atomic and one round trip (``INCRBY``, plus ``PEXPIRE`` on the window's first hit).
+    Every hit is counted, rejected ones too, so ``count`` can pass ``limit``; a client
+    that keeps hammering stays rejected until the window ends (``reset_ms``).
+
+    Raises :class:`InvalidInput` for ``limit``/``window_ms``/``amount`` that are not
+    integers >= 1 or ``amount > limit`` (nothing is sent), :class:`DataError` when the
+    key holds something else, :class:`RedisUnavailable` / :class:`OutcomeUnknown` when
+    the server cannot be reached or the reply was lost.
+    """
+    return _run(_fixed_window_hit(key, limit, window_ms, amount), client)
+
+
+async def afixed_window(
+    key: KeyLike, limit: int, window_ms: int, amount: int = 1, *, client: Any = None
+) -> RateLimitResult:
+    """The async twin of :func:`fixed_window`; same script, same rules."""
+    return await _arun(_fixed_window_hit(key, limit, window_ms, amount), client)
+
+
+def sliding_window(
+    key: KeyLike, limit: int, window_ms: int, amount: int = 1, *, client: Any = None
+) -> RateLimitResult:
+    """Admit ``amount`` hits if the sliding-window estimate stays within ``limit``.
+
+    The estimate weighs the previous fixed window by the part of it still inside the
+    sliding window: ``previous * (window_ms - elapsed) / window_ms + current``. Windows
+    follow the server's clock. Atomic, one round trip, one hash key (both counters live
+    in it, so they are always in one cluster slot). Rejected hits are not counted.
+
+    The estimate assumes the previous window's hits were spread evenly; each fixed
+    window never admits more than ``limit``, but a burst at the end of one window can
+    let a later sliding window see more (see docs/ratelimit.md).
+
+    Raises :class:`InvalidInput` (bad arguments, ``amount > limit``, or
+    ``limit * window_ms >= 2**51``), :class:`DataError` (the key holds something else),
+    :class:`RedisUnavailable` / :class:`OutcomeUnknown`.
+    """
+    return _run(_sliding_window_hit(key, limit, window_ms, amount), client)
+
+
+async def asliding_window(
+    key: KeyLike, limit: int, window_ms: int, amount: int = 1, *, client: Any = None
+) -> RateLimitResult:
+    """The async twin of :func:`sliding_window`; same script, same rules."""
+    return await _arun(_sliding_window_hit(key, limit, window_ms, amount), client)
+
+
+def token_bucket(
+    key: KeyLike, capacity: int, refill_rate: float, cost: int = 1, *, client: Any = None
+) -> RateLimitResult:
+    """Take ``cost`` tokens from a bucket of ``capacity`` refilled at ``refill_rate``/second.
+
+    A new bucket is full. A negative ``cost`` gives tokens back (never above capacity),
+    0 only looks. Refill follows the server's clock. Atomic, one round trip; a rejected
+    hit takes nothing.
+
+    Raises :class:`InvalidInput` (``capacity`` not an integer >= 1, ``refill_rate`` not
+    a finite number > 0, ``cost`` not an integer or above ``capacity``),
+    :class:`DataError` (the key holds something else), :class:`RedisUnavailable` /
+    :class:`OutcomeUnknown`.
+    """
+    return _run(_token_bucket_hit(key, capacity, refill_rate, cost), client)
+
+
+async def atoken_bucket(
+    key: KeyLike, capacity: int, refill_rate: float, cost: int = 1, *, client: Any = None
+) -> RateLimitResult:
+    """The async twin of :func:`token_bucket`; same script, same rules."""
+    return await _arun(_token_bucket_hit(key, capacity, refill_rate, cost), client)
