@@ -175,3 +175,19 @@ def connection_registry():
     from atomicops import registry
 
     return list(registry)
+
+
+def test_unix_socket_url(servers, settings, fresh_registry, tmp_path):
+    from tests.conftest import _require
+    from tests.servers import Server
+
+    binary = _require(servers, "redis").binary
+    sock = tmp_path / "redis.sock"
+    server = Server("unix", binary, extra=("--unixsocket", str(sock))).start()
+    try:
+        settings.ATOMICOPS = {"URL": f"unix://{sock}?db=0"}
+        script = fresh_registry.register("incr", "return redis.call('INCR', KEYS[1])")
+        assert script(["c"]) == 1
+        assert redis.Redis(unix_socket_path=str(sock)).get("c") == b"1"
+    finally:
+        server.stop()
