@@ -1,4 +1,4 @@
-"""Locks with owner tokens and fencing tokens, on one Lua script per operation.
+"""Locks with owner tokens and fencing tokens, one Lua script per operation.
 
 Keys of the lock called ``name`` (one hash tag, so one cluster slot):
 
@@ -9,24 +9,62 @@ Keys of the lock called ``name`` (one hash tag, so one cluster slot):
   grants the lock. It never expires, so tokens keep increasing across acquisitions;
 * ``<prefix>:lock:{name}:wake``: a list the release script pushes to, so blocked
   waiters (``BLPOP``) wake on release instead of polling.
+
+The logic of every operation is written once, as a generator that yields what to send
+(a script call, or a blocking wait) and is sent the reply; the sync and async methods
+only run those generators (the registry does the same for its calls).
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import inspect
+import logging
+import math
+import os
 import re
+import secrets
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
-from atomicops import connection, keys
-from atomicops.exceptions import ConfigurationError, InvalidInput, RedisUnavailable
+from atomicops import connection, keys, transport
+from atomicops.exceptions import (
+    AtomicOpsError,
+    ConfigurationError,
+    DataError,
+    InvalidInput,
+    LockError,
+    LockNotAcquired,
+    LockNotOwned,
+    RedisUnavailable,
+)
+from atomicops.registry import registry
+
+logger = logging.getLogger("atomicops")
+
+F = TypeVar("F", bound=Callable[..., Any])
+NameLike = str | tuple[Any, str]
+Op = tuple[Any, ...]
 
 # Keys returned per SCAN call by list_locks: large enough that a few calls cover a
 # typical keyspace, small enough that one call never blocks the server noticeably.
 _SCAN_COUNT = 1000
 _UNESCAPE = re.compile(r"%([0-9A-F]{2})")
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
+# How long an unclaimed wake-up token stays: long enough to cover a waiter between a
+# refused attempt and its BLPOP, short enough not to leave garbage around.
+WAKE_TTL_MS = 10_000
+# Longest single BLPOP when the client has no socket timeout; the loop re-checks then.
+_MAX_WAIT = 30.0
+DEFAULT_RENEW_FRACTION = 1 / 3
 
 
 @dataclass(frozen=True)
@@ -40,9 +78,767 @@ class LockInfo:
     ttl_ms: int | None
 
 
-def lock_key(name: str) -> str:
-    """The key of the lock called ``name`` (already resolved, see :class:`Lock`)."""
-    return keys.tagged("lock", name)
+# -- validation and names (shared by Lock and Semaphore) ---------------------------
+
+
+def resolve_name(name: NameLike, kind: str = "lock") -> str:
+    """A lock name: a non-empty string, or ``(instance, name)`` -> ``app.model:pk:name``."""
+    if isinstance(name, tuple) and len(name) == 2:
+        instance, part = name
+        meta = getattr(instance, "_meta", None)
+        if meta is None:
+            raise InvalidInput(
+                f"a {kind} name pair needs a model instance first, got {type(instance).__name__}"
+            )
+        if instance.pk is None:
+            raise InvalidInput(
+                f"cannot name a {kind} after an unsaved {meta.label} (pk is None); save it first"
+            )
+        if not isinstance(part, str) or not part:
+            raise InvalidInput(f"{kind} name for {meta.label} must be a non-empty string")
+        return f"{meta.label_lower}:{instance.pk}:{part}"
+    if not isinstance(name, str):
+        raise InvalidInput(f"a {kind} name is a string or an (instance, name) pair, got {name!r}")
+    if not name:
+        raise InvalidInput(f"{kind} name must not be empty")
+    return name
+
+
+def _seconds(value: Any, what: str, key: str | None, *, zero_ok: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise InvalidInput(f"{what} must be a number of seconds, got {value!r}", key=key)
+    if value < 0 or (value == 0 and not zero_ok):
+        bound = ">= 0" if zero_ok else "> 0"
+        raise InvalidInput(f"{what} must be {bound} seconds, got {value!r}", key=key)
+    return float(value)
+
+
+def ttl_to_ms(ttl: Any, key: str | None = None) -> int:
+    """Seconds (float allowed) -> whole milliseconds >= 1, or :class:`InvalidInput`."""
+    seconds = _seconds(ttl, "ttl", key, zero_ok=False)
+    if math.isinf(seconds):
+        raise InvalidInput("ttl must be finite: a lease that never ends is not a lease", key=key)
+    return max(1, math.ceil(seconds * 1000))
+
+
+def _timeout(value: Any, key: str | None) -> float | None:
+    if value is None:
+        return None
+    seconds = _seconds(value, "timeout", key, zero_ok=True)
+    return None if math.isinf(seconds) else seconds
+
+
+_host = socket.gethostname()
+
+
+def new_owner() -> str:
+    """A fresh owner token: ``host:pid:random``, readable in the admin, unique per acquire."""
+    return f"{_host}:{os.getpid()}:{secrets.token_hex(8)}"
+
+
+def _wait_cap(client: Any) -> float:
+    """Longest BLPOP this client can wait without its own socket timeout firing."""
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {}) or {}
+    socket_timeout = kwargs.get("socket_timeout")
+    if not socket_timeout:
+        return _MAX_WAIT
+    return max(0.01, min(_MAX_WAIT, socket_timeout * 0.8))
+
+
+def _wait_op(key: str, seconds: float, client: Any) -> tuple[Any, list]:
+    target = registry.get("lock_acquire")._target(client, (key,))
+    # Redis reads BLPOP's timeout as decimal seconds; 0 would mean "forever".
+    seconds = max(0.001, min(seconds, _wait_cap(target)))
+    return target, [("BLPOP", key, f"{seconds:.3f}")]
+
+
+def _wait_reply(reply: Any, key: str) -> Any:
+    if isinstance(reply, ResponseError):
+        raise DataError(
+            f"cannot wait on the wake-up list {key!r}: {reply}", key=key, server_message=str(reply)
+        )
+    return reply
+
+
+def blocking_wait(client: Any, key: str, seconds: float) -> Any:
+    """Block on the wake-up list ``key`` for at most ``seconds`` (one BLPOP)."""
+    target, batch = _wait_op(key, seconds, client)
+    ctx = transport._Context("BLPOP", key, write=False)
+    return _wait_reply(transport.roundtrip(target, batch, ctx)[0], key)
+
+
+async def ablocking_wait(client: Any, key: str, seconds: float) -> Any:
+    """The async twin of :func:`blocking_wait`."""
+    target, batch = _wait_op(key, seconds, client)
+    ctx = transport._Context("BLPOP", key, write=False)
+    return _wait_reply((await transport.aroundtrip(target, batch, ctx))[0], key)
+
+
+# -- the lease: what Lock and Semaphore share ------------------------------------
+
+
+class _Lease:
+    """A lease on a named resource: owner token, fencing token, blocking, renewal.
+
+    Subclasses say which scripts and keys to use (the ``_*_op`` methods); everything
+    else, sync and async, is here.
+    """
+
+    kind = "lock"
+
+    def __init__(
+        self,
+        name: NameLike,
+        ttl: float,
+        *,
+        client: Any = None,
+        timeout: float | None = None,
+        auto_renew: bool = False,
+        renew_fraction: float = DEFAULT_RENEW_FRACTION,
+        max_renewals: int | None = None,
+        on_lost: Callable[[Any], Any] | None = None,
+    ) -> None:
+        self.name = resolve_name(name, self.kind)
+        self.key = keys.tagged(self._key_kind, self.name)
+        self.ttl_ms = ttl_to_ms(ttl, self.key)
+        self.ttl = self.ttl_ms / 1000
+        self.timeout = _timeout(timeout, self.key)
+        if not isinstance(auto_renew, bool):
+            raise InvalidInput(
+                f"auto_renew must be True or False, got {auto_renew!r}", key=self.key
+            )
+        if (
+            isinstance(renew_fraction, bool)
+            or not isinstance(renew_fraction, (int, float))
+            or not 0 < renew_fraction < 1
+        ):
+            raise InvalidInput(
+                f"renew_fraction must be a number between 0 and 1 (exclusive), got "
+                f"{renew_fraction!r}",
+                key=self.key,
+            )
+        if max_renewals is not None and (
+            isinstance(max_renewals, bool) or not isinstance(max_renewals, int) or max_renewals < 0
+        ):
+            raise InvalidInput(
+                f"max_renewals must be None or an int >= 0, got {max_renewals!r}", key=self.key
+            )
+        if on_lost is not None and not callable(on_lost):
+            raise InvalidInput(f"on_lost must be callable, got {on_lost!r}", key=self.key)
+        if client is not None and connection.is_pipeline(client):
+            raise ConfigurationError(
+                f"a {self.kind} needs a client, not a pipeline (it waits and renews)", key=self.key
+            )
+        self.client = client
+        self.auto_renew = auto_renew
+        self.renew_fraction = float(renew_fraction)
+        self.max_renewals = max_renewals
+        self.on_lost = on_lost
+        self.fencing_token: int | None = None
+        self.renewals = 0
+        self._owner: str | None = None  # owner token while we hold it
+        self._pending: str | None = None  # owner token of an acquire whose reply was lost
+        self._deadline: float | None = None  # monotonic time the lease surely still runs until
+        self._lost = False
+        self._reported = False  # a LockNotOwned for this loss was already raised
+        self._stop_renewal: Callable[[], None] | None = None
+
+    _key_kind = "lock"
+
+    def __repr__(self) -> str:
+        state = "held" if self._owner else ("unknown" if self._pending else "not held")
+        return f"<{type(self).__name__} {self.name!r} {state} token={self.fencing_token}>"
+
+    # -- what subclasses provide ------------------------------------------------
+
+    @property
+    def _wake_key(self) -> str:
+        return f"{self.key}:wake"
+
+    def _acquire_op(self, owner: str) -> Op:
+        raise NotImplementedError
+
+    def _release_op(self, owner: str) -> Op:
+        raise NotImplementedError
+
+    def _extend_op(self, owner: str, ttl_ms: int) -> Op:
+        raise NotImplementedError
+
+    def _check_op(self, owner: str) -> Op:
+        raise NotImplementedError
+
+    # -- state ------------------------------------------------------------------
+
+    @property
+    def held(self) -> bool:
+        """Whether this object believes it holds the lease (no round trip; see :meth:`owned`)."""
+        return self._owner is not None and not self.lost
+
+    @property
+    def lost(self) -> bool:
+        """True once the lease is known gone: a renewal or check found another owner, or
+        the lease ran out by this process's clock (no round trip)."""
+        if self._owner is None:
+            return self._lost
+        return self._lost or (self._deadline is not None and time.monotonic() >= self._deadline)
+
+    def _not_owned(self, why: str, script: str | None = None) -> LockNotOwned:
+        return LockNotOwned(
+            f"{self.kind} {self.name!r} ({self.key}): {why}", key=self.key, script=script
+        )
+
+    def _granted(self, owner: str, token: int, sent: float, lease_ms: float) -> None:
+        self._owner = owner
+        self._pending = None
+        self.fencing_token = token
+        self._deadline = sent + lease_ms / 1000
+        self._lost = False
+        self._reported = False
+        self.renewals = 0
+
+    def _clear(self) -> None:
+        self._owner = None
+        self._pending = None
+        self._deadline = None
+
+    def _mark_lost(self, owner: str, *, reported: bool) -> None:
+        """Record that ``owner``'s lease is gone; tell ``on_lost`` once."""
+        if self._owner != owner:
+            return  # released or re-acquired meanwhile: not this acquisition's news
+        first = not self._lost
+        self._lost = True
+        self._reported = self._reported or reported
+        self._cancel_renewal()
+        if first and self.on_lost is not None:
+            try:
+                self.on_lost(self)
+            except Exception:  # a callback must not break the holder or the renewer
+                logger.exception("atomicops: on_lost callback of %s raised", self.key)
+
+    # -- flows: each operation's logic, shared by the sync and async methods --------
+
+    def _acquire_flow(self, blocking: bool, timeout: float | None) -> Generator[Op, Any, bool]:
+        if not isinstance(blocking, bool):
+            raise InvalidInput(f"blocking must be True or False, got {blocking!r}", key=self.key)
+        if not blocking and timeout is not None:
+            raise InvalidInput("a non-blocking acquire takes no timeout", key=self.key)
+        wait_for = self.timeout if timeout is None else _timeout(timeout, self.key)
+        if self._owner is not None and self.lost:
+            self._cancel_renewal()
+            self._clear()  # a lost lease is not held: taking it again is a new acquisition
+        if self._owner is not None:
+            raise LockError(
+                f"{self.kind} {self.name!r} is already acquired by this object; release() it "
+                "first (a Lock object is not re-entrant)",
+                key=self.key,
+            )
+        # After a lost reply, try again with the same owner token: if the first attempt
+        # took the lock, the script hands back that grant instead of refusing us.
+        owner = self._pending or new_owner()
+        deadline = None if wait_for is None else time.monotonic() + wait_for
+        while True:
+            sent = time.monotonic()
+            self._pending = owner
+            granted, value = (yield self._acquire_op(owner))[:2]
+            if granted:
+                self._granted(owner, int(value), sent, self.ttl_ms)
+                return True
+            self._pending = None
+            if not blocking:
+                return False
+            now = time.monotonic()
+            wait = _MAX_WAIT
+            if value > 0:  # the holder's lease ends by then, release or not
+                wait = min(wait, value / 1000 + 0.001)
+            if deadline is not None:
+                if now >= deadline:
+                    return False
+                wait = min(wait, deadline - now)
+            yield ("wait", self._wake_key, wait)
+
+    def _release_flow(self) -> Generator[Op, Any, None]:
+        owner = self._owner or self._pending
+        if owner is None:
+            raise self._not_owned("release() without a successful acquire() on this object")
+        self._cancel_renewal()
+        released = yield self._release_op(owner)
+        self._clear()
+        if not released:
+            raise self._not_owned(
+                "not held by this owner any more (its lease ran out or another owner took "
+                "it); nothing was changed",
+                script=self._release_op(owner)[1],
+            )
+
+    def _extend_flow(self, ttl: float | None) -> Generator[Op, Any, None]:
+        ttl_ms = self.ttl_ms if ttl is None else ttl_to_ms(ttl, self.key)
+        owner = self._owner
+        if owner is None:
+            raise self._not_owned("extend() without a successful acquire() on this object")
+        if self._lost:
+            self._reported = True
+            raise self._not_owned("the lease was already lost; nothing was sent")
+        sent = time.monotonic()
+        extended = yield self._extend_op(owner, ttl_ms)
+        if not extended:
+            self._mark_lost(owner, reported=True)
+            raise self._not_owned(
+                "not held by this owner any more (its lease ran out or another owner took "
+                "it); nothing was changed",
+                script=self._extend_op(owner, ttl_ms)[1],
+            )
+        if self._owner == owner:
+            self._deadline = sent + ttl_ms / 1000
+
+    def _renew_flow(self, owner: str) -> Generator[Op, Any, str]:
+        """One auto-renewal: ``"ok"``, ``"lost"`` or ``"stop"`` (released meanwhile)."""
+        if self._owner != owner or self._lost:
+            return "stop"
+        sent = time.monotonic()
+        extended = yield self._extend_op(owner, self.ttl_ms)
+        if self._owner != owner:
+            return "stop"
+        if not extended:
+            self._mark_lost(owner, reported=False)
+            return "lost"
+        self._deadline = sent + self.ttl_ms / 1000
+        self.renewals += 1
+        return "ok"
+
+    def _owned_flow(self) -> Generator[Op, Any, bool]:
+        owner = self._owner or self._pending
+        if owner is None:
+            return False
+        sent = time.monotonic()
+        owned, token, remaining_ms = (yield self._check_op(owner))[:3]
+        if owned:
+            if self._owner is None and self._pending == owner:
+                # The acquire whose reply was lost did take it: adopt that grant.
+                self._granted(owner, int(token), sent, max(int(remaining_ms), 0))
+            return True
+        if self._owner == owner:
+            self._mark_lost(owner, reported=False)
+        elif self._pending == owner:
+            self._pending = None  # the lost acquire did not take it (or it has run out)
+        return False
+
+    def _ensure_flow(self) -> Generator[Op, Any, int]:
+        owner = self._owner
+        if owner is None:
+            raise self._not_owned("ensure_owned() without a successful acquire() on this object")
+        if self.lost:
+            self._mark_lost(owner, reported=True)
+            raise self._not_owned(
+                "the lease is lost (it ran out by this process's clock, or a "
+                "renewal found another owner)"
+            )
+        owned, token = (yield self._check_op(owner))[:2]
+        if not owned or int(token) != self.fencing_token:
+            self._mark_lost(owner, reported=True)
+            raise self._not_owned(
+                "not held by this owner any more", script=self._check_op(owner)[1]
+            )
+        return int(token)
+
+    def _count_flow(self) -> Generator[Op, Any, int]:
+        reply = yield self._check_op("")
+        return int(reply[3])
+
+    # -- running flows ----------------------------------------------------------
+
+    def _run(self, flow: Generator[Op, Any, Any]) -> Any:
+        client = connection.get_client(self.client)
+        try:
+            op = next(flow)
+            while True:
+                if op[0] == "call":
+                    result = registry.get(op[1])(keys=op[2], args=op[3], client=client)
+                else:
+                    result = blocking_wait(client, op[1], op[2])
+                op = flow.send(result)
+        except StopIteration as done:
+            return done.value
+        finally:
+            flow.close()
+
+    async def _arun(self, flow: Generator[Op, Any, Any]) -> Any:
+        client = connection.get_async_client(self.client)
+        try:
+            op = next(flow)
+            while True:
+                if op[0] == "call":
+                    result = await registry.get(op[1]).acall(keys=op[2], args=op[3], client=client)
+                else:
+                    result = await ablocking_wait(client, op[1], op[2])
+                op = flow.send(result)
+        except StopIteration as done:
+            return done.value
+        finally:
+            flow.close()
+
+    # -- public API: sync -------------------------------------------------------
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        """Take the lease; True when granted, False when not (non-blocking, or timed out).
+
+        One round trip when free. When held elsewhere and ``blocking``, waits on the
+        wake-up list (``BLPOP``, woken by the holder's release) and for at most the
+        holder's remaining lease, then tries again: no polling. ``timeout`` (seconds;
+        default: the object's ``timeout``, None = wait forever) bounds the whole wait.
+        On success :attr:`fencing_token` holds the new token and auto-renewal starts if
+        enabled.
+
+        Raises :class:`OutcomeUnknown` when the reply to a grant attempt was lost: the
+        lease may be held, runs out by its TTL, and calling :meth:`acquire` again (same
+        owner token) or :meth:`owned` settles it. :class:`LockError` if this object
+        already holds it; :class:`InvalidInput` for bad arguments.
+        """
+        granted = self._run(self._acquire_flow(blocking, timeout))
+        if granted:
+            self._start_thread_renewal()
+        return granted
+
+    def release(self) -> None:
+        """Give the lease back and wake one waiter; one round trip, atomic.
+
+        Raises :class:`LockNotOwned` if this owner no longer holds it (its lease ran out,
+        another owner took it, or it was never acquired): nothing is changed then.
+        :class:`OutcomeUnknown` if the reply was lost: it is released or runs out by its
+        TTL, and :meth:`release` may be called again.
+        """
+        self._run(self._release_flow())
+
+    def extend(self, ttl: float | None = None) -> None:
+        """Reset the remaining lease to ``ttl`` seconds (default: the object's ``ttl``).
+
+        One round trip, atomic: checks the owner and sets the TTL in one script. Raises
+        :class:`LockNotOwned` (changing nothing) when this owner no longer holds it.
+        """
+        self._run(self._extend_flow(ttl))
+
+    def owned(self) -> bool:
+        """Whether this owner holds the lease now, asked of the server (one read-only trip).
+
+        After an :class:`OutcomeUnknown` from :meth:`acquire` this settles the question,
+        and adopts the grant (with its fencing token) if the lost attempt took it.
+        """
+        return self._run(self._owned_flow())
+
+    def ensure_owned(self) -> int:
+        """Raise :class:`LockNotOwned` unless this owner still holds the lease; return the
+        fencing token. Call it right before a critical write (one read-only round trip).
+
+        The lease can still run out right after this returns: pass the fencing token to
+        the resource so it can refuse writes from an older holder.
+        """
+        return self._run(self._ensure_flow())
+
+    def __enter__(self) -> Any:
+        if not self.acquire():
+            raise LockNotAcquired(
+                f"{self.kind} {self.name!r} ({self.key}) is held by another owner"
+                + ("" if self.timeout is None else f"; waited {self.timeout:g}s"),
+                key=self.key,
+            )
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._exit_quietly():
+            return
+        self.release()
+
+    def _exit_quietly(self) -> bool:
+        """Leaving a ``with`` block: nothing to release, or the loss was already raised."""
+        if self._owner is None and self._pending is None:
+            return True  # released inside the block already
+        if self._reported:
+            # The block already got a LockNotOwned for this lease; a second one from
+            # __exit__ would only bury it.
+            self._cancel_renewal()
+            self._clear()
+            return True
+        return False
+
+    # -- public API: async ------------------------------------------------------
+
+    async def aacquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        """The async twin of :meth:`acquire` (same scripts, same rules)."""
+        granted = await self._arun(self._acquire_flow(blocking, timeout))
+        if granted:
+            self._start_task_renewal()
+        return granted
+
+    async def arelease(self) -> None:
+        """The async twin of :meth:`release`."""
+        await self._arun(self._release_flow())
+
+    async def aextend(self, ttl: float | None = None) -> None:
+        """The async twin of :meth:`extend`."""
+        await self._arun(self._extend_flow(ttl))
+
+    async def aowned(self) -> bool:
+        """The async twin of :meth:`owned`."""
+        return await self._arun(self._owned_flow())
+
+    async def aensure_owned(self) -> int:
+        """The async twin of :meth:`ensure_owned`."""
+        return await self._arun(self._ensure_flow())
+
+    async def __aenter__(self) -> Any:
+        if not await self.aacquire():
+            raise LockNotAcquired(
+                f"{self.kind} {self.name!r} ({self.key}) is held by another owner"
+                + ("" if self.timeout is None else f"; waited {self.timeout:g}s"),
+                key=self.key,
+            )
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        if self._exit_quietly():
+            return
+        await self.arelease()
+
+    # -- auto-renewal -----------------------------------------------------------
+
+    def _cancel_renewal(self) -> None:
+        stop, self._stop_renewal = self._stop_renewal, None
+        if stop is not None:
+            stop()
+
+    def _renewal_plan(self) -> tuple[str, float] | None:
+        if not self.auto_renew or self._owner is None:
+            return None
+        self._cancel_renewal()
+        return self._owner, self.ttl * self.renew_fraction
+
+    def _start_thread_renewal(self) -> None:
+        plan = self._renewal_plan()
+        if plan is None:
+            return
+        owner, interval = plan
+        stop = threading.Event()
+        # The thread holds only a weak reference: a lease dropped without release()
+        # stops being renewed, and the finalizer wakes the thread so it exits now.
+        weakref.finalize(self, stop.set)
+        thread = threading.Thread(
+            target=_renew_in_thread,
+            args=(weakref.ref(self), owner, stop, interval, self.max_renewals),
+            name=f"atomicops-renew:{self.key}",
+            daemon=True,
+        )
+        self._stop_renewal = stop.set
+        thread.start()
+
+    def _start_task_renewal(self) -> None:
+        plan = self._renewal_plan()
+        if plan is None:
+            return
+        owner, interval = plan
+        task = asyncio.get_running_loop().create_task(
+            _renew_in_task(weakref.ref(self), owner, interval, self.max_renewals),
+            name=f"atomicops-renew:{self.key}",
+        )
+        self._stop_renewal = task.cancel
+
+    def _renewal_outcome(self, owner: str, exc: AtomicOpsError) -> str:
+        """A renewal could not reach the server: lost only once the lease surely ran out."""
+        if self._owner != owner:
+            return "stop"
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            self._mark_lost(owner, reported=False)
+            return "lost"
+        logger.warning("atomicops: renewing %s failed, will retry: %s", self.key, exc)
+        return "retry"
+
+    def _renewals_exhausted(self, owner: str) -> float | None:
+        """Seconds until the lease runs out after the last allowed renewal (None: stop)."""
+        if self._owner != owner or self._deadline is None:
+            return None
+        return max(0.0, self._deadline - time.monotonic())
+
+
+def _renew_in_thread(
+    ref: weakref.ref[_Lease],
+    owner: str,
+    stop: threading.Event,
+    interval: float,
+    max_renewals: int | None,
+) -> None:
+    done = 0
+    while True:
+        if max_renewals is not None and done >= max_renewals:
+            lease = ref()
+            left = None if lease is None else lease._renewals_exhausted(owner)
+            del lease
+            # No renewals left: the lease runs out at its deadline; say so then.
+            if left is None or stop.wait(left):
+                return
+            lease = ref()
+            if lease is not None:
+                lease._mark_lost(owner, reported=False)
+            return
+        if stop.wait(interval):
+            return
+        lease = ref()
+        if lease is None:
+            return
+        try:
+            status = lease._run(lease._renew_flow(owner))
+        except AtomicOpsError as exc:
+            status = lease._renewal_outcome(owner, exc)
+        del lease
+        if status == "ok":
+            done += 1
+        elif status != "retry":
+            return
+
+
+async def _renew_in_task(
+    ref: weakref.ref[_Lease], owner: str, interval: float, max_renewals: int | None
+) -> None:
+    done = 0
+    while True:
+        if max_renewals is not None and done >= max_renewals:
+            lease = ref()
+            left = None if lease is None else lease._renewals_exhausted(owner)
+            del lease
+            if left is None:
+                return
+            await asyncio.sleep(left)
+            lease = ref()
+            if lease is not None:
+                lease._mark_lost(owner, reported=False)
+            return
+        await asyncio.sleep(interval)
+        lease = ref()
+        if lease is None:
+            return
+        try:
+            status = await lease._arun(lease._renew_flow(owner))
+        except AtomicOpsError as exc:
+            status = lease._renewal_outcome(owner, exc)
+        del lease
+        if status == "ok":
+            done += 1
+        elif status != "retry":
+            return
+
+
+# -- the lock ---------------------------------------------------------------------
+
+
+class Lock(_Lease):
+    """A distributed mutex with owner tokens, fencing tokens and wake-on-release.
+
+    ``Lock(name, ttl)``: ``name`` is a string or an ``(instance, name)`` pair, ``ttl``
+    the lease in seconds (float allowed). Use it as ``with Lock("report", ttl=10) as
+    lock:`` (raises :class:`LockNotAcquired` on enter when it cannot be had within
+    ``timeout``), or call :meth:`acquire` / :meth:`release` / :meth:`extend`; ``async
+    with`` and the ``a``-prefixed methods are the async twins, over the same scripts.
+
+    Keyword arguments: ``client`` (a redis-py client; async methods need an asyncio
+    one), ``timeout`` (seconds a blocking acquire waits by default; None = forever),
+    ``auto_renew`` (renew every ``ttl * renew_fraction`` seconds from a background
+    thread, or an asyncio task after :meth:`aacquire`, holding only a weak reference),
+    ``max_renewals`` (cap; afterwards the lease runs out), ``on_lost`` (called with the
+    lock, once, when the lease is found lost). One object holds the lock at most once at
+    a time (not re-entrant); share the name, not the object, between holders.
+    """
+
+    kind = "lock"
+    _key_kind = "lock"
+
+    @property
+    def _fence_key(self) -> str:
+        return f"{self.key}:fence"
+
+    def _acquire_op(self, owner: str) -> Op:
+        return (
+            "call",
+            "lock_acquire",
+            [self.key, self._fence_key, self._wake_key],
+            [owner, self.ttl_ms],
+        )
+
+    def _release_op(self, owner: str) -> Op:
+        return ("call", "lock_release", [self.key, self._wake_key], [owner, WAKE_TTL_MS])
+
+    def _extend_op(self, owner: str, ttl_ms: int) -> Op:
+        return ("call", "lock_extend", [self.key], [owner, ttl_ms])
+
+    def _check_op(self, owner: str) -> Op:
+        return ("call", "lock_check", [self.key], [owner])
+
+    def locked(self) -> bool:
+        """Whether anyone holds the lock now (one read-only round trip)."""
+        return self._run(self._count_flow()) > 0
+
+    async def alocked(self) -> bool:
+        """The async twin of :meth:`locked`."""
+        return await self._arun(self._count_flow()) > 0
+
+
+def locked(
+    name: NameLike | Callable[..., NameLike],
+    ttl: float,
+    *,
+    client: Any = None,
+    timeout: float | None = None,
+    auto_renew: bool = False,
+    renew_fraction: float = DEFAULT_RENEW_FRACTION,
+    max_renewals: int | None = None,
+    on_lost: Callable[[Any], Any] | None = None,
+) -> Callable[[F], F]:
+    """Run the decorated function (sync or async) while holding the lock ``name``.
+
+    ``name`` may be a callable taking the function's arguments and returning the name
+    (e.g. ``lambda order: (order, "ship")``). Each call takes a fresh :class:`Lock` with
+    the other arguments, waits up to ``timeout``, and raises :class:`LockNotAcquired`
+    when it cannot get it, :class:`LockNotOwned` after the call if the lease was lost.
+    """
+    ttl_to_ms(ttl)
+    _timeout(timeout, None)
+    options = {
+        "client": client,
+        "timeout": timeout,
+        "auto_renew": auto_renew,
+        "renew_fraction": renew_fraction,
+        "max_renewals": max_renewals,
+        "on_lost": on_lost,
+    }
+
+    def lock_for(args: tuple, kwargs: dict) -> Lock:
+        return Lock(name(*args, **kwargs) if callable(name) else name, ttl, **options)
+
+    if not callable(name):
+        lock_for((), {})  # bad names fail at decoration time, not at the first call
+
+    def decorate(func: F) -> F:
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                async with lock_for(args, kwargs):
+                    return await func(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with lock_for(args, kwargs):
+                return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+# -- listing (for the admin dashboard) ----------------------------------------------
+
+
+def lock_key(name: NameLike) -> str:
+    """The key of the lock called ``name``: ``<prefix>:lock:{name}``."""
+    return keys.tagged("lock", resolve_name(name))
 
 
 def _unescape(text: str) -> str:
@@ -99,9 +895,9 @@ def list_locks(*, client: Any = None, limit: int = 200) -> list[LockInfo]:
         fields, pttl = replies[2 * index], replies[2 * index + 1]
         if isinstance(fields, Exception) or isinstance(pttl, Exception):
             continue  # not a lock hash (another program's key matched the pattern)
-        if pttl == -2:
-            continue  # released between SCAN and HMGET
         owner, token = fields
+        if pttl == -2 or owner is None:
+            continue  # released between SCAN and HMGET, or a hash that is not a lock
         result.append(
             LockInfo(
                 name=_unescape(key[head + 1 : -1]),

@@ -1,0 +1,50 @@
+-- description: Take one of ARGV[2] slots for ARGV[1], freeing expired holders' slots first.
+-- readonly: no
+-- KEYS[1] holders: sorted set owner -> lease end (server clock, ms); its TTL is the longest lease
+-- KEYS[2] tokens: hash owner -> fencing token of that holder's grant
+-- KEYS[3] fence: the fencing counter, INCR-ed once per grant; never expires
+-- KEYS[4] wake: the wake-up list of blocked waiters; emptied when the last slot is taken
+-- ARGV[1] owner: owner token of this acquisition (unique per acquire call)
+-- ARGV[2] limit: how many holders at most, integer >= 1
+-- ARGV[3] ttl_ms: the lease, integer milliseconds >= 1
+-- returns: {1, fencing_token} granted (also when ARGV[1] already holds a slot: same grant, lease reset); {0, ms_until_the_first_lease_ends} full
+-- result: raw
+-- probe: atomicops-probe 1 1000
+local limit = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[3])
+if not limit or limit < 1 or limit ~= math.floor(limit) then
+  return redis.error_reply('INVALID limit must be an integer >= 1, got ' .. tostring(ARGV[2]))
+end
+if not ttl or ttl < 1 or ttl ~= math.floor(ttl) then
+  return redis.error_reply('INVALID ttl_ms must be an integer >= 1, got ' .. tostring(ARGV[3]))
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- A holder that crashed or stalled past its lease gives its slot back here.
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+for i = 1, #expired do
+  redis.call('HDEL', KEYS[2], expired[i])
+end
+if #expired > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+end
+local token
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  token = tonumber(redis.call('HGET', KEYS[2], ARGV[1]))
+else
+  if redis.call('ZCARD', KEYS[1]) >= limit then
+    local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+    return {0, math.max(tonumber(first[2]) - now, 1)}
+  end
+  token = redis.call('INCR', KEYS[3])
+  redis.call('HSET', KEYS[2], ARGV[1], token)
+end
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+local keep = tonumber(last[2]) - now
+redis.call('PEXPIRE', KEYS[1], keep)
+redis.call('PEXPIRE', KEYS[2], keep)
+if redis.call('ZCARD', KEYS[1]) >= limit then
+  redis.call('DEL', KEYS[4])
+end
+return {1, token}

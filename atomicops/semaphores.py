@@ -1,0 +1,95 @@
+"""A counting semaphore with leases and fencing tokens, on the lock's machinery.
+
+Keys of the semaphore called ``name`` (one hash tag, so one cluster slot):
+
+* ``<prefix>:sem:{name}``: a sorted set owner -> end of that holder's lease (the
+  server's clock, ms). The grant script first drops holders whose lease has ended, so
+  a crashed holder's slot comes back after its TTL;
+* ``<prefix>:sem:{name}:tokens``: hash owner -> fencing token of that grant;
+* ``<prefix>:sem:{name}:fence``: the fencing counter, never expires;
+* ``<prefix>:sem:{name}:wake``: the wake-up list blocked waiters ``BLPOP``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from atomicops.exceptions import InvalidInput
+from atomicops.locks import DEFAULT_RENEW_FRACTION, WAKE_TTL_MS, NameLike, Op, _Lease
+
+
+class Semaphore(_Lease):
+    """At most ``limit`` holders at once, each with a lease of ``ttl`` seconds.
+
+    Same interface as :class:`~atomicops.Lock`: ``with``/``async with``,
+    :meth:`acquire`, :meth:`release`, :meth:`extend`, :meth:`ensure_owned`, optional
+    auto-renewal; each grant carries a :attr:`fencing_token` that increases across all
+    grants of this semaphore name. A holder that dies keeps its slot until its lease
+    ends, then the next acquire frees it. ``limit`` is not stored on the server: every
+    user of one name should pass the same value.
+    """
+
+    kind = "semaphore"
+    _key_kind = "sem"
+
+    def __init__(
+        self,
+        name: NameLike,
+        limit: int,
+        ttl: float,
+        *,
+        client: Any = None,
+        timeout: float | None = None,
+        auto_renew: bool = False,
+        renew_fraction: float = DEFAULT_RENEW_FRACTION,
+        max_renewals: int | None = None,
+        on_lost: Callable[[Any], Any] | None = None,
+    ) -> None:
+        super().__init__(
+            name,
+            ttl,
+            client=client,
+            timeout=timeout,
+            auto_renew=auto_renew,
+            renew_fraction=renew_fraction,
+            max_renewals=max_renewals,
+            on_lost=on_lost,
+        )
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInput(f"semaphore limit must be an int >= 1, got {limit!r}", key=self.key)
+        self.limit = limit
+
+    @property
+    def _keys(self) -> list[str]:
+        return [self.key, f"{self.key}:tokens"]
+
+    def _acquire_op(self, owner: str) -> Op:
+        return (
+            "call",
+            "semaphore_acquire",
+            [*self._keys, f"{self.key}:fence", self._wake_key],
+            [owner, self.limit, self.ttl_ms],
+        )
+
+    def _release_op(self, owner: str) -> Op:
+        return (
+            "call",
+            "semaphore_release",
+            [*self._keys, self._wake_key],
+            [owner, WAKE_TTL_MS, self.limit],
+        )
+
+    def _extend_op(self, owner: str, ttl_ms: int) -> Op:
+        return ("call", "semaphore_extend", self._keys, [owner, ttl_ms])
+
+    def _check_op(self, owner: str) -> Op:
+        return ("call", "semaphore_check", self._keys, [owner])
+
+    def holders(self) -> int:
+        """How many leases are running now (one read-only round trip)."""
+        return self._run(self._count_flow())
+
+    async def aholders(self) -> int:
+        """The async twin of :meth:`holders`."""
+        return await self._arun(self._count_flow())
