@@ -7,6 +7,9 @@ from atomicops.exceptions import (
     CrossSlotError,
     DataError,
     InvalidInput,
+    LockError,
+    LockNotAcquired,
+    LockNotOwned,
     OutcomeUnknown,
     RateLimited,
     ReadOnlyViolation,
@@ -18,6 +21,7 @@ from atomicops.exceptions import (
     ScriptHeaderError,
 )
 from atomicops.keys import key_for
+from atomicops.locks import Lock, LockInfo, list_locks, locked
 from atomicops.ratelimit import (
     RateLimitResult,
     afixed_window,
@@ -28,6 +32,7 @@ from atomicops.ratelimit import (
     token_bucket,
 )
 from atomicops.registry import Script, ScriptRegistry, registry
+from atomicops.semaphores import Semaphore
 
 __version__ = "0.1.0"
 
@@ -49,6 +54,15 @@ __all__ = [
     "RateLimitResult",
     "RateLimited",
     "rate_limit",
+    # locks and semaphores
+    "Lock",
+    "locked",
+    "Semaphore",
+    "LockInfo",
+    "list_locks",
+    "LockError",
+    "LockNotAcquired",
+    "LockNotOwned",
     # errors
     "AtomicOpsError",
     "ConfigurationError",
