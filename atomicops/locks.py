@@ -862,50 +862,62 @@ def _lock_pattern() -> str:
 def list_locks(*, client: Any = None, limit: int = 200) -> list[LockInfo]:
     """Held locks (at most ``limit``), sorted by name: for dashboards and tools.
 
-    Not atomic: a bounded ``SCAN`` (``MATCH <prefix>:lock:{*}``, ``COUNT`` 1000, stopping
-    once ``limit`` locks are found; never ``KEYS``) and then one pipelined round trip of
-    ``HMGET``/``PTTL`` for the keys found. A lock released in between is left out.
-    Read-only. Raises :class:`InvalidInput` for a bad ``limit`` and
-    :class:`RedisUnavailable` when the server cannot be read.
+    Not atomic, read-only: a bounded ``SCAN`` (``MATCH <prefix>:lock:{*}``, ``COUNT``
+    1000, never ``KEYS``) whose keys are read in pipelined batches of ``HMGET``/``PTTL``,
+    stopping once ``limit`` locks are found. A lock released in between is left out, and
+    so is a foreign key that matches the pattern but is not a lock hash. Raises
+    :class:`InvalidInput` for a bad ``limit`` and :class:`RedisUnavailable` when the
+    server cannot be read.
     """
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise InvalidInput(f"list_locks(): limit must be an int >= 1, got {limit!r}")
     client = connection.get_client(client)
     if connection.is_pipeline(client) or connection.is_async(client):
         raise ConfigurationError("list_locks() needs a synchronous client, not a pipeline")
-    pattern = _lock_pattern()
-    found: dict[str, None] = {}  # SCAN may return a key twice
+    head = len(f"{keys.prefix()}:lock:")
+    found: dict[str, LockInfo] = {}  # by key: SCAN may return a key twice
+    batch: list[str] = []
     try:
-        for raw in client.scan_iter(match=pattern, count=_SCAN_COUNT):
-            found[_text(raw) or ""] = None
-            if len(found) >= limit:
-                break
-        if not found:
-            return []
-        pipe = client.pipeline(transaction=False)
-        for key in found:
-            pipe.hmget(key, "owner", "token")
-            pipe.pttl(key)
-        replies = pipe.execute(raise_on_error=False)
+        for raw in client.scan_iter(match=_lock_pattern(), count=_SCAN_COUNT):
+            key = _text(raw) or ""
+            if key not in found and key not in batch:
+                batch.append(key)
+            if len(batch) >= limit - len(found):
+                found.update(_read_locks(client, batch, head))
+                batch = []
+                if len(found) >= limit:
+                    break
+        if batch:
+            found.update(_read_locks(client, batch, head))
     except RedisError as exc:
         raise RedisUnavailable(f"list_locks(): cannot read locks: {exc}") from exc
-    result = []
-    head = len(f"{keys.prefix()}:lock:")
-    for index, key in enumerate(found):
+    return sorted(found.values(), key=lambda info: info.name)[:limit]
+
+
+def _read_locks(client: Any, batch: list[str], head: int) -> dict[str, LockInfo]:
+    """Owner, token and TTL of each key in ``batch``: one pipelined round trip."""
+    pipe = client.pipeline(transaction=False)
+    for key in batch:
+        pipe.hmget(key, "owner", "token")
+        pipe.pttl(key)
+    replies = pipe.execute(raise_on_error=False)
+    infos = {}
+    for index, key in enumerate(batch):
         fields, pttl = replies[2 * index], replies[2 * index + 1]
         if isinstance(fields, Exception) or isinstance(pttl, Exception):
-            continue  # not a lock hash (another program's key matched the pattern)
+            continue  # not a hash: another program's key matched the pattern
         owner, token = fields
         if pttl == -2 or owner is None:
             continue  # released between SCAN and HMGET, or a hash that is not a lock
-        result.append(
-            LockInfo(
-                name=_unescape(key[head + 1 : -1]),
-                key=key,
-                owner=_text(owner),
-                fencing_token=None if token is None else int(token),
-                ttl_ms=None if pttl < 0 else int(pttl),
-            )
+        try:
+            fencing_token = None if token is None else int(token)
+        except ValueError:
+            continue
+        infos[key] = LockInfo(
+            name=_unescape(key[head + 1 : -1]),
+            key=key,
+            owner=_text(owner),
+            fencing_token=fencing_token,
+            ttl_ms=None if pttl < 0 else int(pttl),
         )
-    result.sort(key=lambda info: info.name)
-    return result
+    return infos

@@ -1,29 +1,605 @@
-"""Lock: owner and fencing tokens, release/extend by non-owners, blocking, async, listing."""
+"""Lock: owner and fencing tokens, non-owner release/extend, blocking, renewal, async, listing.
+
+Every test here runs on redis, valkey and fakeredis (``backend``) unless it says why not.
+Multi-process proofs are in test_locks_concurrency.py.
+"""
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+import gc
+import threading
+import time
 
-from atomicops import InvalidInput
-from atomicops.locks import LockInfo, list_locks, lock_key
+import pytest
+import redis
+
+from atomicops import (
+    AtomicOpsError,
+    DataError,
+    InvalidInput,
+    Lock,
+    LockError,
+    LockInfo,
+    LockNotAcquired,
+    LockNotOwned,
+    OutcomeUnknown,
+    list_locks,
+    locked,
+    registry,
+    transport,
+)
+from atomicops.locks import lock_key
+from tests.factories import ArticleFactory
+
+
+def snapshot(client: redis.Redis, lock: Lock) -> tuple[dict, int]:
+    return client.hgetall(lock.key), client.pttl(lock.key)
+
+
+def take_over(client: redis.Redis, lock: Lock, ttl: float = 100) -> Lock:
+    """What happens when ``lock``'s lease runs out and another owner takes it."""
+    client.delete(lock.key)
+    other = Lock(lock.name, ttl)
+    assert other.acquire(blocking=False)
+    return other
+
+
+def commands(client: redis.Redis) -> dict[str, int]:
+    stats = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): v["calls"] for name, v in stats.items()}
+
+
+# -- acquire, release, fencing tokens ----------------------------------------------
+
+
+def test_acquire_release_and_fencing_tokens_increase_across_objects(backend):
+    kind, client = backend
+    tokens = []
+    for _ in range(3):
+        lock = Lock("report", ttl=10)
+        assert lock.acquire() is True
+        assert isinstance(lock.fencing_token, int)
+        tokens.append(lock.fencing_token)
+        assert client.hget(lock.key, "token") == str(lock.fencing_token).encode()
+        lock.release()
+        assert client.exists(lock.key) == 0
+    assert tokens == sorted(set(tokens)) and len(tokens) == 3
+
+
+def test_key_layout_shares_one_hash_tag(backend):
+    lock = Lock("report", ttl=10)
+    assert lock.key == "atomicops:lock:{report}"
+    lock.acquire()
+    _, client = backend
+    assert int(client.get("atomicops:lock:{report}:fence")) == lock.fencing_token
+    assert client.pttl(lock.key) > 9000
+    lock.release()
+    assert client.lrange("atomicops:lock:{report}:wake", 0, -1) == [b"1"]
+
+
+def test_context_manager_holds_and_releases(backend):
+    _, client = backend
+    with Lock("report", ttl=10) as lock:
+        assert lock.held and client.exists(lock.key)
+        assert Lock("report", ttl=10).acquire(blocking=False) is False
+    assert not client.exists("atomicops:lock:{report}")
+
+
+def test_context_manager_raises_on_enter_when_it_cannot_acquire(backend):
+    holder = Lock("report", ttl=10)
+    holder.acquire()
+    entered = False
+    with pytest.raises(LockNotAcquired, match="held by another owner") as info:
+        with Lock("report", ttl=10, timeout=0):
+            entered = True
+    assert not entered
+    assert info.value.key == "atomicops:lock:{report}"
+    assert isinstance(info.value, LockError) and isinstance(info.value, AtomicOpsError)
+
+
+def test_non_blocking_acquire_does_not_wait(backend):
+    Lock("report", ttl=10).acquire()
+    started = time.monotonic()
+    assert Lock("report", ttl=10).acquire(blocking=False) is False
+    assert time.monotonic() - started < 1
+
+
+def test_a_lock_object_is_not_reentrant(backend):
+    lock = Lock("report", ttl=10)
+    lock.acquire()
+    with pytest.raises(LockError, match="not re-entrant"):
+        lock.acquire()
+    lock.release()
+    assert lock.acquire(blocking=False)
+
+
+def test_model_instance_pair_names_a_lock(backend, db):
+    article = ArticleFactory()
+    lock = Lock((article, "publish"), ttl=10)
+    assert lock.key == f"atomicops:lock:{{testapp.article:{article.pk}:publish}}"
+    with lock:
+        [info] = list_locks()
+    assert info.name == f"testapp.article:{article.pk}:publish"
+
+
+# -- non-owners change nothing -------------------------------------------------------
+
+
+def test_release_after_takeover_raises_and_changes_nothing(backend):
+    _, client = backend
+    old = Lock("report", ttl=10)
+    old.acquire()
+    new = take_over(client, old, ttl=100)
+    before = snapshot(client, new)
+    with pytest.raises(LockNotOwned, match="nothing was changed") as info:
+        old.release()
+    assert info.value.key == old.key and info.value.script == "lock_release"
+    value, pttl = snapshot(client, new)
+    assert value == before[0] and value[b"owner"] != b"" and 0 < pttl <= before[1]
+    assert new.owned()
+
+
+def test_extend_after_takeover_raises_and_changes_neither_value_nor_ttl(backend):
+    _, client = backend
+    old = Lock("report", ttl=10)
+    old.acquire()
+    new = take_over(client, old, ttl=100)
+    before = snapshot(client, new)
+    with pytest.raises(LockNotOwned):
+        old.extend(ttl=5000)  # had it applied, the TTL would jump to 5000 s
+    value, pttl = snapshot(client, new)
+    assert value == before[0]
+    assert 0 < pttl <= before[1] <= 100_000
+    assert old.lost and not old.held
+
+
+def test_release_without_acquire_raises(backend):
+    with pytest.raises(LockNotOwned, match="without a successful acquire"):
+        Lock("report", ttl=10).release()
+
+
+def test_release_after_real_expiry_raises(backend):
+    lock = Lock("report", ttl=0.05)
+    lock.acquire()
+    time.sleep(0.15)
+    assert lock.lost  # by this process's clock, without asking the server
+    other = Lock("report", ttl=10)
+    assert other.acquire(blocking=False)
+    with pytest.raises(LockNotOwned):
+        lock.release()
+    assert other.fencing_token > lock.fencing_token
+
+
+def test_extend_resets_the_lease(backend):
+    _, client = backend
+    lock = Lock("report", ttl=10)
+    lock.acquire()
+    lock.extend(ttl=300)
+    assert 290_000 < client.pttl(lock.key) <= 300_000
+    lock.extend()
+    assert 9_000 < client.pttl(lock.key) <= 10_000
+
+
+def test_ensure_owned_raises_after_takeover_and_the_block_exit_adds_nothing(backend):
+    _, client = backend
+    with pytest.raises(LockNotOwned) as info:
+        with Lock("report", ttl=10) as lock:
+            assert lock.ensure_owned() == lock.fencing_token
+            take_over(client, lock)
+            lock.ensure_owned()
+    # The block got its LockNotOwned; __exit__ did not raise a second one over it.
+    assert info.value.script == "lock_check" and info.value.__context__ is None
+    assert not lock.held
+
+
+def test_ensure_owned_before_a_critical_write(backend):
+    with Lock("report", ttl=10) as lock:
+        assert lock.ensure_owned() == lock.fencing_token
+
+
+def test_with_block_raises_on_exit_when_the_lease_was_lost_unnoticed(backend):
+    _, client = backend
+    with pytest.raises(LockNotOwned):
+        with Lock("report", ttl=10) as lock:
+            take_over(client, lock)
+
+
+def test_locked_reports_any_holder(backend):
+    lock = Lock("report", ttl=10)
+    assert not lock.locked()
+    Lock("report", ttl=10).acquire()
+    assert lock.locked() and not lock.owned()
+
+
+# -- bad input ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ttl", [0, -1, 0.0, -0.5, float("nan"), float("inf"), "10", None, True])
+def test_bad_ttl_is_refused(ttl):
+    with pytest.raises(InvalidInput, match="ttl") as info:
+        Lock("report", ttl=ttl)
+    assert info.value.key == "atomicops:lock:{report}"
+
+
+@pytest.mark.parametrize("name", ["", None, 5, b"bytes", ("x", "y", "z")])
+def test_bad_name_is_refused(name):
+    with pytest.raises(InvalidInput, match="name"):
+        Lock(name, ttl=10)
+
+
+def test_unsaved_instance_is_refused(db):
+    from tests.testapp.models import Article
+
+    with pytest.raises(InvalidInput, match="unsaved"):
+        Lock((Article(title="x"), "publish"), ttl=10)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"timeout": -1},
+        {"timeout": "soon"},
+        {"auto_renew": "yes"},
+        {"renew_fraction": 1},
+        {"renew_fraction": 0},
+        {"max_renewals": -1},
+        {"on_lost": 5},
+    ],
+)
+def test_bad_options_are_refused(kwargs):
+    with pytest.raises(InvalidInput):
+        Lock("report", ttl=10, **kwargs)
+
+
+def test_bad_acquire_arguments_are_refused_before_anything_is_sent(backend):
+    _, client = backend
+    lock = Lock("report", ttl=10)
+    with pytest.raises(InvalidInput, match="non-blocking"):
+        lock.acquire(blocking=False, timeout=1)
+    with pytest.raises(InvalidInput, match="timeout"):
+        lock.acquire(timeout=-1)
+    with pytest.raises(InvalidInput, match="blocking"):
+        lock.acquire(blocking="no")
+    assert lock.acquire()
+    with pytest.raises(InvalidInput, match="ttl"):
+        lock.extend(ttl=0)
+    assert 9_000 < client.pttl(lock.key) <= 10_000
+
+
+def test_the_scripts_validate_too(backend):
+    with pytest.raises(InvalidInput, match="ttl_ms"):
+        registry.get("lock_acquire")(keys=["a:{x}", "a:{x}:f", "a:{x}:w"], args=["me", 0])
+    with pytest.raises(InvalidInput, match="ttl_ms"):
+        registry.get("lock_extend")(keys=["a:{x}"], args=["me", "1.5"])
+
+
+def test_a_foreign_value_at_the_lock_key_is_a_typed_error(backend):
+    _, client = backend
+    client.set("atomicops:lock:{report}", "not a hash")
+    with pytest.raises(DataError) as info:
+        Lock("report", ttl=10).acquire()
+    assert info.value.key == "atomicops:lock:{report}"
+
+
+# -- blocking: woken by release, bounded by the holder's lease and the timeout -------
+
+
+def release_later(lock: Lock, delay: float) -> threading.Thread:
+    thread = threading.Thread(target=lambda: (time.sleep(delay), lock.release()))
+    thread.start()
+    return thread
+
+
+def test_a_blocked_waiter_wakes_on_release(backend):
+    holder = Lock("report", ttl=60)  # expiry cannot be what wakes the waiter
+    holder.acquire()
+    thread = release_later(holder, 0.2)
+    waiter = Lock("report", ttl=10)
+    started = time.monotonic()
+    assert waiter.acquire(timeout=20)
+    waited = time.monotonic() - started
+    thread.join()
+    assert 0.15 < waited < 1.5
+    assert waiter.fencing_token == holder.fencing_token + 1
+
+
+def test_waiting_does_not_poll(real_client):
+    holder = Lock("report", ttl=60)
+    holder.acquire()
+    before = commands(real_client)
+    thread = release_later(holder, 1.0)
+    assert Lock("report", ttl=10).acquire(timeout=20)
+    thread.join()
+    after = commands(real_client)
+    # One refused attempt, one BLPOP woken by the release, one granted attempt.
+    evals = after.get("evalsha", 0) - before.get("evalsha", 0)
+    assert evals <= 3 + 1  # + the release
+    assert after.get("blpop", 0) - before.get("blpop", 0) <= 2
+
+
+def test_timeout_is_honoured(backend):
+    Lock("report", ttl=60).acquire()
+    started = time.monotonic()
+    assert Lock("report", ttl=10).acquire(timeout=0.3) is False
+    waited = time.monotonic() - started
+    assert 0.3 <= waited < 2
+
+
+def test_a_waiter_takes_over_when_the_holder_s_lease_runs_out(backend):
+    crashed = Lock("report", ttl=0.3)  # never released, like a crashed process
+    crashed.acquire()
+    started = time.monotonic()
+    waiter = Lock("report", ttl=10)
+    assert waiter.acquire(timeout=10)
+    assert time.monotonic() - started < 3
+    assert waiter.fencing_token > crashed.fencing_token
+
+
+def test_a_release_with_nobody_waiting_does_not_wake_the_next_waiter_falsely(backend):
+    _, client = backend
+    first = Lock("report", ttl=10)
+    first.acquire()
+    first.release()  # leaves a wake-up token
+    second = Lock("report", ttl=10)
+    second.acquire()  # a grant clears it: the lock is not free any more
+    assert client.exists("atomicops:lock:{report}:wake") == 0
+
+
+# -- a lost reply on acquire ------------------------------------------------------
+
+
+@pytest.fixture
+def lose_reply(monkeypatch):
+    """Make the next call of a script run on the server but lose its reply."""
+    real = transport.roundtrip
+    armed: dict[str, bool] = {}
+
+    def roundtrip(client, batch, ctx):
+        replies = real(client, batch, ctx)
+        if armed.pop(ctx.script, False):
+            raise ctx.unknown(redis.ConnectionError("reply lost (simulated)"))
+        return replies
+
+    monkeypatch.setattr(transport, "roundtrip", roundtrip)
+    return lambda script: armed.__setitem__(script, True)
+
+
+def test_lost_acquire_reply_raises_and_a_retry_gets_the_same_grant(backend, lose_reply):
+    _, client = backend
+    lock = Lock("report", ttl=10)
+    lose_reply("lock_acquire")
+    with pytest.raises(OutcomeUnknown):
+        lock.acquire()
+    assert client.exists(lock.key)  # it did take the lock
+    assert not lock.held  # but this object cannot know that yet
+    assert lock.acquire(blocking=False)  # same owner token: the same grant comes back
+    assert lock.fencing_token == 1 and int(client.get(f"{lock.key}:fence")) == 1
+    lock.release()
+    assert not client.exists(lock.key)
+
+
+def test_owned_settles_a_lost_acquire_reply(backend, lose_reply):
+    lock = Lock("report", ttl=10)
+    lose_reply("lock_acquire")
+    with pytest.raises(OutcomeUnknown):
+        lock.acquire()
+    assert lock.owned() is True
+    assert lock.held and lock.fencing_token == 1
+
+
+def test_release_after_a_lost_acquire_reply_frees_the_lock(backend, lose_reply):
+    _, client = backend
+    lose_reply("lock_acquire")
+    lock = Lock("report", ttl=10)
+    with pytest.raises(OutcomeUnknown):
+        with lock:
+            pytest.fail("the block must not run when the acquire's outcome is unknown")
+    lock.release()
+    assert not client.exists(lock.key)
+
+
+# -- auto-renewal -------------------------------------------------------------------
+
+
+def wait_until(predicate, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_auto_renewal_keeps_the_lock_past_its_ttl(backend):
+    with Lock("report", ttl=0.3, auto_renew=True) as lock:
+        assert wait_until(lambda: lock.renewals >= 4)  # well past 0.3 s
+        assert lock.owned() and not lock.lost
+        assert Lock("report", ttl=10).acquire(blocking=False) is False
+    assert not lock.locked()
+
+
+def test_renewal_finds_the_loss_and_says_so(backend):
+    _, client = backend
+    seen = []
+    lock = Lock("report", ttl=0.6, auto_renew=True, on_lost=seen.append)
+    lock.acquire()
+    other = take_over(client, lock)
+    assert wait_until(lambda: seen == [lock])
+    assert lock.lost and not lock.held
+    with pytest.raises(LockNotOwned):
+        lock.ensure_owned()  # no round trip needed: already known
+    assert other.owned()
+
+
+def test_the_renewal_cap_lets_the_lease_run_out(backend):
+    seen = []
+    lock = Lock("report", ttl=0.2, auto_renew=True, max_renewals=2, on_lost=seen.append)
+    lock.acquire()
+    assert wait_until(lambda: seen == [lock])
+    assert lock.renewals == 2 and lock.lost
+    assert Lock("report", ttl=10).acquire(timeout=2)
+
+
+def renewer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("atomicops-renew:")]
+
+
+def test_the_renewer_holds_only_a_weak_reference(backend):
+    lock = Lock("report", ttl=30, auto_renew=True)  # first renewal in 10 s
+    lock.acquire()
+    assert len(renewer_threads()) == 1
+    del lock
+    gc.collect()
+    assert wait_until(lambda: not renewer_threads(), timeout=2)
+
+
+def test_release_stops_the_renewer(backend):
+    lock = Lock("report", ttl=30, auto_renew=True)
+    lock.acquire()
+    lock.release()
+    assert wait_until(lambda: not renewer_threads(), timeout=2)
+
+
+# -- the decorator --------------------------------------------------------------
+
+
+def test_locked_decorator_runs_under_the_lock(backend):
+    @locked("report", ttl=10)
+    def build(x):
+        assert Lock("report", ttl=1).locked()
+        return x * 2
+
+    assert build(21) == 42
+    assert not Lock("report", ttl=1).locked()
+
+
+def test_locked_decorator_with_a_name_from_the_arguments(backend):
+    @locked(lambda user_id: f"user:{user_id}", ttl=10, timeout=0)
+    def work(user_id):
+        return Lock(f"user:{user_id}", ttl=1).locked()
+
+    assert work(7) is True
+    Lock("user:8", ttl=10).acquire()
+    with pytest.raises(LockNotAcquired):
+        work(8)
+
+
+def test_locked_decorator_refuses_bad_arguments_at_decoration():
+    with pytest.raises(InvalidInput):
+        locked("report", ttl=0)
+    with pytest.raises(InvalidInput):
+        locked("", ttl=1)
+
+
+# -- async ------------------------------------------------------------------------
+
+
+async def test_async_with_and_shared_scripts(backend):
+    _, client = backend
+    sync_lock = Lock("report", ttl=10)
+    sync_lock.acquire()
+    sync_lock.release()
+    async with Lock("report", ttl=10) as lock:
+        assert lock.fencing_token == sync_lock.fencing_token + 1  # one counter for both
+        assert await lock.aowned()
+        assert await lock.aensure_owned() == lock.fencing_token
+        await lock.aextend(ttl=100)
+        assert client.pttl(lock.key) > 90_000
+        assert await Lock("report", ttl=1).aacquire(blocking=False) is False
+    assert not await Lock("report", ttl=1).alocked()
+
+
+async def test_async_waiter_wakes_on_release(backend):
+    holder = Lock("report", ttl=60)
+    await holder.aacquire()
+
+    async def release_later():
+        await asyncio.sleep(0.2)
+        await holder.arelease()
+
+    task = asyncio.create_task(release_later())
+    started = time.monotonic()
+    assert await Lock("report", ttl=10).aacquire(timeout=20)
+    assert time.monotonic() - started < 1.5
+    await task
+
+
+async def test_async_non_owner_release_raises(backend):
+    _, client = backend
+    lock = Lock("report", ttl=10)
+    await lock.aacquire()
+    take_over(client, lock)
+    with pytest.raises(LockNotOwned):
+        await lock.arelease()
+
+
+async def test_async_auto_renewal_runs_as_a_task(backend):
+    async with Lock("report", ttl=0.3, auto_renew=True) as lock:
+        deadline = time.monotonic() + 5
+        while lock.renewals < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert lock.renewals >= 3 and await lock.aowned()
+    assert not renewer_threads()
+
+
+async def test_async_locked_decorator(backend):
+    @locked("report", ttl=10)
+    async def build():
+        return await Lock("report", ttl=1).alocked()
+
+    assert await build() is True
+
+
+# -- scripts and listing -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "lock_acquire",
+        "lock_release",
+        "lock_extend",
+        "lock_check",
+        "semaphore_acquire",
+        "semaphore_release",
+        "semaphore_extend",
+        "semaphore_check",
+    ],
+)
+def test_every_script_declares_a_probe_that_runs_on_scratch_keys(backend, name):
+    script = registry.get(name)
+    assert script.probe is not None and script.returns
+    scratch = [f"probe:{{scratch}}:{i}" for i in range(len(script.keys))]
+    script(keys=scratch, args=list(script.probe))  # no error
 
 
 def test_list_locks_reads_owner_token_and_ttl_by_bounded_scan(backend):
-    kind, client = backend
-    for name, token in [("b", 2), ("a{x}", 1), ("c", 3)]:
-        client.hset(lock_key(name), mapping={"owner": f"o-{name}", "token": token})
-        client.pexpire(lock_key(name), 10_000)
-    client.set("atomicops:lock:{a}:fence", 1)  # the other keys of a lock are not listed
-    client.rpush("atomicops:lock:{a}:wake", 1)
+    _, client = backend
+    held = {}
+    for name in ["b", "a{x}", "c"]:
+        held[name] = Lock(name, ttl=10)
+        held[name].acquire()
     client.set("atomicops:lock:{notahash}", "x")  # a foreign key matching the pattern
     infos = list_locks()
-    assert [i.name for i in infos] == ["a{x}", "b", "c"]
+    assert [i.name for i in infos] == ["a{x}", "b", "c"]  # not the :fence / :wake keys
     first = infos[0]
     assert isinstance(first, LockInfo)
-    assert first.key == "atomicops:lock:{a%7Bx%7D}"
-    assert (first.owner, first.fencing_token) == ("o-a{x}", 1)
+    assert first.key == "atomicops:lock:{a%7Bx%7D}" == lock_key("a{x}")
+    assert first.owner == held["a{x}"]._owner
+    assert first.fencing_token == held["a{x}"].fencing_token
     assert 0 < first.ttl_ms <= 10_000
     assert len(list_locks(limit=2)) == 2
+    held["b"].release()
+    assert [i.name for i in list_locks()] == ["a{x}", "c"]
+
+
+def test_list_locks_follows_the_key_prefix(backend, settings):
+    settings.ATOMICOPS = {**settings.ATOMICOPS, "KEY_PREFIX": "my*app"}
+    Lock("x", ttl=10).acquire()
+    _, client = backend
+    client.hset("myXapp:lock:{y}", mapping={"owner": "o", "token": 1})
+    assert [i.key for i in list_locks()] == ["my*app:lock:{x}"]
 
 
 def test_list_locks_rejects_a_bad_limit():
