@@ -9,6 +9,8 @@ import time
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from atomicops import (
     AtomicOpsError,
@@ -377,7 +379,8 @@ def test_scripts_check_their_own_arguments(backend, script, args, match):
 
 
 def test_unreachable_server_is_redis_unavailable():
-    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.5)
+    # No retries: redis-py's default would spend seconds reconnecting to nothing.
+    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
     with pytest.raises(RedisUnavailable) as info:
         fixed_window("k", 1, 1_000, client=dead)
     assert info.value.key == "k"
