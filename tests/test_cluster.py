@@ -14,13 +14,18 @@ from redis.cluster import RedisCluster
 
 from atomicops import CrossSlotError
 from tests.conftest import REAL_KINDS, _require
-from tests.servers import Server
+from tests.servers import Server, free_port
 
 
 @pytest.fixture(scope="module", params=REAL_KINDS)
 def cluster_server(request, servers):
     binary = _require(servers, request.param).binary
-    server = Server(f"{request.param}-cluster", binary, extra=("--cluster-enabled", "yes"))
+    # The cluster bus would default to port + 10000, which may be taken or past 65535.
+    server = Server(
+        f"{request.param}-cluster",
+        binary,
+        extra=("--cluster-enabled", "yes", "--cluster-port", str(free_port())),
+    )
     server.start()
     client = redis.Redis(port=server.port)
     client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
