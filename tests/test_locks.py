@@ -13,6 +13,7 @@ import time
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from atomicops import (
     AtomicOpsError,
@@ -24,6 +25,7 @@ from atomicops import (
     LockNotAcquired,
     LockNotOwned,
     OutcomeUnknown,
+    Semaphore,
     list_locks,
     locked,
     registry,
@@ -31,6 +33,7 @@ from atomicops import (
 )
 from atomicops.locks import lock_key
 from tests.factories import ArticleFactory
+from tests.test_cluster import cluster_server  # noqa: F401  (a fixture: one-node clusters)
 
 
 def snapshot(client: redis.Redis, lock: Lock) -> tuple[dict, int]:
@@ -605,3 +608,27 @@ def test_list_locks_follows_the_key_prefix(backend, settings):
 def test_list_locks_rejects_a_bad_limit():
     with pytest.raises(InvalidInput):
         list_locks(limit=0)
+
+
+@pytest.fixture
+def cluster(cluster_server):  # noqa: F811
+    client = RedisCluster(host="127.0.0.1", port=cluster_server.port)
+    client.flushall()
+    yield client
+    client.close()
+
+
+def test_locks_and_semaphores_on_a_cluster_client(cluster):
+
+    holder = Lock("report", ttl=60, client=cluster)
+    assert holder.acquire()
+    thread = release_later(holder, 0.2)
+    waiter = Lock("report", ttl=10, client=cluster)
+    started = time.monotonic()
+    assert waiter.acquire(timeout=20)  # BLPOP went to the node owning the lock's slot
+    assert time.monotonic() - started < 1.5
+    thread.join()
+    assert [(i.name, i.fencing_token) for i in list_locks(client=cluster)] == [("report", 2)]
+    waiter.release()
+    with Semaphore("pool", 1, ttl=10, client=cluster) as sem:
+        assert sem.holders() == 1 and sem.fencing_token == 1
