@@ -142,6 +142,10 @@ class _PipelineHandle:
 class Script:
     """A registered Lua script. Call it: ``script(keys=[...], args=[...], client=None)``."""
 
+    # Django templates call the callables they meet: ``{{ script.name }}`` would first
+    # run the script's Lua (and count a call, or fail) while a page renders.
+    do_not_call_in_templates = True
+
     def __init__(
         self,
         registry: ScriptRegistry,
