@@ -1,0 +1,265 @@
+"""The admin dashboard's data and views: scripts, SHAs, server facts, locks, two actions.
+
+Everything shown is read with fixed commands (``INFO``, ``SCRIPT EXISTS``, a bounded
+``SCAN`` through :func:`atomicops.locks.list_locks`); the two actions only call
+:meth:`ScriptRegistry.load_all` and :func:`atomicops.flushcheck.flush_check` on the
+scripts this process registered. Nothing a request carries is ever sent as Lua.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+
+from atomicops import connection, transport
+from atomicops.conf import get_settings
+from atomicops.exceptions import AtomicOpsError
+from atomicops.flushcheck import flush_check, primaries
+from atomicops.registry import Script
+
+logger = logging.getLogger("atomicops")
+
+VIEW_PERMISSION = "atomicops.view_dashboard"
+LOAD_PERMISSION = "atomicops.load_scripts"
+FLUSH_PERMISSION = "atomicops.flush_scripts"
+
+# How many held locks the dashboard lists (list_locks stops its SCAN there).
+LOCKS_SHOWN = 200
+
+
+@dataclass
+class ServerFacts:
+    """One primary as the dashboard sees it; ``error`` set when it could not be read."""
+
+    address: str
+    product: str | None = None
+    version: str | None = None
+    cached_scripts: int | None = None
+    used_memory_scripts: str | None = None
+    exists: list[bool] | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ScriptRow:
+    """A snapshot of one script for the template.
+
+    Plain values on purpose: Django templates call callables they meet, and a
+    :class:`Script` is callable (it would run its Lua while the page renders).
+    """
+
+    name: str
+    sha: str
+    readonly: bool
+    keys: tuple[str, ...]
+    args: tuple[str, ...]
+    app: str | None
+    origin: str | None
+    source: str
+    description: str
+    returns: str
+    probe: tuple[str, ...] | None
+    loaded: str
+    loaded_everywhere: bool | None
+    stats: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, script: Script, loaded: str, loaded_everywhere: bool | None) -> ScriptRow:
+        return cls(
+            name=script.name,
+            sha=script.sha,
+            readonly=script.readonly,
+            keys=script.keys,
+            args=script.args,
+            app=script.app,
+            origin=script.origin,
+            source=script.source,
+            description=script.description,
+            returns=script.returns,
+            probe=script.probe,
+            loaded=loaded,
+            loaded_everywhere=loaded_everywhere,
+            stats=dict(script.stats),
+        )
+
+
+def address(client: Any) -> str:
+    """``host:port/db`` or the unix socket path of a plain client, for display."""
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+    if kwargs.get("path"):
+        return f"unix:{kwargs['path']}"
+    host = kwargs.get("host", "?")
+    port = kwargs.get("port", "?")
+    return f"{host}:{port}/{kwargs.get('db', 0)}"
+
+
+def _text(value: Any) -> Any:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def read_server(client: Any, scripts: list[Script]) -> ServerFacts:
+    """Version, script cache size and SCRIPT EXISTS of one server, in one round trip."""
+    facts = ServerFacts(address=address(client))
+    batch: list[tuple[Any, ...]] = [("INFO", "server"), ("INFO", "memory")]
+    if scripts:
+        batch.append(("SCRIPT EXISTS", *(script.sha for script in scripts)))
+    try:
+        replies = transport.roundtrip(client, batch, transport._Context("dashboard", None, False))
+    except AtomicOpsError as exc:
+        facts.error = exc.message
+        return facts
+    server, memory = replies[0], replies[1]
+    if isinstance(server, dict):
+        if server.get("valkey_version"):
+            facts.product, facts.version = "Valkey", str(server["valkey_version"])
+        else:
+            facts.product, facts.version = "Redis", str(server.get("redis_version", "?"))
+    if isinstance(memory, dict):
+        if "number_of_cached_scripts" in memory:
+            facts.cached_scripts = int(memory["number_of_cached_scripts"])
+        if "used_memory_scripts_human" in memory:
+            facts.used_memory_scripts = str(_text(memory["used_memory_scripts_human"]))
+    if scripts:
+        exists = replies[2]
+        if isinstance(exists, Exception):
+            facts.error = f"SCRIPT EXISTS failed: {exists}"
+        else:
+            facts.exists = [bool(found) for found in exists]
+    return facts
+
+
+def _loaded(index: int, servers: list[ServerFacts]) -> tuple[str, bool | None]:
+    known = [facts.exists[index] for facts in servers if facts.exists is not None]
+    if not servers or len(known) < len(servers):
+        return "unknown", None
+    count = sum(known)
+    if len(servers) == 1:
+        return ("yes" if count else "no"), bool(count)
+    return f"{count}/{len(servers)} primaries", count == len(servers)
+
+
+def collect(client: Any = None) -> dict[str, Any]:
+    """Everything the dashboard shows, as template context. Never raises for Redis errors."""
+    from atomicops.registry import registry
+
+    scripts = list(registry)
+    context: dict[str, Any] = {
+        "source": None,
+        "connection_error": None,
+        "servers": [],
+        "locks": None,
+        "locks_error": None,
+        "locks_limit": LOCKS_SHOWN,
+        "discovery_errors": [(path, error.message) for path, error in registry.discovery_errors],
+    }
+    try:
+        context["source"] = "client=" if client is not None else connection.describe_source()
+        client = connection.get_client(client)
+        targets = primaries(client)
+    except Exception as exc:  # ConfigurationError, or a cluster client that cannot connect
+        context["connection_error"] = getattr(exc, "message", None) or str(exc)
+        targets = []
+    servers = [read_server(target, scripts) for target in targets]
+    if targets and connection.is_cluster(client):
+        for facts, node in zip(servers, client.get_primaries(), strict=True):
+            facts.address = node.name
+    context["servers"] = servers
+    rows = []
+    for index, script in enumerate(scripts):
+        text, everywhere = _loaded(index, servers)
+        rows.append(ScriptRow.of(script, text, everywhere))
+    context["scripts"] = rows
+    if targets and not any(facts.error for facts in servers):
+        context["locks"], context["locks_error"] = _locks(client)
+    elif targets:
+        context["locks_error"] = "server unreachable"
+    return context
+
+
+def _locks(client: Any) -> tuple[list[Any] | None, str | None]:
+    try:
+        # Imported here: the dashboard must render even where locks are unavailable.
+        from atomicops.locks import list_locks
+    except ImportError:
+        return None, "locks unavailable"
+    try:
+        return list_locks(client=client, limit=LOCKS_SHOWN), None
+    except AtomicOpsError as exc:
+        return None, exc.message
+
+
+# -- views (called by DashboardAdmin, inside admin_site.admin_view) ----------------------
+
+
+def _context(model_admin: Any, request: HttpRequest, title: str) -> dict[str, Any]:
+    opts = model_admin.model._meta
+    return {
+        **model_admin.admin_site.each_context(request),
+        "title": title,
+        "opts": opts,
+        "app_label": opts.app_label,
+        "key_prefix": get_settings()["KEY_PREFIX"],
+        "can_load": request.user.has_perm(LOAD_PERMISSION),
+        "can_flush": request.user.has_perm(FLUSH_PERMISSION),
+        "dashboard_url": reverse(f"{model_admin.admin_site.name}:atomicops_dashboard_changelist"),
+        "load_url": reverse(f"{model_admin.admin_site.name}:atomicops_dashboard_load"),
+        "flush_url": reverse(f"{model_admin.admin_site.name}:atomicops_dashboard_flush_check"),
+    }
+
+
+def dashboard(model_admin: Any, request: HttpRequest) -> HttpResponse:
+    """GET: the dashboard. Needs ``atomicops.view_dashboard``."""
+    if not request.user.has_perm(VIEW_PERMISSION):
+        raise PermissionDenied
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET", "HEAD"])
+    context = {**_context(model_admin, request, "atomicops dashboard"), **collect()}
+    request.current_app = model_admin.admin_site.name
+    return TemplateResponse(request, "admin/atomicops/dashboard.html", context)
+
+
+def load(model_admin: Any, request: HttpRequest) -> HttpResponse:
+    """POST: load every registered script. Needs ``atomicops.load_scripts``."""
+    from atomicops.registry import registry
+
+    if not (request.user.has_perm(VIEW_PERMISSION) and request.user.has_perm(LOAD_PERMISSION)):
+        raise PermissionDenied
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    try:
+        loaded = registry.load_all()
+    except AtomicOpsError as exc:
+        messages.error(request, f"Loading the scripts failed: {exc.message}")
+    else:
+        logger.info("atomicops: %s loaded %d scripts from the admin", request.user, len(loaded))
+        messages.success(request, f"Loaded {len(loaded)} scripts onto the server.")
+    return HttpResponseRedirect(
+        reverse(f"{model_admin.admin_site.name}:atomicops_dashboard_changelist")
+    )
+
+
+def flush(model_admin: Any, request: HttpRequest) -> HttpResponse:
+    """POST: flush the script cache and run the flush check. Needs ``atomicops.flush_scripts``."""
+    if not (request.user.has_perm(VIEW_PERMISSION) and request.user.has_perm(FLUSH_PERMISSION)):
+        raise PermissionDenied
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    context = _context(model_admin, request, "Flush check")
+    # Logged before it runs: a flush affects every application using this server.
+    logger.warning("atomicops: %s runs the flush check (SCRIPT FLUSH) from the admin", request.user)
+    try:
+        rows = flush_check()
+    except AtomicOpsError as exc:
+        context.update(rows=None, error=exc.message, ok=False)
+    else:
+        failed = [row for row in rows if not row.ok]
+        context.update(rows=rows, error=None, ok=not failed, failed=failed)
+    request.current_app = model_admin.admin_site.name
+    return TemplateResponse(request, "admin/atomicops/flush_check.html", context)

@@ -1,0 +1,205 @@
+"""Prove that registered scripts survive losing the server's script cache.
+
+:func:`flush_check` is what ``manage.py atomicops_flush_check`` and the admin's flush
+action run. For every registered script it:
+
+1. loads all scripts (``SCRIPT LOAD``) and records ``SCRIPT EXISTS`` (*before*);
+2. runs ``SCRIPT FLUSH`` on the server that will serve the probe (skipped with
+   ``flush=False``); flushing before *each* probe is what makes every probe take the
+   NOSCRIPT fallback itself, instead of only the first one (the fallback reloads all
+   scripts at once);
+3. calls the script with the ARGV of its header's ``-- probe:`` line, on scratch keys
+   ``<KEY_PREFIX>:__probe__:{<uuid>}:<key name>`` (one hash tag, so one cluster slot),
+   deleted right afterwards; user data is never read or written;
+4. records whether the call went through the fallback and ``SCRIPT EXISTS`` (*after*).
+
+A flush empties the whole script cache of that server, including scripts other
+applications loaded there; they pay one NOSCRIPT fallback each afterwards (clients that
+only use ``EVALSHA`` without a fallback break). Use ``flush=False`` on a shared server
+you do not own.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from atomicops import connection, keys, transport
+from atomicops.exceptions import AtomicOpsError, ConfigurationError, RedisUnavailable
+from atomicops.registry import Script, ScriptRegistry
+
+PROBE_KIND = "__probe__"
+
+# Row results: the probe ran after a flush and came back through the fallback / the
+# script was found cached (no flush, or another client reloaded it first) / the script
+# declares no probe / something went wrong (see ``error``).
+RECOVERED = "recovered"
+CACHED = "cached"
+NO_PROBE = "no probe"
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class FlushCheckRow:
+    """What the flush check found for one script."""
+
+    name: str
+    sha: str
+    app: str | None
+    before: bool
+    after: bool | None
+    fallbacks: int
+    result: str
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.result != FAILED
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+def primaries(client: Any) -> list[Any]:
+    """The plain clients whose script caches matter: each primary of a cluster, or ``client``."""
+    if connection.is_cluster(client):
+        return [node.redis_connection for node in client.get_primaries()]
+    return [client]
+
+
+def script_exists(target: Any, shas: Sequence[str]) -> list[bool]:
+    """``SCRIPT EXISTS`` on one server, in one round trip (no Lua runs)."""
+    if not shas:
+        return []
+    ctx = transport._Context("SCRIPT EXISTS", None, write=False)
+    [reply] = transport.roundtrip(target, [("SCRIPT EXISTS", *shas)], ctx)
+    if isinstance(reply, Exception):
+        raise RedisUnavailable(f"SCRIPT EXISTS failed: {reply}") from reply
+    return [bool(found) for found in reply]
+
+
+def probe_keys(script: Script) -> list[str]:
+    """Scratch keys for one probe of ``script``: reserved prefix, one fresh hash tag."""
+    tag = uuid.uuid4().hex
+    return [f"{keys.prefix()}:{PROBE_KIND}:{{{tag}}}:{keys.escape(name)}" for name in script.keys]
+
+
+def flush_check(
+    *, client: Any = None, flush: bool = True, registry: ScriptRegistry | None = None
+) -> list[FlushCheckRow]:
+    """Flush the script cache and prove every registered script recovers; one row each.
+
+    Not atomic, and it changes the server: ``SCRIPT FLUSH`` once per probed script
+    (unless ``flush=False``) and a few scratch keys that are deleted again. Round trips:
+    two for loading, then about four per script. Only registered scripts run, each with
+    its header's probe. A script that fails is reported in its row (``result ==
+    "failed"``), not raised. Raises :class:`RedisUnavailable` when the server cannot be
+    reached and :class:`ConfigurationError` without a usable client.
+    """
+    if registry is None:
+        from atomicops.registry import registry as default_registry
+
+        registry = default_registry
+    client = connection.get_client(client)
+    if connection.is_pipeline(client) or connection.is_async(client):
+        raise ConfigurationError("flush_check() needs a synchronous client, not a pipeline")
+    scripts = list(registry)
+    load_errors: dict[str, str] = {}
+    try:
+        registry.load_all(client)
+    except RedisUnavailable:
+        raise
+    except AtomicOpsError:
+        # load_all names only the first script that failed; ask each missing one below.
+        pass
+    servers = primaries(client)
+    before = [all(found) for found in zip(*_exists_on(servers, scripts), strict=True)]
+    for script, loaded in zip(scripts, before, strict=True):
+        if not loaded:
+            load_errors[script.name] = _load_error(servers, script)
+
+    rows = []
+    for script, loaded in zip(scripts, before, strict=True):
+        if not loaded:
+            rows.append(_row(script, False, None, 0, FAILED, load_errors[script.name]))
+        elif script.probe is None:
+            rows.append(_row(script, True, None, 0, NO_PROBE))
+        else:
+            rows.append(_probe(script, client, flush))
+    if flush:
+        # Leave every script loaded (scripts without a probe too) and, on a cluster,
+        # every primary in step; only failures that already show in rows can occur.
+        try:
+            registry.load_all(client)
+        except RedisUnavailable:
+            raise
+        except AtomicOpsError:
+            pass
+    return rows
+
+
+def _row(
+    script: Script,
+    before: bool,
+    after: bool | None,
+    fallbacks: int,
+    result: str,
+    error: str | None = None,
+) -> FlushCheckRow:
+    return FlushCheckRow(
+        name=script.name,
+        sha=script.sha,
+        app=script.app,
+        before=before,
+        after=after,
+        fallbacks=fallbacks,
+        result=result,
+        error=error,
+    )
+
+
+def _exists_on(servers: list[Any], scripts: list[Script]) -> list[list[bool]]:
+    shas = [script.sha for script in scripts]
+    return [script_exists(server, shas) for server in servers] or [[False] * len(scripts)]
+
+
+def _load_error(servers: list[Any], script: Script) -> str:
+    ctx = transport._Context(script.name, None, write=False)
+    for server in servers:
+        [reply] = transport.roundtrip(server, [("SCRIPT LOAD", script.source)], ctx)
+        if isinstance(reply, Exception):
+            return script.error_from_reply(reply).message
+    # Loaded now, but was missing right after load_all: another client flushed meanwhile.
+    return "not cached right after SCRIPT LOAD (flushed meanwhile?)"
+
+
+def _probe(script: Script, client: Any, flush: bool) -> FlushCheckRow:
+    probe_args = script.probe or ()
+    scratch = probe_keys(script)
+    target = script._target(client, tuple(scratch))
+    ctx = transport._Context(script.name, scratch[0] if scratch else None, write=False)
+    if flush:
+        [reply] = transport.roundtrip(target, [("SCRIPT FLUSH",)], ctx)
+        if isinstance(reply, Exception):
+            return _row(script, True, None, 0, FAILED, f"SCRIPT FLUSH failed: {reply}")
+    fallbacks = script.stats["fallbacks"]
+    error = None
+    try:
+        script(scratch, probe_args, client=client)
+    except RedisUnavailable:
+        raise
+    except AtomicOpsError as exc:
+        error = exc.message
+    finally:
+        if scratch:
+            # DEL is idempotent, so the read-only context (one retry) is fine here.
+            transport.roundtrip(target, [("DEL", *scratch)], ctx)
+    went_through = script.stats["fallbacks"] - fallbacks
+    [after] = script_exists(target, [script.sha])
+    if error is not None:
+        return _row(script, True, after, went_through, FAILED, f"probe failed: {error}")
+    if not after:
+        return _row(script, True, after, went_through, FAILED, "not cached again after the probe")
+    return _row(script, True, after, went_through, RECOVERED if went_through else CACHED)
