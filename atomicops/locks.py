@@ -51,6 +51,7 @@ from atomicops.registry import registry
 logger = logging.getLogger("atomicops")
 
 F = TypeVar("F", bound=Callable[..., Any])
+L = TypeVar("L", bound="_Lease")
 NameLike = str | tuple[Any, str]
 Op = tuple[Any, ...]
 
@@ -362,6 +363,8 @@ class _Lease:
             raise self._not_owned("release() without a successful acquire() on this object")
         self._cancel_renewal()
         released = yield self._release_op(owner)
+        if not released:
+            self._mark_lost(owner, reported=True)
         self._clear()
         if not released:
             raise self._not_owned(
@@ -533,7 +536,7 @@ class _Lease:
         """
         return self._run(self._ensure_flow())
 
-    def __enter__(self) -> Any:
+    def __enter__(self: L) -> L:
         if not self.acquire():
             raise LockNotAcquired(
                 f"{self.kind} {self.name!r} ({self.key}) is held by another owner"
@@ -584,7 +587,7 @@ class _Lease:
         """The async twin of :meth:`ensure_owned`."""
         return await self._arun(self._ensure_flow())
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self: L) -> L:
         if not await self.aacquire():
             raise LockNotAcquired(
                 f"{self.kind} {self.name!r} ({self.key}) is held by another owner"
