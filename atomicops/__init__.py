@@ -1,6 +1,28 @@
 """atomicops: atomic primitives for Django on Redis, one Lua script per operation."""
 
+from atomicops.cas import (
+    acompare_and_delete,
+    acompare_and_set,
+    compare_and_delete,
+    compare_and_set,
+)
+from atomicops.counters import (
+    CounterResult,
+    abounded_decr,
+    abounded_incr,
+    aget_counter,
+    aincr,
+    aincr_float,
+    areset_counter,
+    bounded_decr,
+    bounded_incr,
+    get_counter,
+    incr,
+    incr_float,
+    reset_counter,
+)
 from atomicops.decorators import rate_limit
+from atomicops.descriptors import AtomicCounter, BoundCounter
 from atomicops.exceptions import (
     AtomicOpsError,
     ConfigurationError,
@@ -44,6 +66,27 @@ __all__ = [
     "ScriptRegistry",
     # keys
     "key_for",
+    # counters
+    "bounded_incr",
+    "abounded_incr",
+    "bounded_decr",
+    "abounded_decr",
+    "incr",
+    "aincr",
+    "incr_float",
+    "aincr_float",
+    "get_counter",
+    "aget_counter",
+    "reset_counter",
+    "areset_counter",
+    "CounterResult",
+    "AtomicCounter",
+    "BoundCounter",
+    # compare-and-set
+    "compare_and_set",
+    "acompare_and_set",
+    "compare_and_delete",
+    "acompare_and_delete",
     # rate limits
     "fixed_window",
     "afixed_window",

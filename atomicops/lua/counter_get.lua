@@ -1,0 +1,17 @@
+-- description: Read the integer counter KEYS[1]; a missing counter reads 0.
+-- readonly: yes
+-- KEYS[1] counter: an integer string; missing counts as 0
+-- returns: the counter as a string (exact over the whole signed 64-bit range), or 0 when missing
+-- result: int
+-- probe:
+local raw = redis.pcall('GET', KEYS[1])
+if type(raw) == 'table' and raw.err then
+  return redis.error_reply('WRONGTYPE counter holds a non-string value')
+end
+if not raw then
+  return 0
+end
+if #raw > 20 or not (raw == '0' or string.match(raw, '^%-?[1-9]%d*$')) then
+  return redis.error_reply('NOTINT counter holds ' .. string.format('%q', string.sub(raw, 1, 40)) .. ', not an integer')
+end
+return raw
