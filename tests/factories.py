@@ -1,6 +1,6 @@
 import factory
 
-from tests.testapp.models import Article
+from tests.testapp.models import Article, Tag
 
 
 class ArticleFactory(factory.django.DjangoModelFactory):
@@ -8,3 +8,10 @@ class ArticleFactory(factory.django.DjangoModelFactory):
         model = Article
 
     title = factory.Sequence(lambda n: f"Article {n}")
+
+
+class TagFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Tag
+
+    slug = factory.Sequence(lambda n: f"tag-{n}")
