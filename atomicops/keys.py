@@ -42,8 +42,14 @@ def tagged(kind: str, name: object) -> str:
 def key_for(instance: Any, name: str) -> str:
     """Key for ``name`` on a saved model instance, e.g. ``key_for(article, "views")``."""
     meta = getattr(instance, "_meta", None)
-    if meta is None:
-        raise InvalidInput(f"key_for() needs a model instance, got {type(instance).__name__}")
+    if meta is None or isinstance(instance, type):
+        # A model class has _meta too, and its .pk is a property object, not None.
+        what = (
+            f"the class {instance.__name__}"
+            if isinstance(instance, type)
+            else type(instance).__name__
+        )
+        raise InvalidInput(f"key_for() needs a model instance, got {what}")
     if instance.pk is None:
         raise InvalidInput(
             f"cannot build the key {name!r} for an unsaved {meta.label} (pk is None); save it first"
