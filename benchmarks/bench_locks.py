@@ -21,7 +21,8 @@ from collections.abc import Callable
 
 from _common import compare, report, setup_django, start_server
 
-N = int(os.environ.get("BENCH_N", "5000"))
+N = int(os.environ.get("BENCH_N", "2000"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "9"))
 HANDOFFS = int(os.environ.get("BENCH_HANDOFFS", "60"))
 _ctx = multiprocessing.get_context("fork")
 
@@ -44,6 +45,16 @@ def make_lock(kind: str, port: int, name: str) -> tuple[Callable[[], object], Ca
         lock = redis_lock.Lock(client, name, expire=10)
         return lock.acquire, lock.release
     raise ValueError(kind)
+
+
+def cpu_per_call(fn: Callable[[], object], n: int, rounds: int) -> float:
+    samples = []
+    for _ in range(rounds):
+        started = time.process_time()
+        for _ in range(n):
+            fn()
+        samples.append((time.process_time() - started) / n)
+    return statistics.median(samples)
 
 
 def waiter(kind: str, port: int, go, done, rounds: int) -> None:
@@ -85,12 +96,21 @@ def main() -> None:
         for kind in kinds:
             acquire, release = make_lock(kind, server.port, f"bench:{kind}")
             contenders[kind] = lambda a=acquire, r=release: (a(), r())
-        rates = compare(contenders, N)
-        print(f"server {server.name} {server.version()}, {N} pairs x 5 interleaved rounds, median")
+        rates = compare(contenders, N, rounds=ROUNDS)
+        print(
+            f"server {server.name} {server.version()}, {N} pairs x {ROUNDS} interleaved rounds, "
+            "median"
+        )
         report("acquire+release per second (one process, one connection each)", rates,
                "redis-py Lock")  # fmt: skip
         ratio = rates["atomicops Lock"] / rates["redis-py Lock"]
         print(f"\natomicops / redis-py Lock = {ratio:.3f} (target >= 1.0, with fencing tokens)")
+        # Wall-clock rates swing with whatever else runs on the machine; the client's own
+        # CPU time per pair is the steadier view of what each library adds.
+        print("\nclient CPU time per acquire+release (process_time, median of rounds)")
+        cpu = {kind: cpu_per_call(fn, N, ROUNDS) for kind, fn in contenders.items()}
+        for kind, value in cpu.items():
+            print(f"  {kind:<22} {value * 1e6:8.1f} us")
 
         print(
             f"\nhand-off latency, release() -> blocked waiter's acquire() returns ({HANDOFFS} runs)"
