@@ -276,6 +276,7 @@ def test_dashboard_says_when_redis_is_not_configured(settings, make_user):
     assert len(response.context["scripts"]) == len(registry)
 
 
+@pytest.mark.parametrize("cluster_server", ["redis"], indirect=True)
 def test_cluster_dashboard_reads_every_primary(cluster, make_user, monkeypatch):  # noqa: F811
     from atomicops import connection
 
