@@ -3,6 +3,8 @@
 import os
 from pathlib import Path
 
+import django
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("DEMO_DATA_DIR", BASE_DIR / ".demo-data"))
 DATA_DIR.mkdir(exist_ok=True)
@@ -20,6 +22,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "atomicops",
+    "demo_project.demo",
 ]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -29,6 +32,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "demo_project.demo.middleware.RedisDownMiddleware",
 ]
 ROOT_URLCONF = "demo_project.urls"
 TEMPLATES = [
@@ -46,10 +50,28 @@ TEMPLATES = [
     }
 ]
 WSGI_APPLICATION = "demo_project.wsgi.application"
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": DATA_DIR / "demo.sqlite3"}}
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": DATA_DIR / "demo.sqlite3",
+        # The rush button sends a dozen bookings at once: wait for SQLite's write lock
+        # instead of failing, and (Django >= 5.1) take it at BEGIN so two transactions
+        # never deadlock upgrading from read to write.
+        "OPTIONS": {
+            "timeout": 20,
+            **({"transaction_mode": "IMMEDIATE"} if django.VERSION >= (5, 1) else {}),
+        },
+    }
+}
 STATIC_URL = "/static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 ATOMICOPS = {"URL": REDIS_URL, "KEY_PREFIX": "demo"}
+
+# Seconds the demo's simulated payment provider takes inside a booking (the slow part
+# the booking lock protects).
+DEMO_PAYMENT_DELAY = float(os.environ.get("DEMO_PAYMENT_DELAY", "0.3"))
+# Where ``manage.py demo_user`` keeps the generated password of the demo superuser.
+DEMO_PASSWORD_FILE = DATA_DIR / "demo-password.txt"

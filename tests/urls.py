@@ -1,9 +1,12 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from tests.testapp import views
 
 urlpatterns = [path("admin/", admin.site.urls)]
+
+# The demo site (tests/test_demo_*.py).
+urlpatterns += [path("demo/", include("demo_project.demo.urls"))]
 
 # Rate limits (tests/test_ratelimit_views.py): /rl/<name>/ -> views.rl_<name>
 urlpatterns += [
