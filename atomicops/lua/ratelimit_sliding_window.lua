@@ -37,11 +37,13 @@ local elapsed = now - win * window
 
 local s = redis.call('HMGET', KEYS[1], 'ms', 'w', 'c', 'p')
 local cur, prev = 0, 0
+local same = false -- the stored state is this window's
 -- State written with another window length means nothing for this one: start afresh.
 if tonumber(s[1]) == window then
   local w = tonumber(s[2])
   if w == win then
     cur, prev = tonumber(s[3]) or 0, tonumber(s[4]) or 0
+    same = true
   elseif w == win - 1 then
     prev = tonumber(s[3]) or 0
   end
@@ -55,9 +57,14 @@ local retry = 0
 if allowed then
   cur = cur + amount
   used = used + amount * window
-  redis.call('HSET', KEYS[1], 'ms', window, 'w', win, 'c', cur, 'p', prev)
-  -- After the next window ends neither counter weighs anything.
-  redis.call('PEXPIRE', KEYS[1], 2 * window - elapsed)
+  if same then
+    -- The common case: one field changes, and the expiry set below still holds.
+    redis.call('HINCRBY', KEYS[1], 'c', amount)
+  else
+    redis.call('HSET', KEYS[1], 'ms', window, 'w', win, 'c', cur, 'p', prev)
+    -- After the next window ends neither counter weighs anything.
+    redis.call('PEXPIRE', KEYS[1], 2 * window - elapsed)
+  end
 else
   -- The first server ms at which the same call fits, if nothing else is admitted.
   local room = limit - cur - amount
