@@ -42,6 +42,7 @@ from atomicops.exceptions import (
     ScriptError,
     ScriptHeaderError,
 )
+from atomicops.flushcheck import FlushCheckRow, flush_check
 from atomicops.keys import key_for
 from atomicops.locks import Lock, LockInfo, list_locks, locked
 from atomicops.ratelimit import (
@@ -106,6 +107,9 @@ __all__ = [
     "LockError",
     "LockNotAcquired",
     "LockNotOwned",
+    # operations (manage.py atomicops_flush_check, the admin's flush action)
+    "flush_check",
+    "FlushCheckRow",
     # errors
     "AtomicOpsError",
     "ConfigurationError",
