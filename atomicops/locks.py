@@ -451,6 +451,13 @@ class _Lease:
 
     def _run(self, flow: Generator[Op, Any, Any]) -> Any:
         client = connection.get_client(self.client)
+        if connection.is_async(client):
+            flow.close()
+            raise ConfigurationError(
+                f"{self.kind} {self.name!r} has an asyncio client: use the a-prefixed methods "
+                "and 'async with'",
+                key=self.key,
+            )
         try:
             op = next(flow)
             while True:
@@ -466,6 +473,13 @@ class _Lease:
 
     async def _arun(self, flow: Generator[Op, Any, Any]) -> Any:
         client = connection.get_async_client(self.client)
+        if not connection.is_async(client):
+            flow.close()
+            raise ConfigurationError(
+                f"{self.kind} {self.name!r} has a synchronous client: the a-prefixed methods "
+                "need a redis.asyncio one",
+                key=self.key,
+            )
         try:
             op = next(flow)
             while True:

@@ -13,10 +13,12 @@ import time
 
 import pytest
 import redis
+import redis.asyncio
 from redis.cluster import RedisCluster
 
 from atomicops import (
     AtomicOpsError,
+    ConfigurationError,
     DataError,
     InvalidInput,
     Lock,
@@ -268,6 +270,22 @@ def test_bad_acquire_arguments_are_refused_before_anything_is_sent(backend):
     with pytest.raises(InvalidInput, match="ttl"):
         lock.extend(ttl=0)
     assert 9_000 < client.pttl(lock.key) <= 10_000
+
+
+async def test_sync_and_async_clients_are_not_mixed_up(backend):
+    kind, client = backend
+    with pytest.raises(ConfigurationError, match="a-prefixed methods need"):
+        await Lock("report", ttl=10, client=client).aacquire()
+    if kind == "fakeredis":
+        import fakeredis
+
+        async_client = fakeredis.FakeAsyncRedis()
+    else:  # the suite's own server, never a default port
+        async_client = redis.asyncio.Redis(port=client.connection_pool.connection_kwargs["port"])
+    with pytest.raises(ConfigurationError, match="asyncio client"):
+        Lock("report", ttl=10, client=async_client).acquire()
+    await async_client.aclose()
+    assert not client.exists("atomicops:lock:{report}")
 
 
 def test_the_scripts_validate_too(backend):
