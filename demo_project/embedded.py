@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -45,8 +48,14 @@ def ensure_redis_url() -> str | None:
             process.wait(5)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
 
     atexit.register(stop)
+    # atexit does not run when the process dies of SIGTERM (``timeout``, ``kill``,
+    # a container stop), which would leave the server running: exit normally instead.
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     deadline = time.monotonic() + 10
     while True:
         try:
