@@ -42,7 +42,9 @@ TOKEN_BUCKET = "ratelimit_token_bucket"
 _EXACT = 2**53
 
 
-@dataclass(frozen=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, which made
+# building the result a measurable part of a hit (see benchmarks/bench_ratelimit.py).
+@dataclass(slots=True)
 class RateLimitResult:
     """The outcome of one hit.
 
@@ -118,7 +120,7 @@ def _fixed_window_hit(key: KeyLike, limit: int, window_ms: int, amount: int) -> 
     amount = _amount(amount, limit, name)
 
     def interpret(reply: Sequence[Any]) -> RateLimitResult:
-        allowed, count, ttl = (int(v) for v in reply[:3])
+        allowed, count, ttl = reply[0], reply[1], reply[2]
         return RateLimitResult(
             allowed=bool(allowed),
             count=count,
@@ -146,7 +148,7 @@ def _sliding_window_hit(key: KeyLike, limit: int, window_ms: int, amount: int) -
         )
 
     def interpret(reply: Sequence[Any]) -> RateLimitResult:
-        allowed, count, reset, retry = (int(v) for v in reply[:4])
+        allowed, count, reset, retry = reply[0], reply[1], reply[2], reply[3]
         return RateLimitResult(
             allowed=bool(allowed),
             count=count,
@@ -184,7 +186,7 @@ def _token_bucket_hit(key: KeyLike, capacity: int, refill_rate: float, cost: int
     rate_arg = refill_rate if isinstance(refill_rate, int) else repr(float(refill_rate))
 
     def interpret(reply: Sequence[Any]) -> RateLimitResult:
-        allowed, remaining, reset, retry = (int(v) for v in reply[:4])
+        allowed, remaining, reset, retry = reply[0], reply[1], reply[2], reply[3]
         return RateLimitResult(
             allowed=bool(allowed),
             count=capacity - remaining,
