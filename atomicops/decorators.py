@@ -226,7 +226,11 @@ def rate_limit(
         return None if opened else _unavailable_response()
 
     def decorate(view: View) -> View:
-        name = group or f"{view.__module__}.{view.__qualname__}"
+        qualname = getattr(view, "__qualname__", None)
+        if group is None and qualname is None:
+            # A repr would differ between processes, and so would the keys.
+            raise InvalidInput(f"rate_limit on {view!r} needs group=: it has no __qualname__")
+        name = group or f"{view.__module__}.{qualname}"
 
         def hit_for(ident: str) -> _Hit:
             return build(keys.tagged(kind, f"{name}|{ident}"))

@@ -158,6 +158,15 @@ def test_bad_decorator_arguments_fail_at_decoration(args, kwargs, match):
         rate_limit(*args, **kwargs)
 
 
+def test_a_view_without_a_qualname_needs_a_group():
+    import functools
+
+    view = functools.partial(lambda request, word: HttpResponse(word), word="hi")
+    with pytest.raises(InvalidInput, match="group"):
+        rate_limit(2, 1_000)(view)
+    assert callable(rate_limit(2, 1_000, group="partial")(view))
+
+
 # -- Redis down -----------------------------------------------------------------------
 
 
