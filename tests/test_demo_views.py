@@ -306,3 +306,29 @@ def test_redis_down_renders_a_page_that_says_so(settings, client):
     html = response.content.decode()
     assert "Redis is not reachable" in html and "redis://127.0.0.1:1/0" in html
     assert isinstance(response.context["error"], RedisUnavailable)
+
+
+# -- admin ----------------------------------------------------------------------------
+
+
+def test_demo_superuser_reaches_the_admin_dashboard_and_the_demo_models(backend, client, settings):
+    from demo_project.demo.users import USERNAME, ensure_demo_user
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    password, created = ensure_demo_user(password="for-this-test")
+    assert created and client.login(username=USERNAME, password=password)
+    index = client.get(reverse("admin:index")).content.decode()
+    for url in (
+        "/admin/atomicops/dashboard/",
+        "/admin/demo/post/",
+        "/admin/demo/document/",
+        "/admin/demo/event/",
+        "/admin/demo/booking/",
+    ):
+        assert f'href="{url}"' in index
+    assert client.get("/admin/atomicops/dashboard/").status_code == 200
+    post = PostFactory()
+    post.likes.incr()
+    changelist = client.get(reverse("admin:demo_post_changelist")).content.decode()
+    assert "Likes (Redis)" in changelist
+    assert '<td class="field-like_count">1</td>' in changelist
