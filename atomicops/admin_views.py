@@ -17,11 +17,13 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from redis.exceptions import RedisError
 
 from atomicops import connection, transport
 from atomicops.conf import get_settings
 from atomicops.exceptions import AtomicOpsError
 from atomicops.flushcheck import flush_check, primaries
+from atomicops.locks import list_locks
 from atomicops.registry import Script
 
 logger = logging.getLogger("atomicops")
@@ -163,7 +165,8 @@ def collect(client: Any = None) -> dict[str, Any]:
         context["source"] = "client=" if client is not None else connection.describe_source()
         client = connection.get_client(client)
         targets = primaries(client)
-    except Exception as exc:  # ConfigurationError, or a cluster client that cannot connect
+    except (AtomicOpsError, RedisError, OSError) as exc:
+        # ConfigurationError, or a cluster client that cannot reach its nodes.
         context["connection_error"] = getattr(exc, "message", None) or str(exc)
         targets = []
     servers = [read_server(target, scripts) for target in targets]
@@ -184,11 +187,6 @@ def collect(client: Any = None) -> dict[str, Any]:
 
 
 def _locks(client: Any) -> tuple[list[Any] | None, str | None]:
-    try:
-        # Imported here: the dashboard must render even where locks are unavailable.
-        from atomicops.locks import list_locks
-    except ImportError:
-        return None, "locks unavailable"
     try:
         return list_locks(client=client, limit=LOCKS_SHOWN), None
     except AtomicOpsError as exc:
