@@ -124,6 +124,18 @@ def test_stats_script_reports_a_corrupt_counter_as_data_error(backend):
     assert info.value.script == likes.STATS_SCRIPT and info.value.key == post.likes.key
 
 
+def test_demo_scripts_are_found_without_discovery(backend):
+    # DISCOVER_SCRIPTS=False leaves app scripts unregistered; the demo registers its file.
+    post = PostFactory()
+    post.likes.incr()
+    original = registry.get(likes.STATS_SCRIPT)
+    registry.unregister(likes.STATS_SCRIPT)
+    assert likes.STATS_SCRIPT not in registry
+    assert likes.stats(post).likes == 1
+    again = registry.get(likes.STATS_SCRIPT)
+    assert again.sha == original.sha and again.readonly
+
+
 # -- compare-and-set ------------------------------------------------------------------
 
 

@@ -13,8 +13,9 @@ from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any
 
-from atomicops import CounterResult, registry
+from atomicops import CounterResult
 from demo_project.demo.models import Post
+from demo_project.demo.scripts import script
 
 STATS_SCRIPT = "demo_post_stats"
 
@@ -47,7 +48,7 @@ def like(post: Post) -> CounterResult:
 
 def stats(post: Post) -> PostStats:
     """Read the post's counter through the read-only script (one round trip)."""
-    likes, remaining, percent = registry.get(STATS_SCRIPT)(keys=[post.likes.key], args=[limit()])
+    likes, remaining, percent = script(STATS_SCRIPT)(keys=[post.likes.key], args=[limit()])
     return PostStats(
         post=post.pk,
         title=post.title,

@@ -20,8 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from atomicops import connection, registry
+from atomicops import connection
 from atomicops.keys import prefix
+from demo_project.demo.scripts import script
 
 INCR_SCRIPT = "demo_incr"
 # Workers publish progress every this many increments: often enough for a smooth bar,
@@ -73,10 +74,10 @@ def _pipeline_worker(key: str, increments: int, barrier: Any, progress: Any) -> 
 
 
 def _lua_worker(key: str, increments: int, barrier: Any, progress: Any) -> None:
-    script = registry.get(INCR_SCRIPT)
+    incr = script(INCR_SCRIPT)
     barrier.wait(30)
     for done in range(1, increments + 1):
-        script(keys=[key], args=[1])
+        incr(keys=[key], args=[1])
         _report(progress, done, increments)
 
 
