@@ -19,12 +19,14 @@ from atomicops import (
     RedisUnavailable,
     abounded_decr,
     abounded_incr,
+    acompare_and_set,
     aget_counter,
     aincr,
     aincr_float,
     areset_counter,
     bounded_decr,
     bounded_incr,
+    compare_and_set,
     get_counter,
     incr,
     incr_float,
@@ -480,3 +482,97 @@ def test_scripts_validate_their_arguments(backend, script, args, message):
     with pytest.raises(InvalidInput, match=message):
         registry.get(script)(keys=["c"], args=args)
     assert client.get("c") == b"5"
+
+
+# -- at most once: a lost reply is OutcomeUnknown, and the write is not sent again ----
+
+
+class SilentServer:
+    """Accepts connections, records what arrives, never replies: every reply is lost."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        self.received = bytearray()
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn) -> None:
+        with conn:
+            while data := conn.recv(65536):
+                self.received += data
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def silent():
+    server = SilentServer()
+    yield server
+    server.close()
+
+
+WRITES = [
+    pytest.param(c.BOUNDED_INCR, lambda cl: bounded_incr("k", 10, client=cl), id="bounded_incr"),
+    pytest.param("cas_set", lambda cl: compare_and_set("k", "a", "b", client=cl), id="cas"),
+]
+
+
+@pytest.mark.parametrize(("script", "call"), WRITES)
+def test_lost_reply_is_outcome_unknown_and_sent_once(silent, script, call):
+    import time
+
+    from atomicops import OutcomeUnknown
+
+    client = redis.Redis(port=silent.port, socket_timeout=0.2, protocol=2, driver_info=None)
+    try:
+        with pytest.raises(OutcomeUnknown, match="on key 'k'.*may or may not") as caught:
+            call(client)
+        assert caught.value.key == "k"
+        time.sleep(0.3)  # a retry would have arrived by now
+        assert silent.received.count(registry.get(script).sha.encode()) == 1
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(
+    ("script", "call"),
+    [
+        pytest.param(
+            c.BOUNDED_INCR, lambda cl: abounded_incr("k", 10, client=cl), id="abounded_incr"
+        ),
+        pytest.param("cas_set", lambda cl: acompare_and_set("k", "a", "b", client=cl), id="acas"),
+    ],
+)
+async def test_async_lost_reply_is_outcome_unknown_and_sent_once(silent, script, call):
+    import asyncio
+
+    import redis.asyncio
+
+    from atomicops import OutcomeUnknown
+
+    client = redis.asyncio.Redis(port=silent.port, socket_timeout=0.2, protocol=2, driver_info=None)
+    try:
+        with pytest.raises(OutcomeUnknown, match="on key 'k'"):
+            await call(client)
+        await asyncio.sleep(0.3)
+        assert silent.received.count(registry.get(script).sha.encode()) == 1
+    finally:
+        await client.aclose()
