@@ -120,9 +120,10 @@ def _fixed_window_hit(key: KeyLike, limit: int, window_ms: int, amount: int) -> 
     amount = _amount(amount, limit, name)
 
     def interpret(reply: Sequence[Any]) -> RateLimitResult:
-        allowed, count, ttl = reply[0], reply[1], reply[2]
+        count, ttl = reply[0], reply[1]
+        allowed = count <= limit
         return RateLimitResult(
-            allowed=bool(allowed),
+            allowed=allowed,
             count=count,
             remaining=max(0, limit - count),
             reset_ms=ttl,
@@ -131,7 +132,8 @@ def _fixed_window_hit(key: KeyLike, limit: int, window_ms: int, amount: int) -> 
             key=name,
         )
 
-    return _Hit(FIXED_WINDOW, [resolved], [limit, window_ms, amount], interpret)
+    # The script only counts (as the seed's does); the limit is compared here.
+    return _Hit(FIXED_WINDOW, [resolved], [window_ms, amount], interpret)
 
 
 def _sliding_window_hit(key: KeyLike, limit: int, window_ms: int, amount: int) -> _Hit:

@@ -62,8 +62,9 @@ if allowed then
     redis.call('HINCRBY', KEYS[1], 'c', amount)
   else
     redis.call('HSET', KEYS[1], 'ms', window, 'w', win, 'c', cur, 'p', prev)
-    -- After the next window ends neither counter weighs anything.
-    redis.call('PEXPIRE', KEYS[1], 2 * window - elapsed)
+    -- After the next window ends neither counter weighs anything. One ms more, because
+    -- PEXPIRE counts from the ms the script started in, which can be before TIME's.
+    redis.call('PEXPIRE', KEYS[1], 2 * window - elapsed + 1)
   end
 else
   -- The first server ms at which the same call fits, if nothing else is admitted.

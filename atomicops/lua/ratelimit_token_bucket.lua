@@ -43,8 +43,10 @@ if allowed then
     redis.call('DEL', KEYS[1])
   else
     redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'ts', now)
-    -- Once full again the state is worth nothing: let it expire then.
-    redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) * 1000 / rate))
+    -- Once full again the state is worth nothing: let it expire then. One ms more,
+    -- because PEXPIRE counts from the ms the script started in, which can be up to
+    -- 1 ms before the TIME read above: the key must not vanish while not yet full.
+    redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) * 1000 / rate) + 1)
   end
 else
   -- Rejected: nothing is written; refill is computed from ts on the next call.
