@@ -8,8 +8,13 @@ redis-server started for the run):
   estimate, on two keys, by key TTLs instead of server ``TIME``);
 * token bucket: ``limits`` has none; reported against atomicops' own fixed window.
 
+An atomicops hit also returns what ``RateLimit-*`` headers need (remaining, reset); with
+``limits`` that is ``get_window_stats``, one or two more round trips, printed for reference.
+
 Each is measured under the limit (every hit allowed) and over it (every hit rejected),
-and round trips per hit are counted at the socket (``send_packed_command`` calls).
+and round trips per hit are counted at the socket (``send_packed_command`` calls). Next
+to hits per second (which swing with whatever else the machine runs) the CPU time per
+hit of this process and of the server is printed: the steadier measure of cost.
 Target: at least ``limits``' rate (ratio >= 1.0), one round trip per hit. Run:
     .venv/bin/python benchmarks/bench_ratelimit.py
 """
@@ -17,9 +22,12 @@ Target: at least ``limits``' rate (ratio >= 1.0), one round trip per hit. Run:
 from __future__ import annotations
 
 import os
+import statistics
+import time
 from collections.abc import Callable
+from typing import Any
 
-from _common import compare, report, setup_django, start_server
+from _common import setup_django, start_server
 
 N = int(os.environ.get("BENCH_N", "1000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "21"))
@@ -47,6 +55,45 @@ def round_trips(fn: Callable[[], object]) -> float:
     return writes / SAMPLE
 
 
+def measure(
+    contenders: dict[str, Callable[[], object]], admin: Any
+) -> dict[str, tuple[float, float, float]]:
+    """name -> (hits/s, client CPU us/hit, server CPU us/hit), medians of interleaved rounds.
+
+    Wall-clock rates swing with whatever else the machine runs; CPU per hit (this
+    process's, and the server's from INFO) is steadier, so both are printed.
+    """
+
+    def server_cpu() -> float:
+        info = admin.info("cpu")
+        return info["used_cpu_user"] + info["used_cpu_sys"]
+
+    samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in contenders}
+    for fn in contenders.values():
+        fn()  # warm up: connections, script cache
+    for _ in range(ROUNDS):
+        for name, fn in contenders.items():
+            server0, cpu0, wall0 = server_cpu(), time.process_time(), time.perf_counter()
+            for _ in range(N):
+                fn()
+            wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+            samples[name].append((N / wall, cpu / N * 1e6, (server_cpu() - server0) / N * 1e6))
+    return {
+        name: tuple(statistics.median(column) for column in zip(*rows, strict=True))  # type: ignore[misc]
+        for name, rows in samples.items()
+    }
+
+
+def show(title: str, results: dict[str, tuple[float, float, float]], anchor: str) -> None:
+    print(f"\n{title}")
+    base = results[anchor][0]
+    for name, (rate, client_us, server_us) in results.items():
+        print(
+            f"  {name:<32} {rate:>8,.0f}/s  ratio {rate / base:.3f}   "
+            f"CPU/hit: client {client_us:5.1f} us, server {server_us:5.1f} us"
+        )
+
+
 def main() -> None:
     server = start_server()
     try:
@@ -59,12 +106,13 @@ def main() -> None:
         from atomicops import fixed_window, sliding_window, token_bucket
 
         client = redis.Redis(port=server.port)
+        admin = redis.Redis(port=server.port)
         storage = RedisStorage(server.url)
         fixed = FixedWindowRateLimiter(storage)
         sliding = SlidingWindowCounterRateLimiter(storage)
         print(
             f"server {server.name} {server.version()}, limits {limits.__version__}, "
-            f"{N} hits x {ROUNDS} interleaved rounds, median"
+            f"{N} hits x {ROUNDS} interleaved rounds, medians"
         )
 
         scenarios = {
@@ -89,32 +137,59 @@ def main() -> None:
                 "atomicops sliding_window": lambda limit=limit, tag=tag: sliding_window(
                     f"sw{tag}", limit, 60_000, client=client
                 ),
+                # What a 429 with RateLimit-* headers needs (remaining, reset) comes
+                # with every atomicops hit; limits asks for it separately.
+                "limits fixed + get_window_stats": lambda item=item, tag=tag: (
+                    fixed.hit(item, f"fw{tag}"),
+                    fixed.get_window_stats(item, f"fw{tag}"),
+                ),
+                "limits sliding + get_window_stats": lambda item=item, tag=tag: (
+                    sliding.hit(item, f"sw{tag}"),
+                    sliding.get_window_stats(item, f"sw{tag}"),
+                ),
                 # refill_rate = limit per minute, in tokens per second
                 "atomicops token_bucket": lambda limit=limit, tag=tag: token_bucket(
                     f"tb{tag}", limit, limit / 60, client=client
                 ),
             }
-            rates = compare(contenders, N, rounds=ROUNDS)
+            results = measure(contenders, admin)
             for name, fn in contenders.items():
                 trips[name] = round_trips(fn)
             fixed_group = (
                 "limits fixed window",
                 "atomicops fixed_window",
+                "limits fixed + get_window_stats",
                 "atomicops token_bucket",
             )
-            sliding_group = ("limits sliding window counter", "atomicops sliding_window")
+            sliding_group = (
+                "limits sliding window counter",
+                "atomicops sliding_window",
+                "limits sliding + get_window_stats",
+            )
             for title, names in (("fixed window", fixed_group), ("sliding window", sliding_group)):
-                report(f"{title}, {scenario}", {n: rates[n] for n in names}, names[0])
+                show(f"{title}, {scenario}", {n: results[n] for n in names}, names[0])
             print(
                 f"\nround trips per hit ({scenario}): "
                 + ", ".join(f"{name} {value:.2f}" for name, value in trips.items())
             )
-            fw = rates["atomicops fixed_window"] / rates["limits fixed window"]
-            sw = rates["atomicops sliding_window"] / rates["limits sliding window counter"]
-            tb = rates["atomicops token_bucket"] / rates["atomicops fixed_window"]
-            summary.append(f"{scenario}: fixed {fw:.3f}, sliding {sw:.3f}, bucket/fixed {tb:.3f}")
 
-        print("\natomicops / limits, same algorithm (target >= 1.0, one round trip per hit):")
+            def ratio(a: str, b: str, column: int = 0, results=results) -> float:
+                return results[a][column] / results[b][column]
+
+            summary.append(
+                f"{scenario}: fixed {ratio('atomicops fixed_window', 'limits fixed window'):.3f}, "
+                f"sliding {ratio('atomicops sliding_window', 'limits sliding window counter'):.3f}"
+                f" (hits/s); client CPU per hit "
+                f"{ratio('atomicops fixed_window', 'limits fixed window', 1):.3f} / "
+                f"{ratio('atomicops sliding_window', 'limits sliding window counter', 1):.3f}, "
+                f"server CPU per hit "
+                f"{ratio('atomicops fixed_window', 'limits fixed window', 2):.3f} / "
+                f"{ratio('atomicops sliding_window', 'limits sliding window counter', 2):.3f}"
+            )
+
+        print(
+            "\natomicops / limits, same algorithm (target: hits/s ratio >= 1.0; CPU ratios < 1 are cheaper):"
+        )
         for line in summary:
             print(f"  {line}")
     finally:
