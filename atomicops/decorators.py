@@ -174,7 +174,7 @@ def _hit_builder(
         def build(key: str) -> _Hit:
             return make(key, limit, window, amount)
 
-    build("validation")  # bad numbers fail when the view is decorated, not on a request
+    build("@rate_limit")  # bad numbers fail when the view is decorated, not on a request
     return build
 
 
@@ -200,6 +200,8 @@ def rate_limit(
     ``"token_bucket"`` (then ``limit`` is the capacity and ``refill_rate`` the tokens per
     second, instead of ``window_ms``). Views sharing a ``group`` share their limits (the
     default group is the view's dotted name). ``methods`` limits only those methods.
+    ``client``: a redis-py client for sync views, a ``redis.asyncio`` one for async views
+    (default: atomicops' configured client).
 
     One round trip per request. Rejected: ``429`` with ``Retry-After`` and
     ``RateLimit-*`` headers; ``request.ratelimit`` holds the :class:`RateLimitResult`.
