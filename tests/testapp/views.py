@@ -66,7 +66,7 @@ def rl_bucket(request: HttpRequest) -> HttpResponse:
 
 # Two limits on one view: a burst limit and a sustained one. Headers show the tighter.
 @rate_limit(10, 60_000, key="ip", group="rl-sustained")
-@rate_limit(3, 1_000, key="ip", group="rl-burst")
+@rate_limit(3, 10_000, key="ip", group="rl-burst")
 def rl_stacked(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok")
 
