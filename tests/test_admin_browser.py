@@ -1,65 +1,32 @@
 """The dashboard in a real browser: headless Chromium driven by Playwright.
 
-Uses Debian's ``chromium`` (``playwright install`` cannot download here); ``bin/test``
-installs it. Without it the test is skipped, except with CI=true, where it fails.
+Chromium comes from the ``browser`` fixture (tests/conftest.py): skipped without it,
+except with CI=true, where it fails.
 Screenshots go to ``test-artifacts/`` (gitignored), for people and CI artifacts.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from atomicops.registry import registry
-from tests.conftest import CI
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def chromium():
-    if not os.access(CHROMIUM, os.X_OK):
-        message = f"{CHROMIUM} is missing (apt-get install chromium)"
-        if CI:
-            pytest.fail(f"{message}; with CI=true the browser test must run")
-        pytest.skip(message)
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if CI:
-            pytest.fail("playwright is not installed; with CI=true the browser test must run")
-        pytest.skip("playwright is not installed")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture
 def superuser(transactional_db, django_user_model):
-    # Before the browser starts: Playwright's sync API runs an event loop in this
-    # thread, and Django refuses ORM calls while one runs.
     return django_user_model.objects.create_superuser("admin", "admin@example.test", "pw")
 
 
 @pytest.mark.parametrize("real_server", ["redis"], indirect=True)
-def test_dashboard_in_chromium(superuser, live_server, real_client, chromium):
+def test_dashboard_in_chromium(superuser, live_server, real_client, browser):
     ARTIFACTS.mkdir(exist_ok=True)
-    page = chromium.new_page(viewport={"width": 1280, "height": 900})
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
     dashboard = f"{live_server.url}/admin/atomicops/dashboard/"
 
     page.goto(dashboard)  # anonymous: the admin login, then back here

@@ -2,64 +2,19 @@
 
 Clicks the like button past its limit, books an event until it is sold out, saves a
 document from two tabs, and runs the rate-limit page's twelve calls. On valkey, the
-demo's default server. Uses Debian's ``chromium``; without it the test is skipped,
-except with CI=true, where it fails.
+demo's default server. Chromium comes from the ``browser`` fixture (tests/conftest.py).
 """
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from tests.conftest import CI
 from tests.factories import DocumentFactory, EventFactory, PostFactory
-
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.parametrize("real_server", ["valkey"], indirect=True),
 ]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.access(CHROMIUM, os.X_OK):
-        message = f"{CHROMIUM} is missing (apt-get install chromium)"
-        if CI:
-            pytest.fail(f"{message}; with CI=true the browser tests must run")
-        pytest.skip(message)
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if CI:
-            pytest.fail("playwright is not installed; with CI=true the browser tests must run")
-        pytest.skip("playwright is not installed")
-    # One Chromium for the module. Playwright's sync API keeps an event loop running in
-    # this thread, and Django refuses ORM calls (the fixtures' factories) while one
-    # runs; nothing here is async, so let it.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-            try:
-                yield chromium
-            finally:
-                chromium.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture
