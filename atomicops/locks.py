@@ -87,10 +87,15 @@ def resolve_name(name: NameLike, kind: str = "lock") -> str:
     if isinstance(name, tuple) and len(name) == 2:
         instance, part = name
         meta = getattr(instance, "_meta", None)
-        if meta is None:
-            raise InvalidInput(
-                f"a {kind} name pair needs a model instance first, got {type(instance).__name__}"
+        if meta is None or isinstance(instance, type):
+            # A model class has _meta too, but its .pk is a property object: its repr (a
+            # memory address) would name a different lock in every process.
+            what = (
+                f"the class {instance.__name__}"
+                if isinstance(instance, type)
+                else type(instance).__name__
             )
+            raise InvalidInput(f"a {kind} name pair needs a model instance first, got {what}")
         if instance.pk is None:
             raise InvalidInput(
                 f"cannot name a {kind} after an unsaved {meta.label} (pk is None); save it first"

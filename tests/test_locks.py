@@ -240,6 +240,15 @@ def test_unsaved_instance_is_refused(db):
         Lock((Article(title="x"), "publish"), ttl=10)
 
 
+def test_a_model_class_is_not_an_instance(db):
+    # Its .pk is a property object whose repr differs per process: two processes
+    # would each "hold" a lock of their own.
+    from tests.testapp.models import Article
+
+    with pytest.raises(InvalidInput, match="the class Article"):
+        Lock((Article, "publish"), ttl=10)
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
