@@ -13,14 +13,13 @@ raises :class:`~atomicops.exceptions.InvalidInput` and changes nothing.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
+from atomicops.counters import MAX_EXACT, _arun, _Call, _run, _text
 from atomicops.exceptions import InvalidInput, RateLimited
 from atomicops.keys import KeyLike, resolve_key
-from atomicops.registry import registry
 
 __all__ = [
     "RateLimitResult",
@@ -76,17 +75,8 @@ class RateLimitResult:
         return self
 
 
-class _Hit(NamedTuple):
-    """One prepared call: which script, with what, and how to read its reply."""
-
-    script: str
-    keys: list[Any]
-    args: list[Any]
-    interpret: Callable[[Sequence[Any]], RateLimitResult]
-
-
-def _text(key: str | bytes) -> str:
-    return key.decode("utf-8", "replace") if isinstance(key, bytes) else key
+# A hit is a prepared script call like the counters' (same runner, same pipeline guard).
+_Hit = _Call
 
 
 def _whole(value: Any, what: str, key: str, minimum: int | None = 1) -> int:
@@ -98,6 +88,12 @@ def _whole(value: Any, what: str, key: str, minimum: int | None = 1) -> int:
     if minimum is not None and value < minimum:
         raise InvalidInput(
             f"rate limit on key {key!r}: {what} must be >= {minimum}, got {value!r}", key=key
+        )
+    if abs(value) > MAX_EXACT:
+        # Lua numbers are doubles; and a window past this would fail PEXPIRE after the
+        # script had already counted the hit.
+        raise InvalidInput(
+            f"rate limit on key {key!r}: {what} {value} is beyond 2**53 - 1", key=key
         )
     return value
 
@@ -168,14 +164,14 @@ def _token_bucket_hit(key: KeyLike, capacity: int, refill_rate: float, cost: int
     resolved = resolve_key(key)
     name = _text(resolved)
     capacity = _whole(capacity, "capacity", name)
+    # `not 0 < rate <= MAX` also turns away NaN, infinity and ints past float's range.
     if (
         isinstance(refill_rate, bool)
         or not isinstance(refill_rate, (int, float))
-        or not math.isfinite(refill_rate)
-        or refill_rate <= 0
+        or not 0 < refill_rate <= MAX_EXACT
     ):
         raise InvalidInput(
-            f"rate limit on key {name!r}: refill_rate must be a finite number > 0 "
+            f"rate limit on key {name!r}: refill_rate must be a number > 0 and <= 2**53 - 1 "
             f"(tokens per second), got {refill_rate!r}",
             key=name,
         )
@@ -183,6 +179,14 @@ def _token_bucket_hit(key: KeyLike, capacity: int, refill_rate: float, cost: int
     if cost > capacity:
         raise InvalidInput(
             f"rate limit on key {name!r}: cost {cost} exceeds the capacity {capacity}", key=name
+        )
+    if capacity * 1000 / refill_rate > MAX_EXACT:
+        # The bucket's expiry is its time to fill up, in ms; PEXPIRE would refuse it
+        # after the script had already taken the tokens.
+        raise InvalidInput(
+            f"rate limit on key {name!r}: refill_rate {refill_rate!r} is so slow that "
+            f"filling {capacity} tokens takes over 2**53 ms",
+            key=name,
         )
     # repr() keeps every digit of a float; Lua's tonumber reads it back exactly.
     rate_arg = refill_rate if isinstance(refill_rate, int) else repr(float(refill_rate))
@@ -200,16 +204,6 @@ def _token_bucket_hit(key: KeyLike, capacity: int, refill_rate: float, cost: int
         )
 
     return _Hit(TOKEN_BUCKET, [resolved], [capacity, rate_arg, cost], interpret)
-
-
-def _run(hit: _Hit, client: Any) -> RateLimitResult:
-    reply = registry.get(hit.script)(keys=hit.keys, args=hit.args, client=client)
-    return hit.interpret(reply)
-
-
-async def _arun(hit: _Hit, client: Any) -> RateLimitResult:
-    reply = await registry.get(hit.script).acall(keys=hit.keys, args=hit.args, client=client)
-    return hit.interpret(reply)
 
 
 def fixed_window(

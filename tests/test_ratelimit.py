@@ -331,6 +331,7 @@ BAD = [
     (fixed_window, (10, 0), {}, "window_ms"),
     (fixed_window, (10, -5), {}, "window_ms"),
     (fixed_window, (10, 1.5), {}, "window_ms"),
+    (fixed_window, (10, 10**20), {}, "window_ms"),  # PEXPIRE would refuse it, after INCRBY
     (fixed_window, (10, 1_000), {"amount": 0}, "amount"),
     (fixed_window, (10, 1_000), {"amount": 1.5}, "amount"),
     (fixed_window, (10, 1_000), {"amount": 11}, "exceeds the limit"),
@@ -344,6 +345,9 @@ BAD = [
     (token_bucket, (5, float("nan")), {}, "refill_rate"),
     (token_bucket, (5, float("inf")), {}, "refill_rate"),
     (token_bucket, (5, "1"), {}, "refill_rate"),
+    (token_bucket, (5, 10**400), {}, "refill_rate"),  # past float's range
+    (token_bucket, (5, 1e-15), {}, "2\\*\\*53 ms"),  # PEXPIRE would refuse the time to fill
+    (token_bucket, (2**60, 1.0), {}, "capacity"),
     (token_bucket, (5, 1.0), {"cost": 1.5}, "cost"),
     (token_bucket, (5, 1.0), {"cost": "1"}, "cost"),
     (token_bucket, (5, 1.0), {"cost": 6}, "exceeds the capacity"),
@@ -373,6 +377,7 @@ async def test_async_bad_input_is_typed(backend):
     [
         (rl.FIXED_WINDOW, ["0", "1"], "window_ms"),
         (rl.FIXED_WINDOW, ["abc", "1"], "window_ms"),
+        (rl.FIXED_WINDOW, ["100000000000000000000", "1"], "window_ms"),
         (rl.FIXED_WINDOW, ["1000", "1.5"], "amount"),
         (rl.FIXED_WINDOW, ["1000", "0"], "amount"),
         (rl.SLIDING_WINDOW, ["0", "1000", "1"], "limit"),
@@ -380,6 +385,7 @@ async def test_async_bad_input_is_typed(backend):
         (rl.TOKEN_BUCKET, ["5", "nan", "1"], "rate"),
         (rl.TOKEN_BUCKET, ["5", "inf", "1"], "rate"),
         (rl.TOKEN_BUCKET, ["5", "1", "6"], "cost"),
+        (rl.TOKEN_BUCKET, ["5", "1e-15", "1"], "rate"),
     ],
 )
 def test_scripts_check_their_own_arguments(backend, script, args, match):
@@ -388,6 +394,15 @@ def test_scripts_check_their_own_arguments(backend, script, args, match):
     with pytest.raises(InvalidInput, match=match):
         registry.get(script)(keys=["k"], args=args)
     assert client.exists("k") == 0
+
+
+@pytest.mark.parametrize("func", [fixed_window, sliding_window, token_bucket])
+def test_a_pipeline_is_refused_before_anything_is_queued(backend, func):
+    _, client = backend
+    pipe = client.pipeline()
+    with pytest.raises(InvalidInput, match="not a pipeline"):
+        func("k", 5, 1_000, client=pipe)
+    assert len(pipe) == 0
 
 
 def test_unreachable_server_is_redis_unavailable():

@@ -1,14 +1,15 @@
 -- description: Fixed-window rate limit (the seed's script, plus the window's remaining time): count ARGV[2] hits on KEYS[1]; the window opens on its first hit and lasts ARGV[1] ms. The caller compares the count with its limit.
 -- readonly: no
 -- KEYS[1] counter: hits in the open window, an integer string whose TTL is the rest of the window
--- ARGV[1] window_ms: window length in milliseconds, integer >= 1
+-- ARGV[1] window_ms: window length in milliseconds, integer in [1, 2^53-1]
 -- ARGV[2] amount: hits this call counts, integer >= 1
 -- returns: {count (hits in this window, these included, rejected ones too), ttl_ms (ms until the window ends)}
 -- result: raw
 -- probe: 60000 1
 local window = tonumber(ARGV[1])
-if not window or window < 1 or window ~= math.floor(window) then
-  return redis.error_reply('INVALID window_ms must be an integer >= 1, got ' .. tostring(ARGV[1]))
+-- Checked before INCRBY: a window PEXPIRE refuses would fail after the hit was counted.
+if not window or window < 1 or window > 9007199254740991 or window ~= math.floor(window) then
+  return redis.error_reply('INVALID window_ms must be an integer in [1, 2^53-1], got ' .. tostring(ARGV[1]))
 end
 local amount = tonumber(ARGV[2])
 if not amount or amount < 1 or amount ~= math.floor(amount) then

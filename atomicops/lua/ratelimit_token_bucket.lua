@@ -16,6 +16,11 @@ local rate = tonumber(ARGV[2])
 if not rate or rate ~= rate or rate <= 0 or rate == math.huge then
   return redis.error_reply('INVALID rate must be a finite number > 0, got ' .. tostring(ARGV[2]))
 end
+-- Checked before anything is written: the expiry below is the time to fill up, and a
+-- PEXPIRE that refuses it would fail after the tokens were taken.
+if capacity * 1000 / rate > 9007199254740991 then
+  return redis.error_reply('INVALID capacity / rate must fill the bucket within 2^53 ms, got ' .. tostring(ARGV[1]) .. ' / ' .. tostring(ARGV[2]))
+end
 local cost = tonumber(ARGV[3])
 if not cost or cost ~= math.floor(cost) or cost > capacity then
   return redis.error_reply('INVALID cost must be an integer <= capacity, got ' .. tostring(ARGV[3]))
