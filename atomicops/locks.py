@@ -642,9 +642,10 @@ class _Lease:
         # The thread holds only a weak reference: a lease dropped without release()
         # stops being renewed, and the finalizer wakes the thread so it exits now.
         weakref.finalize(self, stop.set)
+        steps = _renewal_steps(weakref.ref(self), owner, interval, self.max_renewals)
         thread = threading.Thread(
             target=_renew_in_thread,
-            args=(weakref.ref(self), owner, stop, interval, self.max_renewals),
+            args=(steps, owner, stop),
             name=f"atomicops-renew:{self.key}",
             daemon=True,
         )
@@ -657,7 +658,9 @@ class _Lease:
             return
         owner, interval = plan
         task = asyncio.get_running_loop().create_task(
-            _renew_in_task(weakref.ref(self), owner, interval, self.max_renewals),
+            _renew_in_task(
+                _renewal_steps(weakref.ref(self), owner, interval, self.max_renewals), owner
+            ),
             name=f"atomicops-renew:{self.key}",
         )
         self._stop_renewal = task.cancel
@@ -679,71 +682,80 @@ class _Lease:
         return max(0.0, self._deadline - time.monotonic())
 
 
-def _renew_in_thread(
-    ref: weakref.ref[_Lease],
-    owner: str,
-    stop: threading.Event,
-    interval: float,
-    max_renewals: int | None,
-) -> None:
-    done = 0
-    while True:
-        if max_renewals is not None and done >= max_renewals:
-            lease = ref()
-            left = None if lease is None else lease._renewals_exhausted(owner)
-            del lease
-            # No renewals left: the lease runs out at its deadline; say so then.
-            if left is None or stop.wait(left):
-                return
-            lease = ref()
-            if lease is not None:
-                lease._mark_lost(owner, reported=False)
-            return
-        if stop.wait(interval):
-            return
-        lease = ref()
-        if lease is None:
-            return
-        try:
-            status = lease._run(lease._renew_flow(owner))
-        except AtomicOpsError as exc:
-            status = lease._renewal_outcome(owner, exc)
-        del lease
-        if status == "ok":
-            done += 1
-        elif status != "retry":
-            return
+Steps = Generator[tuple[str, Any], Any, None]
 
 
-async def _renew_in_task(
+def _renewal_steps(
     ref: weakref.ref[_Lease], owner: str, interval: float, max_renewals: int | None
-) -> None:
+) -> Steps:
+    """The renewer's schedule, written once for the thread and the task.
+
+    Yields ``("sleep", seconds)`` and ``("renew", lease)``, and is sent each renewal's
+    status. It holds the lease only across a renewal, never across a sleep.
+    """
     done = 0
-    while True:
-        if max_renewals is not None and done >= max_renewals:
-            lease = ref()
-            left = None if lease is None else lease._renewals_exhausted(owner)
-            del lease
-            if left is None:
-                return
-            await asyncio.sleep(left)
-            lease = ref()
-            if lease is not None:
-                lease._mark_lost(owner, reported=False)
-            return
-        await asyncio.sleep(interval)
+    while max_renewals is None or done < max_renewals:
+        yield ("sleep", interval)
         lease = ref()
         if lease is None:
             return
-        try:
-            status = await lease._arun(lease._renew_flow(owner))
-        except AtomicOpsError as exc:
-            status = lease._renewal_outcome(owner, exc)
+        status = yield ("renew", lease)
         del lease
         if status == "ok":
             done += 1
         elif status != "retry":
             return
+    # No renewals left: the lease runs out at its deadline; say so then.
+    lease = ref()
+    left = None if lease is None else lease._renewals_exhausted(owner)
+    del lease
+    if left is None:
+        return
+    yield ("sleep", left)
+    lease = ref()
+    if lease is not None:
+        lease._mark_lost(owner, reported=False)
+
+
+def _renew_in_thread(steps: Steps, owner: str, stop: threading.Event) -> None:
+    status = None
+    try:
+        while True:
+            what, value = steps.send(status)
+            status = None
+            if what == "sleep":
+                if stop.wait(value):
+                    return
+                continue
+            try:
+                status = value._run(value._renew_flow(owner))
+            except AtomicOpsError as exc:
+                status = value._renewal_outcome(owner, exc)
+            del value
+    except StopIteration:
+        return
+    finally:
+        steps.close()
+
+
+async def _renew_in_task(steps: Steps, owner: str) -> None:
+    status = None
+    try:
+        while True:
+            what, value = steps.send(status)
+            status = None
+            if what == "sleep":
+                await asyncio.sleep(value)
+                continue
+            try:
+                status = await value._arun(value._renew_flow(owner))
+            except AtomicOpsError as exc:
+                status = value._renewal_outcome(owner, exc)
+            del value
+    except StopIteration:
+        return
+    finally:
+        steps.close()
 
 
 # -- the lock ---------------------------------------------------------------------
