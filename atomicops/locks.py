@@ -675,8 +675,8 @@ class _Lease:
         logger.warning("atomicops: renewing %s failed, will retry: %s", self.key, exc)
         return "retry"
 
-    def _renewals_exhausted(self, owner: str) -> float | None:
-        """Seconds until the lease runs out after the last allowed renewal (None: stop)."""
+    def _time_left(self, owner: str) -> float | None:
+        """Seconds until ``owner``'s lease runs out by this process's clock (None: not held)."""
         if self._owner != owner or self._deadline is None:
             return None
         return max(0.0, self._deadline - time.monotonic())
@@ -705,16 +705,17 @@ def _renewal_steps(
             done += 1
         elif status != "retry":
             return
-    # No renewals left: the lease runs out at its deadline; say so then.
-    lease = ref()
-    left = None if lease is None else lease._renewals_exhausted(owner)
-    del lease
-    if left is None:
-        return
-    yield ("sleep", left)
-    lease = ref()
-    if lease is not None:
-        lease._mark_lost(owner, reported=False)
+    # No renewals left: the lease runs out at its deadline; say so then. Look again
+    # after each wait: an extend() by the holder may have moved the deadline.
+    while True:
+        lease = ref()
+        left = None if lease is None else lease._time_left(owner)
+        if left == 0:
+            lease._mark_lost(owner, reported=False)
+        del lease
+        if not left:
+            return
+        yield ("sleep", left)
 
 
 def _renew_in_thread(steps: Steps, owner: str, stop: threading.Event) -> None:

@@ -474,6 +474,20 @@ def test_the_renewal_cap_lets_the_lease_run_out(backend):
     assert Lock("report", ttl=10).acquire(timeout=2)
 
 
+def test_an_extend_after_the_last_renewal_moves_the_end_of_the_lease(backend):
+    seen = []
+    lock = Lock(
+        "report", ttl=1, auto_renew=True, renew_fraction=0.1, max_renewals=1, on_lost=seen.append
+    )
+    lock.acquire()
+    assert wait_until(lambda: lock.renewals == 1)
+    lock.extend(ttl=30)  # the renewer now sleeps until the old deadline, then looks again
+    time.sleep(1.5)  # past the deadline the last renewal set
+    assert seen == [] and lock.held and not lock.lost
+    assert lock.ensure_owned() == lock.fencing_token
+    lock.release()
+
+
 def renewer_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("atomicops-renew:")]
 
