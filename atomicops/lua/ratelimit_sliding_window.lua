@@ -62,9 +62,10 @@ if allowed then
     redis.call('HINCRBY', KEYS[1], 'c', amount)
   else
     redis.call('HSET', KEYS[1], 'ms', window, 'w', win, 'c', cur, 'p', prev)
-    -- After the next window ends neither counter weighs anything. One ms more, because
-    -- PEXPIRE counts from the ms the script started in, which can be before TIME's.
-    redis.call('PEXPIRE', KEYS[1], 2 * window - elapsed + 1)
+    -- After the next window ends neither counter weighs anything: expire then, at that
+    -- time on TIME's clock (a PEXPIRE would count from when the script started, which a
+    -- descheduled server can put ms before the TIME read, and drop p too early).
+    redis.call('PEXPIREAT', KEYS[1], (win + 2) * window)
   end
 else
   -- The first server ms at which the same call fits, if nothing else is admitted.

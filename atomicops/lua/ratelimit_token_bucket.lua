@@ -48,10 +48,12 @@ if allowed then
     redis.call('DEL', KEYS[1])
   else
     redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'ts', now)
-    -- Once full again the state is worth nothing: let it expire then. One ms more,
-    -- because PEXPIRE counts from the ms the script started in, which can be up to
-    -- 1 ms before the TIME read above: the key must not vanish while not yet full.
-    redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) * 1000 / rate) + 1)
+    -- Once full again the state is worth nothing: let it expire then. At an absolute
+    -- time on TIME's clock, not a PEXPIRE: that counts from when the script started,
+    -- which a descheduled server can put ms before the TIME read, and the key must not
+    -- vanish while not yet full. (Expiry is checked against a command's start, never
+    -- after its TIME, so a later call finds the key gone only once the bucket is full.)
+    redis.call('PEXPIREAT', KEYS[1], math.ceil((now + (capacity - tokens) * 1000000 / rate) / 1000))
   end
 else
   -- Rejected: nothing is written; refill is computed from ts on the next call.
