@@ -641,7 +641,9 @@ class _Lease:
         stop = threading.Event()
         # The thread holds only a weak reference: a lease dropped without release()
         # stops being renewed, and the finalizer wakes the thread so it exits now.
-        weakref.finalize(self, stop.set)
+        # Stopping calls the finalizer, which also unregisters it: a Lock object
+        # acquired and released many times does not pile up finalizers.
+        stop_renewal = weakref.finalize(self, stop.set)
         steps = _renewal_steps(weakref.ref(self), owner, interval, self.max_renewals)
         thread = threading.Thread(
             target=_renew_in_thread,
@@ -649,7 +651,7 @@ class _Lease:
             name=f"atomicops-renew:{self.key}",
             daemon=True,
         )
-        self._stop_renewal = stop.set
+        self._stop_renewal = stop_renewal
         thread.start()
 
     def _start_task_renewal(self) -> None:

@@ -10,6 +10,7 @@ import asyncio
 import gc
 import threading
 import time
+import weakref
 
 import pytest
 import redis
@@ -506,6 +507,25 @@ def test_release_stops_the_renewer(backend):
     lock.acquire()
     lock.release()
     assert wait_until(lambda: not renewer_threads(), timeout=2)
+
+
+def finalizers_of(obj: object) -> int:
+    return sum(
+        1
+        for f in gc.get_objects()
+        if isinstance(f, weakref.finalize) and (f.peek() or (None,))[0] is obj
+    )
+
+
+def test_a_lock_reused_many_times_leaves_no_finalizers_behind(backend):
+    lock = Lock("report", ttl=30, auto_renew=True)
+    for _ in range(20):
+        lock.acquire()
+        lock.release()
+    assert finalizers_of(lock) == 0
+    lock.acquire()
+    assert finalizers_of(lock) == 1  # the running renewer's
+    lock.release()
 
 
 # -- the decorator --------------------------------------------------------------
