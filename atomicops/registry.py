@@ -310,8 +310,10 @@ class Script:
         """The whole call as a generator: yields batches, is sent their replies."""
         registry = self.registry
         ro = self.readonly and state.has_ro is not False
-        loads = registry._load_batch() if state.loaded_version != registry.version else []
+        # The version before the batch: a script registered meanwhile is then loaded
+        # next time, instead of being taken as loaded.
         version = registry.version
+        loads = registry._load_batch() if state.loaded_version != version else []
         replies = yield [
             *loads,
             ("EVALSHA_RO" if ro else "EVALSHA", self.sha, len(keys), *keys, *args),
@@ -334,8 +336,8 @@ class Script:
                 state.has_ro = True
         if isinstance(reply, NoScriptError):
             self.stats.bump("fallbacks")
-            loads = registry._load_batch()
             version = registry.version
+            loads = registry._load_batch()
             replies = yield [
                 *loads,
                 ("EVAL_RO" if ro else "EVAL", self.source, len(keys), *keys, *args),
