@@ -398,13 +398,19 @@ class _Lease:
         if self._owner == owner:
             self._deadline = sent + ttl_ms / 1000
 
-    def _renew_flow(self, owner: str) -> Generator[Op, Any, str]:
-        """One auto-renewal: ``"ok"``, ``"lost"`` or ``"stop"`` (released meanwhile)."""
+    def _renew_flow(
+        self, owner: str, stopped: Callable[[], bool] = lambda: False
+    ) -> Generator[Op, Any, str]:
+        """One auto-renewal: ``"ok"``, ``"lost"`` or ``"stop"`` (released meanwhile).
+
+        ``stopped`` tells a renewer thread that release() began: its extend may have
+        reached the server after the release, and that refusal is no loss.
+        """
         if self._owner != owner or self._lost:
             return "stop"
         sent = time.monotonic()
         extended = yield self._extend_op(owner, self.ttl_ms)
-        if self._owner != owner:
+        if self._owner != owner or stopped():
             return "stop"
         if not extended:
             self._mark_lost(owner, reported=False)
@@ -731,7 +737,7 @@ def _renew_in_thread(steps: Steps, owner: str, stop: threading.Event) -> None:
                     return
                 continue
             try:
-                status = value._run(value._renew_flow(owner))
+                status = value._run(value._renew_flow(owner, stop.is_set))
             except AtomicOpsError as exc:
                 status = value._renewal_outcome(owner, exc)
             del value
@@ -751,6 +757,7 @@ async def _renew_in_task(steps: Steps, owner: str) -> None:
                 await asyncio.sleep(value)
                 continue
             try:
+                # release() cancels this task, so a reply read after it is never acted on.
                 status = await value._arun(value._renew_flow(owner))
             except AtomicOpsError as exc:
                 status = value._renewal_outcome(owner, exc)

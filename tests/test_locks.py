@@ -509,6 +509,33 @@ def test_release_stops_the_renewer(backend):
     assert wait_until(lambda: not renewer_threads(), timeout=2)
 
 
+def test_a_renewal_overtaken_by_release_reports_no_loss(backend, monkeypatch):
+    # The renewer's extend reaches the server just after release() freed the lock, and
+    # its "not the owner" reply is read before release() has forgotten the owner.
+    real = transport.roundtrip
+    extending, released = threading.Event(), threading.Event()
+
+    def roundtrip(client, batch, ctx):
+        if ctx.script == "lock_extend":
+            extending.set()
+            assert released.wait(5)
+            return real(client, batch, ctx)
+        replies = real(client, batch, ctx)
+        if ctx.script == "lock_release":
+            released.set()
+            for thread in renewer_threads():
+                thread.join(5)  # the renewer has read its reply and finished
+        return replies
+
+    monkeypatch.setattr(transport, "roundtrip", roundtrip)
+    seen = []
+    lock = Lock("report", ttl=1, auto_renew=True, renew_fraction=0.1, on_lost=seen.append)
+    lock.acquire()
+    assert extending.wait(5)
+    lock.release()
+    assert seen == [] and not lock.lost
+
+
 def finalizers_of(obj: object) -> int:
     return sum(
         1
