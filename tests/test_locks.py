@@ -11,6 +11,7 @@ import gc
 import threading
 import time
 import weakref
+from typing import Any
 
 import pytest
 import redis
@@ -31,6 +32,7 @@ from atomicops import (
     Semaphore,
     list_locks,
     locked,
+    locks,
     registry,
     transport,
 )
@@ -316,22 +318,86 @@ def test_a_foreign_value_at_the_lock_key_is_a_typed_error(backend):
 # -- blocking: woken by release, bounded by the holder's lease and the timeout -------
 
 
-def release_later(lock: Lock, delay: float) -> threading.Thread:
-    thread = threading.Thread(target=lambda: (time.sleep(delay), lock.release()))
+class Waits:
+    """The BLPOPs of blocked waiters (sync and async): each reply, None when it timed out."""
+
+    def __init__(self) -> None:
+        self.replies: list[Any] = []
+        self.started = threading.Event()  # a waiter was refused and is about to block
+
+    def woken_by_release(self) -> bool:
+        # Only a release pushes to the wake-up list; the waiter's last wait ended on
+        # that token, not on its own timeout or the holder's lease running out.
+        return bool(self.replies) and self.replies[-1] is not None
+
+
+@pytest.fixture
+def waits(monkeypatch) -> Waits:
+    log = Waits()
+    real, areal = locks.blocking_wait, locks.ablocking_wait
+
+    def blocking_wait(client, key, seconds):
+        log.started.set()
+        log.replies.append(reply := real(client, key, seconds))
+        return reply
+
+    async def ablocking_wait(client, key, seconds):
+        log.started.set()
+        log.replies.append(reply := await areal(client, key, seconds))
+        return reply
+
+    monkeypatch.setattr(locks, "blocking_wait", blocking_wait)
+    monkeypatch.setattr(locks, "ablocking_wait", ablocking_wait)
+    return log
+
+
+def release_later(
+    lease: Lock | Semaphore, delay: float, after: threading.Event | None = None
+) -> tuple[threading.Thread, list[float]]:
+    """Release ``lease`` from a thread ``delay`` s after ``after`` is set (or now).
+
+    The list gets the time release() was called. Waiting for a waiter to block first
+    keeps the test from depending on which thread a loaded machine runs first.
+    """
+    began: list[float] = []
+
+    def run() -> None:
+        if after is not None:
+            assert after.wait(30)
+        time.sleep(delay)
+        began.append(time.monotonic())
+        lease.release()
+
+    thread = threading.Thread(target=run)
     thread.start()
-    return thread
+    return thread, began
 
 
-def test_a_blocked_waiter_wakes_on_release(backend):
+def arelease_later(
+    lease: Lock | Semaphore, delay: float, after: threading.Event
+) -> tuple[asyncio.Task, list[float]]:
+    """The asyncio twin of :func:`release_later`."""
+    began: list[float] = []
+
+    async def run() -> None:
+        while not after.is_set():
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(delay)
+        began.append(time.monotonic())
+        await lease.arelease()
+
+    return asyncio.create_task(run()), began
+
+
+def test_a_blocked_waiter_wakes_on_release(backend, waits):
     holder = Lock("report", ttl=60)  # expiry cannot be what wakes the waiter
     holder.acquire()
-    thread = release_later(holder, 0.2)
+    thread, began = release_later(holder, 0.2, after=waits.started)
     waiter = Lock("report", ttl=10)
-    started = time.monotonic()
     assert waiter.acquire(timeout=20)
-    waited = time.monotonic() - started
+    acquired = time.monotonic()
     thread.join()
-    assert 0.15 < waited < 1.5
+    assert waits.woken_by_release() and began[0] < acquired
     assert waiter.fencing_token == holder.fencing_token + 1
 
 
@@ -339,7 +405,7 @@ def test_waiting_does_not_poll(real_client):
     holder = Lock("report", ttl=60)
     holder.acquire()
     before = commands(real_client)
-    thread = release_later(holder, 1.0)
+    thread, _ = release_later(holder, 1.0)
     assert Lock("report", ttl=10).acquire(timeout=20)
     thread.join()
     after = commands(real_client)
@@ -354,7 +420,9 @@ def test_timeout_is_honoured(backend):
     started = time.monotonic()
     assert Lock("report", ttl=10).acquire(timeout=0.3) is False
     waited = time.monotonic() - started
-    assert 0.3 <= waited < 2
+    # Ignoring the timeout would mean a BLPOP of 4 s (80% of the 5 s socket timeout)
+    # or the holder's 60 s: 3 s leaves a loaded machine room without hiding either.
+    assert 0.3 <= waited < 3
 
 
 def test_a_waiter_takes_over_when_the_holder_s_lease_runs_out(backend):
@@ -604,19 +672,14 @@ async def test_async_with_and_shared_scripts(backend):
     assert not await Lock("report", ttl=1).alocked()
 
 
-async def test_async_waiter_wakes_on_release(backend):
+async def test_async_waiter_wakes_on_release(backend, waits):
     holder = Lock("report", ttl=60)
     await holder.aacquire()
-
-    async def release_later():
-        await asyncio.sleep(0.2)
-        await holder.arelease()
-
-    task = asyncio.create_task(release_later())
-    started = time.monotonic()
+    task, began = arelease_later(holder, 0.2, after=waits.started)
     assert await Lock("report", ttl=10).aacquire(timeout=20)
-    assert time.monotonic() - started < 1.5
+    acquired = time.monotonic()
     await task
+    assert waits.woken_by_release() and began[0] < acquired
 
 
 async def test_async_non_owner_release_raises(backend):
@@ -709,16 +772,14 @@ def cluster(cluster_server):  # noqa: F811
     client.close()
 
 
-def test_locks_and_semaphores_on_a_cluster_client(cluster):
-
+def test_locks_and_semaphores_on_a_cluster_client(cluster, waits):
     holder = Lock("report", ttl=60, client=cluster)
     assert holder.acquire()
-    thread = release_later(holder, 0.2)
+    thread, _ = release_later(holder, 0.2, after=waits.started)
     waiter = Lock("report", ttl=10, client=cluster)
-    started = time.monotonic()
-    assert waiter.acquire(timeout=20)  # BLPOP went to the node owning the lock's slot
-    assert time.monotonic() - started < 1.5
+    assert waiter.acquire(timeout=20)
     thread.join()
+    assert waits.woken_by_release()  # BLPOP went to the node owning the lock's slot
     assert [(i.name, i.fencing_token) for i in list_locks(client=cluster)] == [("report", 2)]
     waiter.release()
     with Semaphore("pool", 1, ttl=10, client=cluster) as sem:

@@ -6,12 +6,10 @@ processes against the real servers.
 
 from __future__ import annotations
 
-import asyncio
 import multiprocessing
 import os
 import random
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from atomicops import (
     Semaphore,
     transport,
 )
+from tests.test_locks import arelease_later, release_later, waits  # noqa: F401  (a fixture)
 
 
 def lease_ends(client: redis.Redis, sem: Semaphore) -> dict[bytes, float]:
@@ -55,15 +54,14 @@ def test_context_manager_and_timeout(backend):
     assert not sem.held and sem.holders() == 0
 
 
-def test_a_blocked_waiter_wakes_on_release(backend):
-    holder = Semaphore("pool", 1, ttl=60)
+def test_a_blocked_waiter_wakes_on_release(backend, waits):  # noqa: F811
+    holder = Semaphore("pool", 1, ttl=60)  # not the 60 s lease: the release wakes it
     holder.acquire()
-    thread = threading.Thread(target=lambda: (time.sleep(0.2), holder.release()))
-    thread.start()
-    started = time.monotonic()
+    thread, began = release_later(holder, 0.2, after=waits.started)
     assert Semaphore("pool", 1, ttl=10).acquire(timeout=20)
-    assert time.monotonic() - started < 1.5  # not the 60 s lease
+    acquired = time.monotonic()
     thread.join()
+    assert waits.woken_by_release() and began[0] < acquired
 
 
 def test_a_crashed_holder_s_slot_frees_after_its_ttl(backend):
@@ -153,7 +151,7 @@ def test_the_script_validates_too(backend):
         registry.get("semaphore_acquire")(keys=keys, args=["me", 0, 1000])
 
 
-async def test_async_twin_shares_the_scripts(backend):
+async def test_async_twin_shares_the_scripts(backend, waits):  # noqa: F811
     first = Semaphore("pool", 1, ttl=10)
     first.acquire()
     async with Semaphore("pool", 2, ttl=10) as sem:
@@ -164,16 +162,11 @@ async def test_async_twin_shares_the_scripts(backend):
 
     holder = Semaphore("async", 1, ttl=60)
     await holder.aacquire()
-
-    async def release_later():
-        await asyncio.sleep(0.2)
-        await holder.arelease()
-
-    task = asyncio.create_task(release_later())
-    started = time.monotonic()
+    task, began = arelease_later(holder, 0.2, after=waits.started)
     assert await Semaphore("async", 1, ttl=10).aacquire(timeout=20)
-    assert time.monotonic() - started < 1.5
+    acquired = time.monotonic()
     await task
+    assert waits.woken_by_release() and began[0] < acquired
 
 
 # -- real processes, killed with SIGKILL ------------------------------------------
