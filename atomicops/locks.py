@@ -66,6 +66,10 @@ WAKE_TTL_MS = 10_000
 # Longest single BLPOP when the client has no socket timeout; the loop re-checks then.
 _MAX_WAIT = 30.0
 DEFAULT_RENEW_FRACTION = 1 / 3
+_TAKEN = (
+    "not held by this owner any more (its lease ran out or another owner took it); "
+    "nothing was changed"
+)
 
 
 @dataclass(frozen=True)
@@ -293,6 +297,13 @@ class _Lease:
             f"{self.kind} {self.name!r} ({self.key}): {why}", key=self.key, script=script
         )
 
+    def _not_acquired(self) -> LockNotAcquired:
+        return LockNotAcquired(
+            f"{self.kind} {self.name!r} ({self.key}) is held by another owner"
+            + ("" if self.timeout is None else f"; waited {self.timeout:g}s"),
+            key=self.key,
+        )
+
     def _granted(self, owner: str, token: int, sent: float, lease_ms: float) -> None:
         self._owner = owner
         self._pending = None
@@ -367,16 +378,13 @@ class _Lease:
         if owner is None:
             raise self._not_owned("release() without a successful acquire() on this object")
         self._cancel_renewal()
-        released = yield self._release_op(owner)
+        op = self._release_op(owner)
+        released = yield op
         if not released:
             self._mark_lost(owner, reported=True)
         self._clear()
         if not released:
-            raise self._not_owned(
-                "not held by this owner any more (its lease ran out or another owner took "
-                "it); nothing was changed",
-                script=self._release_op(owner)[1],
-            )
+            raise self._not_owned(_TAKEN, script=op[1])
 
     def _extend_flow(self, ttl: float | None) -> Generator[Op, Any, None]:
         ttl_ms = self.ttl_ms if ttl is None else ttl_to_ms(ttl, self.key)
@@ -387,14 +395,10 @@ class _Lease:
             self._reported = True
             raise self._not_owned("the lease was already lost; nothing was sent")
         sent = time.monotonic()
-        extended = yield self._extend_op(owner, ttl_ms)
-        if not extended:
+        op = self._extend_op(owner, ttl_ms)
+        if not (yield op):
             self._mark_lost(owner, reported=True)
-            raise self._not_owned(
-                "not held by this owner any more (its lease ran out or another owner took "
-                "it); nothing was changed",
-                script=self._extend_op(owner, ttl_ms)[1],
-            )
+            raise self._not_owned(_TAKEN, script=op[1])
         if self._owner == owner:
             self._deadline = sent + ttl_ms / 1000
 
@@ -446,12 +450,11 @@ class _Lease:
                 "the lease is lost (it ran out by this process's clock, or a "
                 "renewal found another owner)"
             )
-        owned, token = (yield self._check_op(owner))[:2]
+        op = self._check_op(owner)
+        owned, token = (yield op)[:2]
         if not owned or int(token) != self.fencing_token:
             self._mark_lost(owner, reported=True)
-            raise self._not_owned(
-                "not held by this owner any more", script=self._check_op(owner)[1]
-            )
+            raise self._not_owned("not held by this owner any more", script=op[1])
         return int(token)
 
     def _count_flow(self) -> Generator[Op, Any, int]:
@@ -563,11 +566,7 @@ class _Lease:
 
     def __enter__(self: L) -> L:
         if not self.acquire():
-            raise LockNotAcquired(
-                f"{self.kind} {self.name!r} ({self.key}) is held by another owner"
-                + ("" if self.timeout is None else f"; waited {self.timeout:g}s"),
-                key=self.key,
-            )
+            raise self._not_acquired()
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -614,11 +613,7 @@ class _Lease:
 
     async def __aenter__(self: L) -> L:
         if not await self.aacquire():
-            raise LockNotAcquired(
-                f"{self.kind} {self.name!r} ({self.key}) is held by another owner"
-                + ("" if self.timeout is None else f"; waited {self.timeout:g}s"),
-                key=self.key,
-            )
+            raise self._not_acquired()
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
