@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from functools import wraps
 from typing import Any, TypeVar
 
-from asgiref.sync import iscoroutinefunction
+from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponse
 
 from atomicops import keys
@@ -128,7 +128,10 @@ async def _aidentity(request: HttpRequest, key: str | KeyFunc) -> str | None:
     if key == "user":
         # request.user would hit the database synchronously, which async code may not.
         auser = getattr(request, "auser", None)
-        return _from_user(request, await auser() if auser else None)
+        if auser is not None:
+            return _from_user(request, await auser())
+        # Django 4.2 has no request.auser(): resolve the lazy user in a thread.
+        return await sync_to_async(_identity)(request, key)
     return _from_request(request, key)
 
 
