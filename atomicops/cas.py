@@ -17,7 +17,7 @@ import math
 from decimal import Decimal
 from typing import Any
 
-from atomicops.counters import TTL, _arun, _Call, _key, _run, _ttl_ms
+from atomicops.calls import TTL, Call, arun, resolve, run, ttl_ms
 from atomicops.exceptions import InvalidInput
 from atomicops.keys import KeyLike
 
@@ -45,28 +45,28 @@ def _value(value: Any, what: str, key: str) -> str | bytes:
     return str(value)
 
 
-def _compare_and_set(key: KeyLike, expected: Value | None, new: Value, ttl: TTL) -> _Call:
-    resolved, name = _key(key)
+def _compare_and_set(key: KeyLike, expected: Value | None, new: Value, ttl: TTL) -> Call:
+    resolved, name = resolve(key)
     if new is None:
         raise InvalidInput(
             f"key {name!r}: new must be a value; use compare_and_delete() to remove the key",
             key=name,
         )
-    args: list[Any] = [_value(new, "new", name), _ttl_ms(ttl, name)]
+    args: list[Any] = [_value(new, "new", name), ttl_ms(ttl, name)]
     if expected is not None:
         # Left out, the script requires the key not to exist.
         args.append(_value(expected, "expected", name))
-    return _Call(CAS_SET, [resolved], args, bool)
+    return Call(CAS_SET, [resolved], args, bool)
 
 
-def _compare_and_delete(key: KeyLike, expected: Value) -> _Call:
-    resolved, name = _key(key)
+def _compare_and_delete(key: KeyLike, expected: Value) -> Call:
+    resolved, name = resolve(key)
     if expected is None:
         raise InvalidInput(
             f"key {name!r}: compare_and_delete needs the value the key must hold, got None",
             key=name,
         )
-    return _Call(CAS_DELETE, [resolved], [_value(expected, "expected", name)], bool)
+    return Call(CAS_DELETE, [resolved], [_value(expected, "expected", name)], bool)
 
 
 def compare_and_set(
@@ -89,7 +89,7 @@ def compare_and_set(
     list, hash or other non-string type; unchanged), :class:`RedisUnavailable` /
     :class:`OutcomeUnknown` (server unreachable / reply lost: check before retrying).
     """
-    return _run(_compare_and_set(key, expected, new, ttl), client)
+    return run(_compare_and_set(key, expected, new, ttl), client)
 
 
 async def acompare_and_set(
@@ -101,7 +101,7 @@ async def acompare_and_set(
     client: Any = None,
 ) -> bool:
     """The async twin of :func:`compare_and_set`; same script, same rules."""
-    return await _arun(_compare_and_set(key, expected, new, ttl), client)
+    return await arun(_compare_and_set(key, expected, new, ttl), client)
 
 
 def compare_and_delete(key: KeyLike, expected: Value, *, client: Any = None) -> bool:
@@ -112,9 +112,9 @@ def compare_and_delete(key: KeyLike, expected: Value, *, client: Any = None) -> 
     value), :class:`DataError` (the key holds a non-string type; unchanged),
     :class:`RedisUnavailable` / :class:`OutcomeUnknown`.
     """
-    return _run(_compare_and_delete(key, expected), client)
+    return run(_compare_and_delete(key, expected), client)
 
 
 async def acompare_and_delete(key: KeyLike, expected: Value, *, client: Any = None) -> bool:
     """The async twin of :func:`compare_and_delete`; same script, same rules."""
-    return await _arun(_compare_and_delete(key, expected), client)
+    return await arun(_compare_and_delete(key, expected), client)

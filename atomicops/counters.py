@@ -22,16 +22,13 @@ same script with the same validation; only the I/O differs.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any
 
-from atomicops import connection
+from atomicops.calls import MAX_EXACT, TTL, Call, arun, resolve, run, ttl_ms
 from atomicops.exceptions import InvalidInput
-from atomicops.keys import KeyLike, resolve_key
-from atomicops.registry import registry
+from atomicops.keys import KeyLike
 
 __all__ = [
     "CounterResult",
@@ -56,11 +53,6 @@ INCR_FLOAT = "counter_incr_float"
 GET = "counter_get"
 RESET = "counter_reset"
 
-# The largest integer a Lua number (a double) holds exactly, and every integer below it.
-MAX_EXACT = 2**53 - 1
-
-TTL = int | float | timedelta | None
-
 
 @dataclass(frozen=True)
 class CounterResult:
@@ -78,25 +70,6 @@ class CounterResult:
         return self.applied
 
 
-class _Call(NamedTuple):
-    """One prepared script call: which script, with what, and how to read its reply."""
-
-    script: str
-    keys: list[Any]
-    args: list[Any]
-    interpret: Callable[[Any], Any]
-
-
-def _text(key: str | bytes) -> str:
-    return key.decode("utf-8", "replace") if isinstance(key, bytes) else key
-
-
-def _key(key: KeyLike) -> tuple[str | bytes, str]:
-    """The resolved key and its text for messages."""
-    resolved = resolve_key(key)
-    return resolved, _text(resolved)
-
-
 def _int(value: Any, what: str, key: str, minimum: int = -MAX_EXACT) -> int:
     # bool is an int subclass, but True as an amount is a bug, not a 1.
     if isinstance(value, bool) or not isinstance(value, int):
@@ -112,55 +85,32 @@ def _int(value: Any, what: str, key: str, minimum: int = -MAX_EXACT) -> int:
     return value
 
 
-def _ttl_ms(ttl: TTL, key: str) -> int:
-    """``ttl`` (seconds or a timedelta, None for none) as whole milliseconds; 0 = none."""
-    if ttl is None:
-        return 0
-    seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, (int, float))
-        or not math.isfinite(seconds)
-        or seconds <= 0
-    ):
-        raise InvalidInput(
-            f"key {key!r}: ttl must be a number of seconds > 0 or a positive timedelta, "
-            f"got {ttl!r}",
-            key=key,
-        )
-    # Round up: a positive TTL below a millisecond must not become "no TTL".
-    ms = math.ceil(seconds * 1000)
-    if ms > MAX_EXACT:
-        raise InvalidInput(f"key {key!r}: ttl {ttl!r} is too large", key=key)
-    return ms
-
-
 def _counter_result(reply: Any) -> CounterResult:
     value, applied = reply
     return CounterResult(value=int(value), applied=bool(applied))
 
 
-def _bounded_incr(key: KeyLike, limit: int, amount: int, ttl: TTL) -> _Call:
-    resolved, name = _key(key)
+def _bounded_incr(key: KeyLike, limit: int, amount: int, ttl: TTL) -> Call:
+    resolved, name = resolve(key)
     limit = _int(limit, "limit", name, minimum=0)
     amount = _int(amount, "amount", name, minimum=1)
-    ttl_ms = _ttl_ms(ttl, name)
-    return _Call(BOUNDED_INCR, [resolved], [limit, amount, ttl_ms], _counter_result)
+    expiry = ttl_ms(ttl, name)
+    return Call(BOUNDED_INCR, [resolved], [limit, amount, expiry], _counter_result)
 
 
-def _bounded_decr(key: KeyLike, floor: int, amount: int, ttl: TTL) -> _Call:
-    resolved, name = _key(key)
+def _bounded_decr(key: KeyLike, floor: int, amount: int, ttl: TTL) -> Call:
+    resolved, name = resolve(key)
     floor = _int(floor, "floor", name)
     amount = _int(amount, "amount", name, minimum=1)
-    ttl_ms = _ttl_ms(ttl, name)
-    return _Call(BOUNDED_DECR, [resolved], [floor, amount, ttl_ms], _counter_result)
+    expiry = ttl_ms(ttl, name)
+    return Call(BOUNDED_DECR, [resolved], [floor, amount, expiry], _counter_result)
 
 
-def _incr(key: KeyLike, amount: int, ttl: TTL) -> _Call:
-    resolved, name = _key(key)
+def _incr(key: KeyLike, amount: int, ttl: TTL) -> Call:
+    resolved, name = resolve(key)
     amount = _int(amount, "amount", name)
-    ttl_ms = _ttl_ms(ttl, name)
-    return _Call(INCR, [resolved], [amount, ttl_ms], int)
+    expiry = ttl_ms(ttl, name)
+    return Call(INCR, [resolved], [amount, expiry], int)
 
 
 def _float_text(value: Any, key: str) -> str:
@@ -181,43 +131,21 @@ def _float_text(value: Any, key: str) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def _incr_float(key: KeyLike, amount: int | float | Decimal, ttl: TTL) -> _Call:
-    resolved, name = _key(key)
-    text = _float_text(amount, name)
-    ttl_ms = _ttl_ms(ttl, name)
-    return _Call(INCR_FLOAT, [resolved], [text, ttl_ms], lambda reply: reply)
+def _incr_float(key: KeyLike, amount: int | float | Decimal, ttl: TTL) -> Call:
+    resolved, name = resolve(key)
+    amount_text = _float_text(amount, name)
+    expiry = ttl_ms(ttl, name)
+    return Call(INCR_FLOAT, [resolved], [amount_text, expiry], lambda reply: reply)
 
 
-def _get(key: KeyLike) -> _Call:
-    resolved, _ = _key(key)
-    return _Call(GET, [resolved], [], int)
+def _get(key: KeyLike) -> Call:
+    resolved, _ = resolve(key)
+    return Call(GET, [resolved], [], int)
 
 
-def _reset(key: KeyLike) -> _Call:
-    resolved, _ = _key(key)
-    return _Call(RESET, [resolved], [], int)
-
-
-def _no_pipeline(call: _Call, client: Any) -> None:
-    if client is not None and connection.is_pipeline(client):
-        # The reply is needed to build the result; queue the script itself instead:
-        # registry.get(name)(keys=..., args=..., client=pipe).
-        raise InvalidInput(
-            f"key {_text(call.keys[0])!r}: pass a client, not a pipeline",
-            key=_text(call.keys[0]),
-        )
-
-
-def _run(call: _Call, client: Any) -> Any:
-    _no_pipeline(call, client)
-    reply = registry.get(call.script)(keys=call.keys, args=call.args, client=client)
-    return call.interpret(reply)
-
-
-async def _arun(call: _Call, client: Any) -> Any:
-    _no_pipeline(call, client)
-    reply = await registry.get(call.script).acall(keys=call.keys, args=call.args, client=client)
-    return call.interpret(reply)
+def _reset(key: KeyLike) -> Call:
+    resolved, _ = resolve(key)
+    return Call(RESET, [resolved], [], int)
 
 
 def bounded_incr(
@@ -236,14 +164,14 @@ def bounded_incr(
     key holds a non-integer, another type, or a value beyond +-(2**53 - 1); unchanged),
     :class:`RedisUnavailable` / :class:`OutcomeUnknown` (server unreachable / reply lost).
     """
-    return _run(_bounded_incr(key, limit, amount, ttl), client)
+    return run(_bounded_incr(key, limit, amount, ttl), client)
 
 
 async def abounded_incr(
     key: KeyLike, limit: int, amount: int = 1, *, ttl: TTL = None, client: Any = None
 ) -> CounterResult:
     """The async twin of :func:`bounded_incr`; same script, same rules."""
-    return await _arun(_bounded_incr(key, limit, amount, ttl), client)
+    return await arun(_bounded_incr(key, limit, amount, ttl), client)
 
 
 def bounded_decr(
@@ -259,14 +187,14 @@ def bounded_decr(
     ``amount`` not one in [1, 2**53 - 1], ``ttl`` <= 0), :class:`DataError`,
     :class:`RedisUnavailable` / :class:`OutcomeUnknown`, as :func:`bounded_incr`.
     """
-    return _run(_bounded_decr(key, floor, amount, ttl), client)
+    return run(_bounded_decr(key, floor, amount, ttl), client)
 
 
 async def abounded_decr(
     key: KeyLike, floor: int, amount: int = 1, *, ttl: TTL = None, client: Any = None
 ) -> CounterResult:
     """The async twin of :func:`bounded_decr`; same script, same rules."""
-    return await _arun(_bounded_decr(key, floor, amount, ttl), client)
+    return await arun(_bounded_decr(key, floor, amount, ttl), client)
 
 
 def incr(key: KeyLike, amount: int = 1, *, ttl: TTL = None, client: Any = None) -> int:
@@ -282,12 +210,12 @@ def incr(key: KeyLike, amount: int = 1, *, ttl: TTL = None, client: Any = None) 
     would pass the 64-bit range; unchanged), :class:`RedisUnavailable` /
     :class:`OutcomeUnknown`.
     """
-    return _run(_incr(key, amount, ttl), client)
+    return run(_incr(key, amount, ttl), client)
 
 
 async def aincr(key: KeyLike, amount: int = 1, *, ttl: TTL = None, client: Any = None) -> int:
     """The async twin of :func:`incr`; same script, same rules."""
-    return await _arun(_incr(key, amount, ttl), client)
+    return await arun(_incr(key, amount, ttl), client)
 
 
 def incr_float(
@@ -305,14 +233,14 @@ def incr_float(
     0), :class:`DataError` (the key holds a non-number or another type, or the result
     would be infinite; unchanged), :class:`RedisUnavailable` / :class:`OutcomeUnknown`.
     """
-    return _run(_incr_float(key, amount, ttl), client)
+    return run(_incr_float(key, amount, ttl), client)
 
 
 async def aincr_float(
     key: KeyLike, amount: int | float | Decimal, *, ttl: TTL = None, client: Any = None
 ) -> Decimal:
     """The async twin of :func:`incr_float`; same script, same rules."""
-    return await _arun(_incr_float(key, amount, ttl), client)
+    return await arun(_incr_float(key, amount, ttl), client)
 
 
 def get_counter(key: KeyLike, *, client: Any = None) -> int:
@@ -321,12 +249,12 @@ def get_counter(key: KeyLike, *, client: Any = None) -> int:
     A read-only script (``EVALSHA_RO`` where the server has it), one round trip.
     Raises :class:`DataError` when the key holds a non-integer or another type.
     """
-    return _run(_get(key), client)
+    return run(_get(key), client)
 
 
 async def aget_counter(key: KeyLike, *, client: Any = None) -> int:
     """The async twin of :func:`get_counter`; same script, same rules."""
-    return await _arun(_get(key), client)
+    return await arun(_get(key), client)
 
 
 def reset_counter(key: KeyLike, *, client: Any = None) -> int:
@@ -338,9 +266,9 @@ def reset_counter(key: KeyLike, *, client: Any = None) -> int:
     Raises :class:`DataError` when the key holds a non-integer or another type (it is
     left in place).
     """
-    return _run(_reset(key), client)
+    return run(_reset(key), client)
 
 
 async def areset_counter(key: KeyLike, *, client: Any = None) -> int:
     """The async twin of :func:`reset_counter`; same script, same rules."""
-    return await _arun(_reset(key), client)
+    return await arun(_reset(key), client)

@@ -21,14 +21,12 @@ from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponse
 
 from atomicops import keys
+from atomicops.calls import Call, arun, run
 from atomicops.conf import get_settings
 from atomicops.exceptions import InvalidInput, RedisUnavailable, ScriptBusyError
 from atomicops.ratelimit import (
     RateLimitResult,
-    _arun,
     _fixed_window_hit,
-    _Hit,
-    _run,
     _sliding_window_hit,
     _token_bucket_hit,
 )
@@ -153,7 +151,7 @@ def _hit_builder(
     window_ms: int | None,
     refill_rate: float | None,
     amount: int,
-) -> Callable[[str], _Hit]:
+) -> Callable[[str], Call]:
     if algorithm not in ALGORITHMS:
         raise InvalidInput(f"rate_limit algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
     if algorithm == "token_bucket":
@@ -163,7 +161,7 @@ def _hit_builder(
             )
         rate = refill_rate
 
-        def build(key: str) -> _Hit:
+        def build(key: str) -> Call:
             return _token_bucket_hit(key, limit, rate, amount)
 
     else:
@@ -174,7 +172,7 @@ def _hit_builder(
         window = window_ms
         make = _fixed_window_hit if algorithm == "fixed_window" else _sliding_window_hit
 
-        def build(key: str) -> _Hit:
+        def build(key: str) -> Call:
             return make(key, limit, window, amount)
 
     build("@rate_limit")  # bad numbers fail when the view is decorated, not on a request
@@ -237,7 +235,7 @@ def rate_limit(
             raise InvalidInput(f"rate_limit on {view!r} needs group=: it has no __qualname__")
         name = group or f"{view.__module__}.{qualname}"
 
-        def hit_for(ident: str) -> _Hit:
+        def hit_for(ident: str) -> Call:
             return build(keys.tagged(kind, f"{name}|{ident}"))
 
         if iscoroutinefunction(view):
@@ -249,7 +247,7 @@ def rate_limit(
                 if ident is None:
                     return await view(request, *args, **kwargs)
                 try:
-                    result = await _arun(hit_for(ident), client)
+                    result = await arun(hit_for(ident), client)
                 except _UNAVAILABLE as exc:
                     refused = on_unavailable(exc, name)
                     return refused if refused is not None else await view(request, *args, **kwargs)
@@ -269,7 +267,7 @@ def rate_limit(
             if ident is None:
                 return view(request, *args, **kwargs)
             try:
-                result = _run(hit_for(ident), client)
+                result = run(hit_for(ident), client)
             except _UNAVAILABLE as exc:
                 refused = on_unavailable(exc, name)
                 return refused if refused is not None else view(request, *args, **kwargs)

@@ -21,7 +21,8 @@ from decimal import Decimal
 from typing import Any, overload
 
 from atomicops import counters
-from atomicops.counters import TTL, CounterResult, _int, _ttl_ms
+from atomicops.calls import TTL, ttl_ms
+from atomicops.counters import CounterResult, _int
 from atomicops.exceptions import InvalidInput
 from atomicops.keys import key_for
 
@@ -54,7 +55,7 @@ class AtomicCounter:
             _int(floor, "floor", where)
         if limit is not None and floor is not None and floor > limit:
             raise InvalidInput(f"{where}: floor {floor} is above limit {limit}")
-        _ttl_ms(ttl, where)  # validate now, not on the first request
+        ttl_ms(ttl, where)  # validate now, not on the first request
         if name is not None and (not isinstance(name, str) or not name):
             raise InvalidInput(f"AtomicCounter name must be a non-empty string, got {name!r}")
         self.limit = limit

@@ -884,12 +884,6 @@ def _unescape(text: str) -> str:
     return _UNESCAPE.sub(lambda m: chr(int(m[1], 16)), text)
 
 
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
 def _lock_pattern() -> str:
     # The prefix is user configuration: glob characters in it must match literally.
     # Braces are literal in Redis globs; lock names are escaped, so a held lock's key
@@ -918,7 +912,7 @@ def list_locks(*, client: Any = None, limit: int = 200) -> list[LockInfo]:
     batch: list[str] = []
     try:
         for raw in client.scan_iter(match=_lock_pattern(), count=_SCAN_COUNT):
-            key = _text(raw) or ""
+            key = keys.text(raw) or ""
             if key not in found and key not in batch:
                 batch.append(key)
             if len(batch) >= limit - len(found):
@@ -955,7 +949,7 @@ def _read_locks(client: Any, batch: list[str], head: int) -> dict[str, LockInfo]
         infos[key] = LockInfo(
             name=_unescape(key[head + 1 : -1]),
             key=key,
-            owner=_text(owner),
+            owner=keys.text(owner),
             fencing_token=fencing_token,
             ttl_ms=None if pttl < 0 else int(pttl),
         )

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from atomicops.counters import MAX_EXACT, _arun, _Call, _run, _text
+from atomicops.calls import MAX_EXACT, Call, arun, resolve, run
 from atomicops.exceptions import InvalidInput, RateLimited
-from atomicops.keys import KeyLike, resolve_key
+from atomicops.keys import KeyLike
 
 __all__ = [
     "RateLimitResult",
@@ -75,10 +75,6 @@ class RateLimitResult:
         return self
 
 
-# A hit is a prepared script call like the counters' (same runner, same pipeline guard).
-_Hit = _Call
-
-
 def _whole(value: Any, what: str, key: str, minimum: int | None = 1) -> int:
     # bool is an int subclass, but True as a limit is a bug, not a 1.
     if isinstance(value, bool) or not isinstance(value, int):
@@ -108,9 +104,8 @@ def _amount(value: Any, limit: int, key: str, what: str = "amount") -> int:
     return amount
 
 
-def _fixed_window_hit(key: KeyLike, limit: int, window_ms: int, amount: int) -> _Hit:
-    resolved = resolve_key(key)
-    name = _text(resolved)
+def _fixed_window_hit(key: KeyLike, limit: int, window_ms: int, amount: int) -> Call:
+    resolved, name = resolve(key)
     limit = _whole(limit, "limit", name)
     window_ms = _whole(window_ms, "window_ms", name)
     amount = _amount(amount, limit, name)
@@ -129,12 +124,11 @@ def _fixed_window_hit(key: KeyLike, limit: int, window_ms: int, amount: int) -> 
         )
 
     # The script only counts (as the seed's does); the limit is compared here.
-    return _Hit(FIXED_WINDOW, [resolved], [window_ms, amount], interpret)
+    return Call(FIXED_WINDOW, [resolved], [window_ms, amount], interpret)
 
 
-def _sliding_window_hit(key: KeyLike, limit: int, window_ms: int, amount: int) -> _Hit:
-    resolved = resolve_key(key)
-    name = _text(resolved)
+def _sliding_window_hit(key: KeyLike, limit: int, window_ms: int, amount: int) -> Call:
+    resolved, name = resolve(key)
     limit = _whole(limit, "limit", name)
     window_ms = _whole(window_ms, "window_ms", name)
     amount = _amount(amount, limit, name)
@@ -157,12 +151,11 @@ def _sliding_window_hit(key: KeyLike, limit: int, window_ms: int, amount: int) -
             key=name,
         )
 
-    return _Hit(SLIDING_WINDOW, [resolved], [limit, window_ms, amount], interpret)
+    return Call(SLIDING_WINDOW, [resolved], [limit, window_ms, amount], interpret)
 
 
-def _token_bucket_hit(key: KeyLike, capacity: int, refill_rate: float, cost: int) -> _Hit:
-    resolved = resolve_key(key)
-    name = _text(resolved)
+def _token_bucket_hit(key: KeyLike, capacity: int, refill_rate: float, cost: int) -> Call:
+    resolved, name = resolve(key)
     capacity = _whole(capacity, "capacity", name)
     # `not 0 < rate <= MAX` also turns away NaN, infinity and ints past float's range.
     if (
@@ -203,7 +196,7 @@ def _token_bucket_hit(key: KeyLike, capacity: int, refill_rate: float, cost: int
             key=name,
         )
 
-    return _Hit(TOKEN_BUCKET, [resolved], [capacity, rate_arg, cost], interpret)
+    return Call(TOKEN_BUCKET, [resolved], [capacity, rate_arg, cost], interpret)
 
 
 def fixed_window(
@@ -220,14 +213,14 @@ def fixed_window(
     key holds something else, :class:`RedisUnavailable` / :class:`OutcomeUnknown` when
     the server cannot be reached or the reply was lost.
     """
-    return _run(_fixed_window_hit(key, limit, window_ms, amount), client)
+    return run(_fixed_window_hit(key, limit, window_ms, amount), client)
 
 
 async def afixed_window(
     key: KeyLike, limit: int, window_ms: int, amount: int = 1, *, client: Any = None
 ) -> RateLimitResult:
     """The async twin of :func:`fixed_window`; same script, same rules."""
-    return await _arun(_fixed_window_hit(key, limit, window_ms, amount), client)
+    return await arun(_fixed_window_hit(key, limit, window_ms, amount), client)
 
 
 def sliding_window(
@@ -248,14 +241,14 @@ def sliding_window(
     ``limit * window_ms >= 2**51``), :class:`DataError` (the key holds something else),
     :class:`RedisUnavailable` / :class:`OutcomeUnknown`.
     """
-    return _run(_sliding_window_hit(key, limit, window_ms, amount), client)
+    return run(_sliding_window_hit(key, limit, window_ms, amount), client)
 
 
 async def asliding_window(
     key: KeyLike, limit: int, window_ms: int, amount: int = 1, *, client: Any = None
 ) -> RateLimitResult:
     """The async twin of :func:`sliding_window`; same script, same rules."""
-    return await _arun(_sliding_window_hit(key, limit, window_ms, amount), client)
+    return await arun(_sliding_window_hit(key, limit, window_ms, amount), client)
 
 
 def token_bucket(
@@ -272,11 +265,11 @@ def token_bucket(
     :class:`DataError` (the key holds something else), :class:`RedisUnavailable` /
     :class:`OutcomeUnknown`.
     """
-    return _run(_token_bucket_hit(key, capacity, refill_rate, cost), client)
+    return run(_token_bucket_hit(key, capacity, refill_rate, cost), client)
 
 
 async def atoken_bucket(
     key: KeyLike, capacity: int, refill_rate: float, cost: int = 1, *, client: Any = None
 ) -> RateLimitResult:
     """The async twin of :func:`token_bucket`; same script, same rules."""
-    return await _arun(_token_bucket_hit(key, capacity, refill_rate, cost), client)
+    return await arun(_token_bucket_hit(key, capacity, refill_rate, cost), client)

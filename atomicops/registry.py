@@ -45,6 +45,7 @@ from atomicops.exceptions import (
     ScriptError,
     ScriptHeaderError,
 )
+from atomicops.keys import text
 from atomicops.luaheader import RESULT_CONVERSIONS, Header, parse_header
 
 logger = logging.getLogger("atomicops")
@@ -279,7 +280,7 @@ class Script:
             raise CrossSlotError(
                 f"script {self.name!r}: keys {list(keys)!r} hash to different cluster slots; "
                 "give them a common hash tag, e.g. '{user:42}:a' and '{user:42}:b'",
-                keys=[_first([k]) or "" for k in keys],
+                keys=[text(k) for k in keys],
                 script=self.name,
             )
         if connection.is_async(client):
@@ -373,10 +374,7 @@ class Script:
 
 
 def _first(keys: Sequence[Any]) -> str | None:
-    if not keys:
-        return None
-    key = keys[0]
-    return key.decode("utf-8", "replace") if isinstance(key, bytes) else key
+    return text(keys[0]) if keys else None
 
 
 def _is_unknown_command(reply: Any) -> bool:

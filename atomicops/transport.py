@@ -32,6 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from atomicops.exceptions import OutcomeUnknown, RedisUnavailable
+from atomicops.keys import text
 
 Command = Sequence[Any]
 # Errors the server *replied* with: the connection is fine and in step.
@@ -53,7 +54,7 @@ class _Context:
         return RedisUnavailable(
             f"Redis unreachable; script {self.script!r} on key {self.key!r} was not applied: {exc}",
             script=self.script,
-            key=_text(self.key),
+            key=text(self.key),
         )
 
     def unknown(self, exc: BaseException) -> OutcomeUnknown:
@@ -61,16 +62,8 @@ class _Context:
             f"script {self.script!r} on key {self.key!r} was sent but no reply came ({exc}); "
             "it may or may not have been applied, and atomicops did not re-send it",
             script=self.script,
-            key=_text(self.key),
+            key=text(self.key),
         )
-
-
-def _text(key: Any) -> str | None:
-    if key is None or isinstance(key, str):
-        return key
-    if isinstance(key, bytes):
-        return key.decode("utf-8", "replace")
-    return str(key)
 
 
 def _pack(conn: Any, batch: Sequence[Command]) -> Any:
