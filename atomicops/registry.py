@@ -202,6 +202,10 @@ class Script:
         through :attr:`convert`).
         """
         keys, args = self._check(keys, args)
+        return self._execute(keys, args, client)
+
+    def _execute(self, keys: Sequence[Any], args: Sequence[Any], client: Any = None) -> Any:
+        """Run with keys and args already checked (atomicops' primitives validate their own)."""
         client = connection.get_client(client)
         if connection.is_pipeline(client):
             return self._queue(client, keys, args)
@@ -224,6 +228,10 @@ class Script:
     ) -> Any:
         """The async twin of calling the script, over ``redis.asyncio``; same rules."""
         keys, args = self._check(keys, args)
+        return await self._aexecute(keys, args, client)
+
+    async def _aexecute(self, keys: Sequence[Any], args: Sequence[Any], client: Any = None) -> Any:
+        """The async twin of :meth:`_execute`."""
         client = connection.get_async_client(client)
         if connection.is_pipeline(client):
             return self._queue(client, keys, args)
