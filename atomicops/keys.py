@@ -46,23 +46,35 @@ def tagged(kind: str, name: object) -> str:
     return f"{prefix()}:{kind}:{{{text}}}"
 
 
-def key_for(instance: Any, name: str) -> str:
-    """Key for ``name`` on a saved model instance, e.g. ``key_for(article, "views")``."""
+def saved_instance(instance: Any, name: Any, *, what: str) -> Any:
+    """``instance._meta`` once ``instance`` is a saved model instance and ``name`` a
+    non-empty string; :class:`InvalidInput` otherwise. ``what`` names the caller's thing
+    in messages ("key", "lock")."""
     meta = getattr(instance, "_meta", None)
     if meta is None or isinstance(instance, type):
-        # A model class has _meta too, and its .pk is a property object, not None.
-        what = (
+        # A model class has _meta too, but its .pk is a property object: its repr (a
+        # memory address) would name a different key in every process.
+        got = (
             f"the class {instance.__name__}"
             if isinstance(instance, type)
             else type(instance).__name__
         )
-        raise InvalidInput(f"key_for() needs a model instance, got {what}")
+        raise InvalidInput(
+            f"a {what} for an (instance, name) pair needs a model instance, got {got}"
+        )
     if instance.pk is None:
         raise InvalidInput(
-            f"cannot build the key {name!r} for an unsaved {meta.label} (pk is None); save it first"
+            f"cannot build the {what} {name!r} for an unsaved {meta.label} (pk is None); "
+            "save it first"
         )
     if not isinstance(name, str) or not name:
-        raise InvalidInput(f"key name for {meta.label} must be a non-empty string, got {name!r}")
+        raise InvalidInput(f"{what} name for {meta.label} must be a non-empty string, got {name!r}")
+    return meta
+
+
+def key_for(instance: Any, name: str) -> str:
+    """Key for ``name`` on a saved model instance, e.g. ``key_for(article, "views")``."""
+    meta = saved_instance(instance, name, what="key")
     return f"{prefix()}:{{{meta.app_label}.{meta.model_name}:{escape(instance.pk)}}}:{escape(name)}"
 
 

@@ -90,22 +90,7 @@ def resolve_name(name: NameLike, kind: str = "lock") -> str:
     """A lock name: a non-empty string, or ``(instance, name)`` -> ``app.model:pk:name``."""
     if isinstance(name, tuple) and len(name) == 2:
         instance, part = name
-        meta = getattr(instance, "_meta", None)
-        if meta is None or isinstance(instance, type):
-            # A model class has _meta too, but its .pk is a property object: its repr (a
-            # memory address) would name a different lock in every process.
-            what = (
-                f"the class {instance.__name__}"
-                if isinstance(instance, type)
-                else type(instance).__name__
-            )
-            raise InvalidInput(f"a {kind} name pair needs a model instance first, got {what}")
-        if instance.pk is None:
-            raise InvalidInput(
-                f"cannot name a {kind} after an unsaved {meta.label} (pk is None); save it first"
-            )
-        if not isinstance(part, str) or not part:
-            raise InvalidInput(f"{kind} name for {meta.label} must be a non-empty string")
+        meta = keys.saved_instance(instance, part, what=kind)
         return f"{meta.label_lower}:{instance.pk}:{part}"
     if not isinstance(name, str):
         raise InvalidInput(f"a {kind} name is a string or an (instance, name) pair, got {name!r}")
