@@ -64,10 +64,18 @@ def is_cluster(client: Any) -> bool:
     return isinstance(client, redis.cluster.RedisCluster)
 
 
+_async_types: dict[type, bool] = {}
+
+
 def is_async(client: Any) -> bool:
-    return isinstance(
-        client, (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)
-    ) and not isinstance(client, redis.Redis)
+    # Also on the hot path (locks ask per call): remembered per type, as for pipelines.
+    kind = type(client)
+    found = _async_types.get(kind)
+    if found is None:
+        found = _async_types[kind] = issubclass(
+            kind, (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)
+        ) and not issubclass(kind, redis.Redis)
+    return found
 
 
 def describe_source() -> str:

@@ -250,7 +250,8 @@ class _Lease:
     def _wake_key(self) -> str:
         return f"{self.key}:wake"
 
-    def _acquire_op(self, owner: str) -> Op:
+    def _acquire_op(self, owner: str, wait: int) -> Op:
+        """``wait``: 0 gives up when refused, 1 blocks next, 2 was just woken (see the Lua)."""
         raise NotImplementedError
 
     def _release_op(self, owner: str) -> Op:
@@ -338,10 +339,11 @@ class _Lease:
         # took the lock, the script hands back that grant instead of refusing us.
         owner = self._pending or new_owner()
         deadline = None if wait_for is None else time.monotonic() + wait_for
+        wait_mode = 1 if blocking else 0
         while True:
             sent = time.monotonic()
             self._pending = owner
-            granted, value = (yield self._acquire_op(owner))[:2]
+            granted, value = (yield self._acquire_op(owner, wait_mode))[:2]
             if granted:
                 self._granted(owner, int(value), sent, self.ttl_ms)
                 return True
@@ -357,6 +359,7 @@ class _Lease:
                     return False
                 wait = min(wait, deadline - now)
             yield ("wait", self._wake_key, wait)
+            wait_mode = 2
 
     def _release_flow(self) -> Generator[Op, Any, None]:
         owner = self._owner or self._pending
@@ -461,7 +464,8 @@ class _Lease:
             op = next(flow)
             while True:
                 if op[0] == "call":
-                    result = registry.get(op[1])(keys=op[2], args=op[3], client=client)
+                    # Ops are built here from checked names and numbers: no re-check.
+                    result = registry.get(op[1])._execute(op[2], op[3], client)
                 else:
                     result = blocking_wait(client, op[1], op[2])
                 op = flow.send(result)
@@ -483,7 +487,7 @@ class _Lease:
             op = next(flow)
             while True:
                 if op[0] == "call":
-                    result = await registry.get(op[1]).acall(keys=op[2], args=op[3], client=client)
+                    result = await registry.get(op[1])._aexecute(op[2], op[3], client)
                 else:
                     result = await ablocking_wait(client, op[1], op[2])
                 op = flow.send(result)
@@ -776,13 +780,8 @@ class Lock(_Lease):
     def _fence_key(self) -> str:
         return f"{self.key}:fence"
 
-    def _acquire_op(self, owner: str) -> Op:
-        return (
-            "call",
-            "lock_acquire",
-            [self.key, self._fence_key, self._wake_key],
-            [owner, self.ttl_ms],
-        )
+    def _acquire_op(self, owner: str, wait: int) -> Op:
+        return ("call", "lock_acquire", [self.key, self._fence_key], [owner, self.ttl_ms, wait])
 
     def _release_op(self, owner: str) -> Op:
         return ("call", "lock_release", [self.key, self._wake_key], [owner, WAKE_TTL_MS])

@@ -64,7 +64,7 @@ class Semaphore(_Lease):
     def _keys(self) -> list[str]:
         return [self.key, f"{self.key}:tokens"]
 
-    def _acquire_op(self, owner: str) -> Op:
+    def _acquire_op(self, owner: str, wait: int) -> Op:
         return (
             "call",
             "semaphore_acquire",

@@ -82,8 +82,10 @@ def test_key_layout_shares_one_hash_tag(backend):
     _, client = backend
     assert int(client.get("atomicops:lock:{report}:fence")) == lock.fencing_token
     assert client.pttl(lock.key) > 9000
+    assert set(client.hgetall(lock.key)) == {b"owner", b"token"}  # nobody waits: no w
     lock.release()
-    assert client.lrange("atomicops:lock:{report}:wake", 0, -1) == [b"1"]
+    # Nobody asked to be woken, so the release pushed nothing.
+    assert client.exists("atomicops:lock:{report}:wake") == 0
 
 
 def test_context_manager_holds_and_releases(backend):
@@ -302,7 +304,9 @@ async def test_sync_and_async_clients_are_not_mixed_up(backend):
 
 def test_the_scripts_validate_too(backend):
     with pytest.raises(InvalidInput, match="ttl_ms"):
-        registry.get("lock_acquire")(keys=["a:{x}", "a:{x}:f", "a:{x}:w"], args=["me", 0])
+        registry.get("lock_acquire")(keys=["a:{x}", "a:{x}:f"], args=["me", 0, 0])
+    with pytest.raises(InvalidInput, match="wait"):
+        registry.get("lock_acquire")(keys=["a:{x}", "a:{x}:f"], args=["me", 10, 3])
     with pytest.raises(InvalidInput, match="ttl_ms"):
         registry.get("lock_extend")(keys=["a:{x}"], args=["me", "1.5"])
 
@@ -435,14 +439,54 @@ def test_a_waiter_takes_over_when_the_holder_s_lease_runs_out(backend):
     assert waiter.fencing_token > crashed.fencing_token
 
 
-def test_a_release_with_nobody_waiting_does_not_wake_the_next_waiter_falsely(backend):
+def test_a_release_with_nobody_waiting_leaves_no_wake_up_token(backend):
     _, client = backend
     first = Lock("report", ttl=10)
     first.acquire()
-    first.release()  # leaves a wake-up token
-    second = Lock("report", ttl=10)
-    second.acquire()  # a grant clears it: the lock is not free any more
+    assert Lock("report", ttl=10).acquire(blocking=False) is False  # refused, will not wait
+    first.release()
     assert client.exists("atomicops:lock:{report}:wake") == 0
+    second = Lock("report", ttl=10)
+    second.acquire()
+    assert client.exists("atomicops:lock:{report}:wake") == 0
+
+
+def test_a_refused_blocking_caller_asks_the_holder_to_wake_it(backend):
+    _, client = backend
+    holder = Lock("report", ttl=10)
+    holder.acquire()
+    assert Lock("report", ttl=10).acquire(timeout=0.05) is False
+    assert client.hget(holder.key, "w") == b"1"
+    holder.release()
+    assert client.lrange("atomicops:lock:{report}:wake", 0, -1) == [b"1"]
+    assert 0 < client.pttl("atomicops:lock:{report}:wake") <= 10_000
+
+
+def test_two_waiters_both_get_the_lock_one_release_each(backend):
+    # The first woken waiter takes the lock without knowing whether others wait: its
+    # grant keeps the wake-up flag so that its release wakes the second one.
+    holder = Lock("report", ttl=60)  # expiry cannot be what wakes them
+    holder.acquire()
+    order: list[str] = []
+
+    def wait(name: str) -> None:
+        lock = Lock("report", ttl=60)
+        assert lock.acquire(timeout=20)
+        order.append(name)
+        time.sleep(0.05)
+        lock.release()
+
+    threads = [threading.Thread(target=wait, args=(n,)) for n in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)  # both refused and blocked
+    started = time.monotonic()
+    holder.release()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(order) == ["a", "b"]
+    # A missed wake-up would show as a 4 s BLPOP (80% of the 5 s socket timeout).
+    assert time.monotonic() - started < 3
 
 
 # -- a lost reply on acquire ------------------------------------------------------

@@ -1,7 +1,7 @@
--- description: Release the lock if ARGV[1] holds it, and wake one blocked waiter.
+-- description: Release the lock if ARGV[1] holds it, and wake one blocked waiter if any may wait.
 -- readonly: no
--- KEYS[1] lock: hash {owner, token} of the lock
--- KEYS[2] wake: the wake-up list; gets one token (waiters BLPOP it)
+-- KEYS[1] lock: hash {owner, token, w} of the lock (w: a refused caller may be blocked)
+-- KEYS[2] wake: the wake-up list; gets one token when w is set (waiters BLPOP it)
 -- ARGV[1] owner: owner token of the acquisition being released
 -- ARGV[2] wake_ttl_ms: how long an unclaimed wake-up token stays (integer >= 1)
 -- returns: 1 released; 0 ARGV[1] does not hold the lock (expired or taken over): nothing changed
@@ -11,12 +11,16 @@ local wake_ttl = tonumber(ARGV[2])
 if not wake_ttl or wake_ttl < 1 or wake_ttl ~= math.floor(wake_ttl) then
   return redis.error_reply('INVALID wake_ttl_ms must be an integer >= 1, got ' .. tostring(ARGV[2]))
 end
-if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then
+local held = redis.call('HMGET', KEYS[1], 'owner', 'w')
+if held[1] ~= ARGV[1] then
   return 0
 end
 redis.call('DEL', KEYS[1])
--- One token, not one per release: only one waiter can take a lock.
-redis.call('DEL', KEYS[2])
-redis.call('RPUSH', KEYS[2], '1')
-redis.call('PEXPIRE', KEYS[2], wake_ttl)
+-- Nobody asked to be woken: the uncontended release stays two commands.
+if held[2] then
+  -- One token, not one per release: only one waiter can take a lock.
+  redis.call('DEL', KEYS[2])
+  redis.call('RPUSH', KEYS[2], '1')
+  redis.call('PEXPIRE', KEYS[2], wake_ttl)
+end
 return 1
