@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from atomicops.exceptions import ScriptHeaderError
 
-RESULT_CONVERSIONS = ("raw", "int", "bool", "str", "float", "decimal")
+RESULT_CONVERSIONS = ("raw", "int", "bool", "str", "float", "decimal", "fields")
 
 _FIELD = re.compile(r"^--\s*(?P<name>[a-z_]+)\s*:\s*(?P<value>.*)$")
 _SLOT = re.compile(

@@ -76,6 +76,8 @@ class RateLimitResult:
 
 
 def _whole(value: Any, what: str, key: str, minimum: int | None = 1) -> int:
+    if type(value) is int and 1 <= value <= MAX_EXACT:  # every hit passes here: quick
+        return value
     # bool is an int subclass, but True as a limit is a bug, not a 1.
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidInput(

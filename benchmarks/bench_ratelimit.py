@@ -68,7 +68,9 @@ def measure(
         info = admin.info("cpu")
         return info["used_cpu_user"] + info["used_cpu_sys"]
 
-    samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in contenders}
+    samples = SAMPLES
+    samples.clear()
+    samples.update({name: [] for name in contenders})
     for fn in contenders.values():
         fn()  # warm up: connections, script cache
     for _ in range(ROUNDS):
@@ -82,6 +84,18 @@ def measure(
         name: tuple(statistics.median(column) for column in zip(*rows, strict=True))  # type: ignore[misc]
         for name, rows in samples.items()
     }
+
+
+# Per-round samples of the last measure(): name -> [(hits/s, client us, server us)].
+SAMPLES: dict[str, list[tuple[float, float, float]]] = {}
+
+
+def paired(a: str, b: str) -> float:
+    """Median over rounds of a's rate / b's rate, each pair measured back to back.
+
+    Steadier than a ratio of medians when the machine's speed drifts between rounds.
+    """
+    return statistics.median(x[0] / y[0] for x, y in zip(SAMPLES[a], SAMPLES[b], strict=True))
 
 
 def show(title: str, results: dict[str, tuple[float, float, float]], anchor: str) -> None:
@@ -176,15 +190,14 @@ def main() -> None:
             def ratio(a: str, b: str, column: int = 0, results=results) -> float:
                 return results[a][column] / results[b][column]
 
+            fw = ("atomicops fixed_window", "limits fixed window")
+            sw = ("atomicops sliding_window", "limits sliding window counter")
             summary.append(
-                f"{scenario}: fixed {ratio('atomicops fixed_window', 'limits fixed window'):.3f}, "
-                f"sliding {ratio('atomicops sliding_window', 'limits sliding window counter'):.3f}"
-                f" (hits/s); client CPU per hit "
-                f"{ratio('atomicops fixed_window', 'limits fixed window', 1):.3f} / "
-                f"{ratio('atomicops sliding_window', 'limits sliding window counter', 1):.3f}, "
+                f"{scenario}: fixed {ratio(*fw):.3f}, sliding {ratio(*sw):.3f} (hits/s; "
+                f"paired per round: {paired(*fw):.3f} / {paired(*sw):.3f}); client CPU per hit "
+                f"{ratio(*fw, 1):.3f} / {ratio(*sw, 1):.3f}, "
                 f"server CPU per hit "
-                f"{ratio('atomicops fixed_window', 'limits fixed window', 2):.3f} / "
-                f"{ratio('atomicops sliding_window', 'limits sliding window counter', 2):.3f}"
+                f"{ratio(*fw, 2):.3f} / {ratio(*sw, 2):.3f}"
             )
 
         print(

@@ -382,8 +382,13 @@ async def test_async_bad_input_is_typed(backend):
         (rl.FIXED_WINDOW, ["100000000000000000000", "1"], "window_ms"),
         (rl.FIXED_WINDOW, ["1000", "1.5"], "amount"),
         (rl.FIXED_WINDOW, ["1000", "0"], "amount"),
+        # Digits only: PEXPIRE and INCRBY take the strings as given.
+        (rl.FIXED_WINDOW, ["6e4", "1"], "window_ms"),
+        (rl.FIXED_WINDOW, ["1000", "1.0"], "amount"),
         (rl.SLIDING_WINDOW, ["0", "1000", "1"], "limit"),
         (rl.SLIDING_WINDOW, ["10", "-1", "1"], "window_ms"),
+        (rl.SLIDING_WINDOW, ["10", "1000", "1.5"], "amount"),
+        (rl.SLIDING_WINDOW, ["2000000", "2000000000", "1"], "limit \\* window_ms"),
         (rl.TOKEN_BUCKET, ["5", "nan", "1"], "rate"),
         (rl.TOKEN_BUCKET, ["5", "inf", "1"], "rate"),
         (rl.TOKEN_BUCKET, ["5", "1", "6"], "cost"),

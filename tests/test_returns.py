@@ -36,6 +36,10 @@ def test_lua_return_value_conversions(backend, fresh_registry, source, expected)
         ("bool", "return false", False),
         ("str", "return 'text'", "text"),
         ("float", "return false", None),
+        # several numbers in one bulk reply, as the rate-limit scripts answer
+        ("fields", "return string.format('%d %d %d', 1, -2, 2^53)", [1, -2, 2**53]),
+        ("fields", "return '1 4.5999999999999996 x'", [1, "4.5999999999999996", "x"]),
+        ("fields", "return false", None),
     ],
 )
 def test_declared_result_conversion(backend, fresh_registry, result, source, expected):

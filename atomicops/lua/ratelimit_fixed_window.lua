@@ -3,17 +3,17 @@
 -- KEYS[1] counter: hits in the open window, an integer string whose TTL is the rest of the window
 -- ARGV[1] window_ms: window length in milliseconds, integer in [1, 2^53-1]
 -- ARGV[2] amount: hits this call counts, integer >= 1
--- returns: {count (hits in this window, these included, rejected ones too), ttl_ms (ms until the window ends)}
--- result: raw
+-- returns: "count ttl_ms" as one string (one bulk reply parses faster than an array): count = hits in this window, these included, rejected ones too; ttl_ms = ms until the window ends
+-- result: fields
 -- probe: 60000 1
-local window = tonumber(ARGV[1])
--- Checked before INCRBY: a window PEXPIRE refuses would fail after the hit was counted.
-if not window or window < 1 or window > 9007199254740991 or window ~= math.floor(window) then
+local window, amount = tonumber(ARGV[1]), tonumber(ARGV[2])
+-- Checked before INCRBY, digits only: both go to Redis as given, and a window PEXPIRE
+-- refuses ('6e4', '60000.0') would fail after the hit was counted.
+if not window or window > 9007199254740991 or not string.find(ARGV[1], '^[1-9]%d*$') then
   return redis.error_reply('INVALID window_ms must be an integer in [1, 2^53-1], got ' .. tostring(ARGV[1]))
 end
-local amount = tonumber(ARGV[2])
-if not amount or amount < 1 or amount ~= math.floor(amount) then
-  return redis.error_reply('INVALID amount must be an integer >= 1, got ' .. tostring(ARGV[2]))
+if not amount or amount > 9007199254740991 or not string.find(ARGV[2], '^[1-9]%d*$') then
+  return redis.error_reply('INVALID amount must be an integer in [1, 2^53-1], got ' .. tostring(ARGV[2]))
 end
 
 -- As in the seed: every hit counts, rejected ones too, so a client that keeps
@@ -30,7 +30,7 @@ end
 if count == amount then
   -- First hit of a window: the window starts now.
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  return {count, window}
+  return string.format('%d %d', count, window)
 end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then
@@ -39,4 +39,4 @@ if ttl < 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
   ttl = window
 end
-return {count, ttl}
+return string.format('%d %d', count, ttl)
