@@ -45,17 +45,30 @@ def rate(fn: Callable[[], object], n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
+# Per-round rates of the last compare(): name -> [calls/s of round 1, round 2, ...].
+ROUNDS: dict[str, list[float]] = {}
+
+
 def compare(
     contenders: dict[str, Callable[[], object]], n: int, rounds: int = 5
 ) -> dict[str, float]:
     """Interleave rounds of every contender (so machine noise hits all alike); median rate."""
-    results: dict[str, list[float]] = {name: [] for name in contenders}
+    ROUNDS.clear()
+    ROUNDS.update({name: [] for name in contenders})
     for fn in contenders.values():
         fn()  # warm up: connections, caches
     for _ in range(rounds):
         for name, fn in contenders.items():
-            results[name].append(rate(fn, n))
-    return {name: statistics.median(values) for name, values in results.items()}
+            ROUNDS[name].append(rate(fn, n))
+    return {name: statistics.median(values) for name, values in ROUNDS.items()}
+
+
+def paired(a: list[float], b: list[float]) -> float:
+    """Median over rounds of a / b, each pair measured back to back.
+
+    Steadier than a ratio of medians when the machine's speed drifts between rounds.
+    """
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
 def report(title: str, rates: dict[str, float], anchor: str) -> None:

@@ -19,7 +19,8 @@ import statistics
 import time
 from collections.abc import Callable
 
-from _common import compare, report, setup_django, start_server
+from _common import ROUNDS as ROUND_RATES
+from _common import compare, paired, report, setup_django, start_server
 
 N = int(os.environ.get("BENCH_N", "2000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "9"))
@@ -104,7 +105,11 @@ def main() -> None:
         report("acquire+release per second (one process, one connection each)", rates,
                "redis-py Lock")  # fmt: skip
         ratio = rates["atomicops Lock"] / rates["redis-py Lock"]
-        print(f"\natomicops / redis-py Lock = {ratio:.3f} (target >= 1.0, with fencing tokens)")
+        pair = paired(ROUND_RATES["atomicops Lock"], ROUND_RATES["redis-py Lock"])
+        print(
+            f"\natomicops / redis-py Lock = {ratio:.3f}, paired per round {pair:.3f} "
+            "(target >= 1.0, with fencing tokens)"
+        )
         # Wall-clock rates swing with whatever else runs on the machine; the client's own
         # CPU time per pair is the steadier view of what each library adds.
         print("\nclient CPU time per acquire+release (process_time, median of rounds)")

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from _common import setup_django, start_server
+from _common import paired, setup_django, start_server
 
 N = int(os.environ.get("BENCH_N", "1000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "21"))
@@ -90,12 +90,8 @@ def measure(
 SAMPLES: dict[str, list[tuple[float, float, float]]] = {}
 
 
-def paired(a: str, b: str) -> float:
-    """Median over rounds of a's rate / b's rate, each pair measured back to back.
-
-    Steadier than a ratio of medians when the machine's speed drifts between rounds.
-    """
-    return statistics.median(x[0] / y[0] for x, y in zip(SAMPLES[a], SAMPLES[b], strict=True))
+def paired_rates(a: str, b: str) -> float:
+    return paired([x[0] for x in SAMPLES[a]], [y[0] for y in SAMPLES[b]])
 
 
 def show(title: str, results: dict[str, tuple[float, float, float]], anchor: str) -> None:
@@ -194,7 +190,7 @@ def main() -> None:
             sw = ("atomicops sliding_window", "limits sliding window counter")
             summary.append(
                 f"{scenario}: fixed {ratio(*fw):.3f}, sliding {ratio(*sw):.3f} (hits/s; "
-                f"paired per round: {paired(*fw):.3f} / {paired(*sw):.3f}); client CPU per hit "
+                f"paired per round: {paired_rates(*fw):.3f} / {paired_rates(*sw):.3f}); client CPU per hit "
                 f"{ratio(*fw, 1):.3f} / {ratio(*sw, 1):.3f}, "
                 f"server CPU per hit "
                 f"{ratio(*fw, 2):.3f} / {ratio(*sw, 2):.3f}"
