@@ -2,13 +2,14 @@
 
 Keys of the lock called ``name`` (one hash tag, so one cluster slot):
 
-* ``<prefix>:lock:{name}``: a hash ``{owner, token}`` with the lease as its TTL. It
+* ``<prefix>:lock:{name}``: a hash ``{owner, token}`` (and ``w`` once a refused caller
+  waits for a wake-up) with the lease as its TTL. It
   exists exactly while someone holds the lock, so a bounded ``SCAN`` for
   ``<prefix>:lock:{*}`` finds every held lock (see :func:`list_locks`);
 * ``<prefix>:lock:{name}:fence``: the fencing counter, ``INCR``-ed by the script that
   grants the lock. It never expires, so tokens keep increasing across acquisitions;
-* ``<prefix>:lock:{name}:wake``: a list the release script pushes to, so blocked
-  waiters (``BLPOP``) wake on release instead of polling.
+* ``<prefix>:lock:{name}:wake``: a list the release script pushes to when ``w`` is set,
+  so blocked waiters (``BLPOP``) wake on release instead of polling.
 
 The logic of every operation is written once, as a generator that yields what to send
 (a script call, or a blocking wait) and is sent the reply; the sync and async methods
@@ -233,6 +234,11 @@ class _Lease:
         self.renewals = 0
         self._owner: str | None = None  # owner token while we hold it
         self._pending: str | None = None  # owner token of an acquire whose reply was lost
+        # Took a wake-up token and has not yet passed the wake-up on (by a grant that
+        # keeps the flag, or a refusal that sets it). Survives exceptions: a waiter
+        # cancelled or cut off between its BLPOP and its next attempt would otherwise
+        # drop the token, and the other waiters would sleep until their own timeouts.
+        self._woken = False
         self._deadline: float | None = None  # monotonic time the lease surely still runs until
         self._lost = False
         self._reported = False  # a LockNotOwned for this loss was already raised
@@ -339,11 +345,14 @@ class _Lease:
         # took the lock, the script hands back that grant instead of refusing us.
         owner = self._pending or new_owner()
         deadline = None if wait_for is None else time.monotonic() + wait_for
-        wait_mode = 1 if blocking else 0
+        # Whether a refusal should ask the holder's release to wake us (see lock_acquire.lua).
+        will_wait = blocking and wait_for != 0
         while True:
             sent = time.monotonic()
             self._pending = owner
+            wait_mode = 2 if self._woken else (1 if will_wait else 0)
             granted, value = (yield self._acquire_op(owner, wait_mode))[:2]
+            self._woken = False  # a grant carried the flag on, or a refusal set it
             if granted:
                 self._granted(owner, int(value), sent, self.ttl_ms)
                 return True
@@ -358,8 +367,8 @@ class _Lease:
                 if now >= deadline:
                     return False
                 wait = min(wait, deadline - now)
-            yield ("wait", self._wake_key, wait)
-            wait_mode = 2
+            if (yield ("wait", self._wake_key, wait)) is not None:
+                self._woken = True  # a release's token, not a timeout
 
     def _release_flow(self) -> Generator[Op, Any, None]:
         owner = self._owner or self._pending

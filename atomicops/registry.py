@@ -80,19 +80,31 @@ def _convert_str(reply: Any) -> Any:
     return reply.decode() if isinstance(reply, bytes) else reply
 
 
+_INT_WORD = re.compile(rb"-?[0-9]+")
+
+
 def _convert_fields(reply: Any) -> list[Any] | None:
-    """Space-separated words -> a list: ints where a word is one, else the text.
+    """Space-separated words -> a list: an int where a word is ``-?[0-9]+``, else the text.
 
     For hot scripts that reply with several numbers as one string: redis-py's
     pure-Python parser spends more per array element than such a script spends in Redis.
     """
     if reply is None:
         return None
-    words = (reply.decode() if isinstance(reply, bytes) else str(reply)).split()
-    try:
-        return list(map(int, words))
-    except ValueError:
-        return [int(word) if word.lstrip("-").isdigit() else word for word in words]
+    if isinstance(reply, str):
+        reply = reply.encode()
+    if not isinstance(reply, bytes):
+        raise ValueError(f"a 'fields' result needs a string reply, got {type(reply).__name__}")
+    words = reply.split()
+    if reply.replace(b" ", b"").replace(b"-", b"").isdigit():  # bytes: ASCII digits only
+        try:
+            return list(map(int, words))  # the hot path: numbers only
+        except ValueError:
+            pass  # a '-' inside a word
+    return [
+        int(word) if _INT_WORD.fullmatch(word) else word.decode("utf-8", "replace")
+        for word in words
+    ]
 
 
 _CONVERTERS: dict[str, Callable[[Any], Any]] = {
@@ -371,7 +383,17 @@ class Script:
             reply = replies[-1]
         if isinstance(reply, ResponseError):
             raise self.error_from_reply(reply, keys)
-        return self.convert(reply)
+        try:
+            return self.convert(reply)
+        except (ValueError, TypeError) as exc:
+            # The script's reply does not fit its declared result conversion.
+            key = _first(keys)
+            raise DataError(
+                f"script {self.name!r}: reply {reply!r} does not convert as "
+                f"result={self.result!r}: {exc}",
+                script=self.name,
+                key=key,
+            ) from exc
 
     def error_from_reply(self, reply: ResponseError, keys: Sequence[Any] = ()) -> ScriptError:
         """Map an error reply of this script to the matching atomicops error."""

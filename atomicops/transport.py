@@ -92,7 +92,10 @@ def _pack_one(command: Command, encoder: Any) -> list[bytes] | None:
 
 def _pack(conn: Any, batch: Sequence[Command]) -> Any:
     if len(batch) == 1:
-        return _pack_one(batch[0], conn.encoder) or conn.pack_command(*batch[0])
+        # Client-side caching hands out proxy connections without an encoder.
+        encoder = getattr(conn, "encoder", None)
+        packed = _pack_one(batch[0], encoder) if encoder is not None else None
+        return packed or conn.pack_command(*batch[0])
     return conn.pack_commands(batch)
 
 

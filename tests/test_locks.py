@@ -508,6 +508,61 @@ def lose_reply(monkeypatch):
     return lambda script: armed.__setitem__(script, True)
 
 
+def test_a_woken_waiter_cut_off_before_its_retry_still_wakes_the_next_one(backend, monkeypatch):
+    """The woken waiter's next attempt never reaches the server: it still owes the other
+    waiters their wake-up, and pays it when it does take the lock."""
+    from atomicops.exceptions import RedisUnavailable
+
+    real = transport.roundtrip
+    cut = {"armed": True}
+
+    def roundtrip(client, batch, ctx):
+        # The first attempt made right after a wake-up (wait=2) is not sent.
+        if ctx.script == "lock_acquire" and batch[-1][-1] == 2 and cut.pop("armed", False):
+            raise ctx.unavailable(redis.ConnectionError("cut off (simulated)"))
+        return real(client, batch, ctx)
+
+    monkeypatch.setattr(transport, "roundtrip", roundtrip)
+    holder = Lock("report", ttl=60)  # expiry cannot be what wakes anyone
+    holder.acquire()
+    first, second = Lock("report", ttl=60), Lock("report", ttl=60)
+    outcome: dict[str, Any] = {}
+
+    def wait_first() -> None:
+        with pytest.raises(RedisUnavailable):
+            first.acquire(timeout=20)
+
+    def wait_second() -> None:
+        outcome["granted"] = second.acquire(timeout=20)
+        outcome["at"] = time.monotonic()
+
+    # Blocked clients are served in BLPOP order: the first waiter gets the token.
+    threads = [threading.Thread(target=wait_first), threading.Thread(target=wait_second)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.3)
+    holder.release()
+    threads[0].join(10)
+    assert not cut  # the first waiter took the token and was cut off
+    assert first.acquire(blocking=False)  # the lock is free; it takes it, owing a wake-up
+    released = time.monotonic()
+    first.release()
+    threads[1].join(30)
+    assert outcome["granted"]
+    # Without the wake-up the second waiter would sleep 4 s (80% of the socket timeout).
+    assert outcome["at"] - released < 3
+
+
+def test_a_zero_timeout_does_not_ask_to_be_woken(backend):
+    _, client = backend
+    holder = Lock("report", ttl=10)
+    holder.acquire()
+    assert Lock("report", ttl=10).acquire(timeout=0) is False
+    assert client.hget(holder.key, "w") is None  # it will not wait: no wake-up to pay for
+    holder.release()
+    assert client.exists("atomicops:lock:{report}:wake") == 0
+
+
 def test_lost_acquire_reply_raises_and_a_retry_gets_the_same_grant(backend, lose_reply):
     _, client = backend
     lock = Lock("report", ttl=10)

@@ -40,6 +40,8 @@ def test_lua_return_value_conversions(backend, fresh_registry, source, expected)
         ("fields", "return string.format('%d %d %d', 1, -2, 2^53)", [1, -2, 2**53]),
         ("fields", "return '1 4.5999999999999996 x'", [1, "4.5999999999999996", "x"]),
         ("fields", "return false", None),
+        ("fields", "return '1 --5 1_000 +5 \\194\\178 x'", [1, "--5", "1_000", "+5", "²", "x"]),
+        ("fields", "return ''", []),
     ],
 )
 def test_declared_result_conversion(backend, fresh_registry, result, source, expected):
@@ -56,3 +58,14 @@ def test_float_arithmetic_returned_as_string_is_exact(real_client, fresh_registr
     )
     assert script(["f"], ["0.1"]) == Decimal("0.1")
     assert script(["f"], ["0.2"]) == Decimal("0.3")
+
+
+@pytest.mark.parametrize("result, source", [("fields", "return {1, 2}"), ("int", "return 'abc'")])
+def test_a_reply_that_does_not_fit_its_conversion_is_a_typed_error(
+    backend, fresh_registry, result, source
+):
+    from atomicops.exceptions import DataError
+
+    script = fresh_registry.register("misfit", source, result=result)
+    with pytest.raises(DataError, match="misfit"):
+        script([])

@@ -1,6 +1,6 @@
 -- description: Whether ARGV[1] holds the lock, with the lock's fencing token and remaining lease.
 -- readonly: yes
--- KEYS[1] lock: hash {owner, token} of the lock
+-- KEYS[1] lock: hash {owner, token, w} of the lock (w: a refused caller waits for a wake-up)
 -- ARGV[1] owner: owner token to compare with (any string; "" only asks whether it is held)
 -- returns: {owned (1|0), fencing_token (0 when free), pttl_ms (-2 free, -1 no TTL), holders (1|0)}
 -- result: raw

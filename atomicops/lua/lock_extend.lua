@@ -1,6 +1,6 @@
 -- description: Reset the lease of the lock to ARGV[2] ms if ARGV[1] holds it.
 -- readonly: no
--- KEYS[1] lock: hash {owner, token} of the lock
+-- KEYS[1] lock: hash {owner, token, w} of the lock (w: a refused caller waits for a wake-up)
 -- ARGV[1] owner: owner token of the holder
 -- ARGV[2] ttl_ms: the new lease from now, integer milliseconds >= 1
 -- returns: 1 extended; 0 ARGV[1] does not hold the lock (expired or taken over): nothing changed

@@ -1,0 +1,53 @@
+"""atomicops' own RESP packing gives exactly the bytes redis-py's packer gives."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+import redis.asyncio
+
+from atomicops import transport
+
+COMMANDS = [
+    ("EVALSHA", "a" * 40, 2, "k:é", b"\x00\xff bytes", -5, "", "two words", 2**53),
+    ("EVALSHA_RO", "b" * 40, 0),
+    ("EVAL", "return 1\r\n", 0),
+    ("BLPOP", "k", "0.010"),
+]
+
+
+def connections():
+    for encoding in ("utf-8", "latin-1"):
+        yield redis.Redis(encoding=encoding).connection_pool.make_connection()
+        yield redis.asyncio.Redis(encoding=encoding).connection_pool.make_connection()
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[0])
+def test_fast_packing_matches_redis_py(command):
+    for conn in connections():
+        packed = transport._pack_one(command, conn.encoder)
+        assert packed is not None
+        assert packed == [b"".join(conn.pack_command(*command))], conn
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("SCRIPT LOAD", "return 1"), ("EVALSHA", "s", 1, "k", 1.5), ("EVALSHA", "s", 0, True)],
+)
+def test_what_it_does_not_know_goes_to_redis_py(command):
+    conn = redis.Redis().connection_pool.make_connection()
+    assert transport._pack_one(command, conn.encoder) is None
+    if command[-1] is not True:  # redis-py refuses bools itself
+        assert transport._pack(conn, [command]) == conn.pack_command(*command)
+
+
+def test_a_connection_without_an_encoder_uses_its_own_packer():
+    # Client-side caching (CacheProxyConnection) hands out connections like this.
+    inner = redis.Redis().connection_pool.make_connection()
+
+    class Proxy:
+        def pack_command(self, *args):
+            return inner.pack_command(*args)
+
+    command = COMMANDS[0]
+    assert transport._pack(Proxy(), [command]) == inner.pack_command(*command)
