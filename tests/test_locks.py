@@ -513,37 +513,53 @@ def test_a_woken_waiter_cut_off_before_its_retry_still_wakes_the_next_one(backen
     waiters their wake-up, and pays it when it does take the lock."""
     from atomicops.exceptions import RedisUnavailable
 
-    real = transport.roundtrip
+    real_roundtrip, real_wait = transport.roundtrip, locks.blocking_wait
     cut = {"armed": True}
+    first_done = threading.Event()
 
     def roundtrip(client, batch, ctx):
         # The first attempt made right after a wake-up (wait=2) is not sent.
         if ctx.script == "lock_acquire" and batch[-1][-1] == 2 and cut.pop("armed", False):
             raise ctx.unavailable(redis.ConnectionError("cut off (simulated)"))
-        return real(client, batch, ctx)
+        return real_roundtrip(client, batch, ctx)
+
+    def blocking_wait(client, key, seconds):
+        # The second waiter was refused (and set the flag) while the lock was held, but
+        # blocks only once the first has taken the release's token: the order is fixed.
+        if threading.current_thread().name == "second":
+            assert first_done.wait(30)
+        return real_wait(client, key, seconds)
 
     monkeypatch.setattr(transport, "roundtrip", roundtrip)
+    monkeypatch.setattr(locks, "blocking_wait", blocking_wait)
     holder = Lock("report", ttl=60)  # expiry cannot be what wakes anyone
     holder.acquire()
     first, second = Lock("report", ttl=60), Lock("report", ttl=60)
     outcome: dict[str, Any] = {}
 
     def wait_first() -> None:
-        with pytest.raises(RedisUnavailable):
+        try:
             first.acquire(timeout=20)
+        except RedisUnavailable as exc:
+            outcome["first"] = exc
+        finally:
+            first_done.set()
 
     def wait_second() -> None:
         outcome["granted"] = second.acquire(timeout=20)
         outcome["at"] = time.monotonic()
 
-    # Blocked clients are served in BLPOP order: the first waiter gets the token.
-    threads = [threading.Thread(target=wait_first), threading.Thread(target=wait_second)]
+    threads = [
+        threading.Thread(target=wait_first, name="first"),
+        threading.Thread(target=wait_second, name="second"),
+    ]
     for thread in threads:
         thread.start()
-        time.sleep(0.3)
+    time.sleep(0.3)  # both refused; the first blocked on the wake-up list
     holder.release()
     threads[0].join(10)
-    assert not cut  # the first waiter took the token and was cut off
+    assert isinstance(outcome.get("first"), RedisUnavailable) and not cut
+    time.sleep(0.2)  # the second blocks on the now empty list
     assert first.acquire(blocking=False)  # the lock is free; it takes it, owing a wake-up
     released = time.monotonic()
     first.release()
