@@ -18,6 +18,7 @@ import asyncio
 import inspect
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -46,36 +47,41 @@ def reset_clients() -> None:
         _async_clients.clear()
 
 
-_PIPELINES = (redis.client.Pipeline, redis.asyncio.client.Pipeline)
-_pipeline_types: dict[type, bool] = {}
+def _per_type(test: Callable[[type], bool]) -> Callable[[Any], bool]:
+    """``test`` of a client's type, remembered per type.
+
+    These checks run on the hot path of every call, and an isinstance against
+    redis.asyncio's generic Pipeline goes through typing's slow ``__instancecheck__``.
+    """
+    known: dict[type, bool] = {}
+
+    def check(client: Any) -> bool:
+        kind = type(client)
+        found = known.get(kind)
+        if found is None:
+            found = known[kind] = test(kind)
+        return found
+
+    check.__doc__ = test.__doc__
+    return check
 
 
-def is_pipeline(client: Any) -> bool:
-    # On the hot path of every call; isinstance against redis.asyncio's generic
-    # Pipeline goes through typing's slow __instancecheck__, so remember per type.
-    kind = type(client)
-    found = _pipeline_types.get(kind)
-    if found is None:
-        found = _pipeline_types[kind] = issubclass(kind, _PIPELINES)
-    return found
+@_per_type
+def is_pipeline(kind: type) -> bool:
+    """Whether a client is a (sync or asyncio) pipeline."""
+    return issubclass(kind, (redis.client.Pipeline, redis.asyncio.client.Pipeline))
+
+
+@_per_type
+def is_async(kind: type) -> bool:
+    """Whether a client is a redis.asyncio one (plain or cluster)."""
+    return issubclass(
+        kind, (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)
+    ) and not issubclass(kind, redis.Redis)
 
 
 def is_cluster(client: Any) -> bool:
     return isinstance(client, redis.cluster.RedisCluster)
-
-
-_async_types: dict[type, bool] = {}
-
-
-def is_async(client: Any) -> bool:
-    # Also on the hot path (locks ask per call): remembered per type, as for pipelines.
-    kind = type(client)
-    found = _async_types.get(kind)
-    if found is None:
-        found = _async_types[kind] = issubclass(
-            kind, (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)
-        ) and not issubclass(kind, redis.Redis)
-    return found
 
 
 def describe_source() -> str:

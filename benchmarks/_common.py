@@ -45,22 +45,26 @@ def rate(fn: Callable[[], object], n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
-# Per-round rates of the last compare(): name -> [calls/s of round 1, round 2, ...].
-ROUNDS: dict[str, list[float]] = {}
+def compare_rounds(
+    contenders: dict[str, Callable[[], object]], n: int, rounds: int = 5
+) -> dict[str, list[float]]:
+    """Interleave rounds of every contender (so machine noise hits all alike); name ->
+    its rate in each round."""
+    rates: dict[str, list[float]] = {name: [] for name in contenders}
+    for fn in contenders.values():
+        fn()  # warm up: connections, caches
+    for _ in range(rounds):
+        for name, fn in contenders.items():
+            rates[name].append(rate(fn, n))
+    return rates
 
 
 def compare(
     contenders: dict[str, Callable[[], object]], n: int, rounds: int = 5
 ) -> dict[str, float]:
-    """Interleave rounds of every contender (so machine noise hits all alike); median rate."""
-    ROUNDS.clear()
-    ROUNDS.update({name: [] for name in contenders})
-    for fn in contenders.values():
-        fn()  # warm up: connections, caches
-    for _ in range(rounds):
-        for name, fn in contenders.items():
-            ROUNDS[name].append(rate(fn, n))
-    return {name: statistics.median(values) for name, values in ROUNDS.items()}
+    """:func:`compare_rounds`, as each contender's median rate."""
+    rates = compare_rounds(contenders, n, rounds)
+    return {name: statistics.median(values) for name, values in rates.items()}
 
 
 def paired(a: list[float], b: list[float]) -> float:

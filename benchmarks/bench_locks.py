@@ -19,8 +19,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from _common import ROUNDS as ROUND_RATES
-from _common import compare, paired, report, setup_django, start_server
+from _common import compare_rounds, paired, report, setup_django, start_server
 
 N = int(os.environ.get("BENCH_N", "2000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "9"))
@@ -97,7 +96,8 @@ def main() -> None:
         for kind in kinds:
             acquire, release = make_lock(kind, server.port, f"bench:{kind}")
             contenders[kind] = lambda a=acquire, r=release: (a(), r())
-        rates = compare(contenders, N, rounds=ROUNDS)
+        per_round = compare_rounds(contenders, N, rounds=ROUNDS)
+        rates = {kind: statistics.median(values) for kind, values in per_round.items()}
         print(
             f"server {server.name} {server.version()}, {N} pairs x {ROUNDS} interleaved rounds, "
             "median"
@@ -105,7 +105,7 @@ def main() -> None:
         report("acquire+release per second (one process, one connection each)", rates,
                "redis-py Lock")  # fmt: skip
         ratio = rates["atomicops Lock"] / rates["redis-py Lock"]
-        pair = paired(ROUND_RATES["atomicops Lock"], ROUND_RATES["redis-py Lock"])
+        pair = paired(per_round["atomicops Lock"], per_round["redis-py Lock"])
         print(
             f"\natomicops / redis-py Lock = {ratio:.3f}, paired per round {pair:.3f} "
             "(target >= 1.0, with fencing tokens)"

@@ -55,10 +55,11 @@ def round_trips(fn: Callable[[], object]) -> float:
     return writes / SAMPLE
 
 
-def measure(
-    contenders: dict[str, Callable[[], object]], admin: Any
-) -> dict[str, tuple[float, float, float]]:
-    """name -> (hits/s, client CPU us/hit, server CPU us/hit), medians of interleaved rounds.
+Sample = tuple[float, float, float]  # hits/s, client CPU us/hit, server CPU us/hit
+
+
+def measure(contenders: dict[str, Callable[[], object]], admin: Any) -> dict[str, list[Sample]]:
+    """name -> one (hits/s, client CPU us/hit, server CPU us/hit) per interleaved round.
 
     Wall-clock rates swing with whatever else the machine runs; CPU per hit (this
     process's, and the server's from INFO) is steadier, so both are printed.
@@ -68,9 +69,7 @@ def measure(
         info = admin.info("cpu")
         return info["used_cpu_user"] + info["used_cpu_sys"]
 
-    samples = SAMPLES
-    samples.clear()
-    samples.update({name: [] for name in contenders})
+    samples: dict[str, list[Sample]] = {name: [] for name in contenders}
     for fn in contenders.values():
         fn()  # warm up: connections, script cache
     for _ in range(ROUNDS):
@@ -80,21 +79,17 @@ def measure(
                 fn()
             wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
             samples[name].append((N / wall, cpu / N * 1e6, (server_cpu() - server0) / N * 1e6))
+    return samples
+
+
+def medians(samples: dict[str, list[Sample]]) -> dict[str, Sample]:
     return {
         name: tuple(statistics.median(column) for column in zip(*rows, strict=True))  # type: ignore[misc]
         for name, rows in samples.items()
     }
 
 
-# Per-round samples of the last measure(): name -> [(hits/s, client us, server us)].
-SAMPLES: dict[str, list[tuple[float, float, float]]] = {}
-
-
-def paired_rates(a: str, b: str) -> float:
-    return paired([x[0] for x in SAMPLES[a]], [y[0] for y in SAMPLES[b]])
-
-
-def show(title: str, results: dict[str, tuple[float, float, float]], anchor: str) -> None:
+def show(title: str, results: dict[str, Sample], anchor: str) -> None:
     print(f"\n{title}")
     base = results[anchor][0]
     for name, (rate, client_us, server_us) in results.items():
@@ -162,7 +157,8 @@ def main() -> None:
                     f"tb{tag}", limit, limit / 60, client=client
                 ),
             }
-            results = measure(contenders, admin)
+            samples = measure(contenders, admin)
+            results = medians(samples)
             for name, fn in contenders.items():
                 trips[name] = round_trips(fn)
             fixed_group = (
@@ -185,6 +181,9 @@ def main() -> None:
 
             def ratio(a: str, b: str, column: int = 0, results=results) -> float:
                 return results[a][column] / results[b][column]
+
+            def paired_rates(a: str, b: str, samples=samples) -> float:
+                return paired([x[0] for x in samples[a]], [y[0] for y in samples[b]])
 
             fw = ("atomicops fixed_window", "limits fixed window")
             sw = ("atomicops sliding_window", "limits sliding window counter")
