@@ -41,6 +41,9 @@ from atomicops.exceptions import (
     ScriptCompileError,
     ScriptError,
     ScriptHeaderError,
+    ServerLoading,
+    ServerOutOfMemory,
+    ServerRefused,
 )
 from atomicops.flushcheck import FlushCheckRow, flush_check
 from atomicops.keys import key_for
@@ -124,4 +127,7 @@ __all__ = [
     "ScriptCompileError",
     "ScriptError",
     "ScriptHeaderError",
+    "ServerLoading",
+    "ServerOutOfMemory",
+    "ServerRefused",
 ]

@@ -103,7 +103,33 @@ class CrossSlotError(AtomicOpsError):
 
 
 class RedisUnavailable(AtomicOpsError):
-    """The server could not be reached; the call was not applied."""
+    """The server could not serve the call: unreachable, or it refused before running it.
+
+    Nothing was applied, except for the child :class:`OutcomeUnknown`, which says the
+    outcome is not known. ``except RedisUnavailable`` catches both on purpose: neither
+    call gave an answer; only ``OutcomeUnknown`` needs the data checked before a retry.
+    """
+
+
+class ServerRefused(RedisUnavailable):
+    """The server answered with a refusal before running the call; nothing was applied.
+
+    ``code`` is the server's error code: ``LOADING``, ``OOM``, ``READONLY``, ``MOVED``,
+    ``ASK``, ``TRYAGAIN``, ``CLUSTERDOWN``, ``MASTERDOWN``, ``NOREPLICAS``... Sending the
+    same call again later is safe.
+    """
+
+    def __init__(self, message: str, *, code: str, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.code = code
+
+
+class ServerLoading(ServerRefused):
+    """The server is loading its data after a restart (``LOADING``); nothing was applied."""
+
+
+class ServerOutOfMemory(ServerRefused):
+    """The server is at ``maxmemory`` and refused the write (``OOM``); nothing was applied."""
 
 
 class OutcomeUnknown(RedisUnavailable):
