@@ -34,20 +34,19 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from atomicops import connection, keys, transport
 from atomicops.exceptions import (
     AtomicOpsError,
     ConfigurationError,
-    DataError,
     InvalidInput,
     LockError,
     LockNotAcquired,
     LockNotOwned,
     RedisUnavailable,
 )
-from atomicops.registry import registry
+from atomicops.registry import registry, reply_error
 
 logger = logging.getLogger("atomicops")
 
@@ -149,10 +148,8 @@ def _wait_op(key: str, seconds: float, client: Any) -> tuple[Any, list]:
 
 
 def _wait_reply(reply: Any, key: str) -> Any:
-    if isinstance(reply, ResponseError):
-        raise DataError(
-            f"cannot wait on the wake-up list {key!r}: {reply}", key=key, server_message=str(reply)
-        )
+    if isinstance(reply, Exception):  # LOADING arrives as a ConnectionError, not a ResponseError
+        raise reply_error(reply, script="BLPOP", keys=[key])
     return reply
 
 

@@ -29,6 +29,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from redis import exceptions as redis_errors
 from redis.exceptions import NoScriptError, ResponseError
 
 from atomicops import connection, transport
@@ -39,11 +40,15 @@ from atomicops.exceptions import (
     DataError,
     InvalidInput,
     ReadOnlyViolation,
+    RedisUnavailable,
     RegistryError,
     ScriptBusyError,
     ScriptCompileError,
     ScriptError,
     ScriptHeaderError,
+    ServerLoading,
+    ServerOutOfMemory,
+    ServerRefused,
 )
 from atomicops.keys import text
 from atomicops.luaheader import RESULT_CONVERSIONS, Header, parse_header
@@ -63,7 +68,101 @@ ERROR_CODES: dict[str, type[AtomicOpsError]] = {
     "WRONGTYPE": DataError,
 }
 
+# Replies that refuse a call before it runs: nothing was applied, and the same call may
+# be sent again later. redis-py parses most of them into its own classes (and strips the
+# code from the message); the others arrive as a plain ResponseError with the code first.
+_REFUSED_CLASSES: tuple[tuple[type[Exception], str, type[ServerRefused]], ...] = (
+    (redis_errors.BusyLoadingError, "LOADING", ServerLoading),
+    (redis_errors.OutOfMemoryError, "OOM", ServerOutOfMemory),
+    (redis_errors.ReadOnlyError, "READONLY", ServerRefused),
+    (redis_errors.MovedError, "MOVED", ServerRefused),
+    (redis_errors.AskError, "ASK", ServerRefused),
+    (redis_errors.TryAgainError, "TRYAGAIN", ServerRefused),
+    (redis_errors.MasterDownError, "MASTERDOWN", ServerRefused),
+    (redis_errors.ClusterDownError, "CLUSTERDOWN", ServerRefused),
+)
+_REFUSED_CODES: dict[str, type[ServerRefused]] = {
+    "LOADING": ServerLoading,
+    "OOM": ServerOutOfMemory,
+    "READONLY": ServerRefused,
+    "MOVED": ServerRefused,
+    "ASK": ServerRefused,
+    "TRYAGAIN": ServerRefused,
+    "MASTERDOWN": ServerRefused,
+    "CLUSTERDOWN": ServerRefused,
+    "NOREPLICAS": ServerRefused,
+    "MISCONF": ServerRefused,
+}
+# Credentials the server does not accept: a setting to fix, not a state to wait out.
+_CONFIG_CLASSES = (redis_errors.AuthenticationError, redis_errors.NoPermissionError)
+
 Batch = list[tuple[Any, ...]]
+
+
+def reply_error(
+    reply: Exception, *, script: str | None, keys: Sequence[Any] = ()
+) -> AtomicOpsError:
+    """The atomicops error for an error reply of ``script`` (a call, a load, a BLPOP).
+
+    Refusals (``LOADING``, ``OOM``, ``READONLY``, redirects...) become
+    :class:`ServerRefused` children, which promise that nothing ran; script errors become
+    :class:`ScriptError` children. The server's own words are kept in ``server_message``.
+    """
+    message = str(reply)
+    key = _first(keys)
+    where = f"script {script!r}" + (f" on key {key!r}" if key is not None else "")
+    for kind, code, refused in _REFUSED_CLASSES:
+        if isinstance(reply, kind):
+            return _refusal(refused, code, where, message, script, key)
+    code = message.split(" ", 1)[0]
+    if code in _REFUSED_CODES:
+        return _refusal(
+            _REFUSED_CODES[code], code, where, message[len(code) :].strip(), script, key
+        )
+    if "OOM command not allowed" in message:  # wrapped by an older server's script error
+        return _refusal(ServerOutOfMemory, "OOM", where, message, script, key)
+    if isinstance(reply, _CONFIG_CLASSES):
+        return ConfigurationError(
+            f"{where}: the server refused the credentials or permissions atomicops uses "
+            f"(nothing was applied): {message}",
+            script=script,
+            key=key,
+            server_message=message,
+        )
+    cls: type[AtomicOpsError]
+    if "Write commands are not allowed from read-only scripts" in message or (
+        "not allowed from script" in message and "write" in message.lower()
+    ):
+        cls = ReadOnlyViolation
+    elif "Error compiling script" in message or "error loading code" in message:
+        # Redis/Valkey say the former; fakeredis (lupa) the latter.
+        cls = ScriptCompileError
+    elif code == "BUSY":
+        cls = ScriptBusyError
+    elif code in ERROR_CODES:
+        cls = ERROR_CODES[code]
+        message = message[len(code) :].strip()
+    else:
+        cls = ScriptError
+    return cls(f"{where}: {message}", script=script, key=key, server_message=str(reply))
+
+
+def _refusal(
+    cls: type[ServerRefused], code: str, where: str, message: str, script: Any, key: Any
+) -> ServerRefused:
+    return cls(
+        f"{where} was refused by the server ({code} {message}); nothing was applied and the "
+        "call may be sent again",
+        code=code,
+        script=script,
+        key=key,
+        server_message=f"{code} {message}",
+    )
+
+
+def is_transient(error: AtomicOpsError) -> bool:
+    """Whether a failed SCRIPT LOAD may succeed later (the server was busy or loading)."""
+    return isinstance(error, (RedisUnavailable, ScriptBusyError, ConfigurationError))
 
 
 def _convert_float(reply: Any) -> float | None:
@@ -381,7 +480,9 @@ class Script:
             ]
             registry._note_loads(replies[:-1], state, version)
             reply = replies[-1]
-        if isinstance(reply, ResponseError):
+        # Any error object, not only ResponseError: a -LOADING reply arrives as
+        # redis-py's BusyLoadingError, a ConnectionError, and must never reach convert().
+        if isinstance(reply, Exception):
             raise self.error_from_reply(reply, keys)
         try:
             return self.convert(reply)
@@ -395,28 +496,9 @@ class Script:
                 key=key,
             ) from exc
 
-    def error_from_reply(self, reply: ResponseError, keys: Sequence[Any] = ()) -> ScriptError:
+    def error_from_reply(self, reply: Exception, keys: Sequence[Any] = ()) -> AtomicOpsError:
         """Map an error reply of this script to the matching atomicops error."""
-        message = str(reply)
-        code = message.split(" ", 1)[0]
-        key = _first(keys)
-        where = f"script {self.name!r}" + (f" on key {key!r}" if key is not None else "")
-        cls: type[AtomicOpsError]
-        if "Write commands are not allowed from read-only scripts" in message or (
-            "not allowed from script" in message and "write" in message.lower()
-        ):
-            cls = ReadOnlyViolation
-        elif "Error compiling script" in message or "error loading code" in message:
-            # Redis/Valkey say the former; fakeredis (lupa) the latter.
-            cls = ScriptCompileError
-        elif code == "BUSY":
-            cls = ScriptBusyError
-        elif code in ERROR_CODES:
-            cls = ERROR_CODES[code]
-            message = message[len(code) :].strip()
-        else:
-            cls = ScriptError
-        return cls(f"{where}: {message}", script=self.name, key=key, server_message=str(reply))
+        return reply_error(reply, script=self.name, keys=keys)
 
 
 def _first(keys: Sequence[Any]) -> str | None:
@@ -583,15 +665,25 @@ class ScriptRegistry:
 
     def _note_loads(
         self, replies: Sequence[Any], state: _ServerState, version: int
-    ) -> list[ScriptError]:
-        """Check SCRIPT LOAD replies; remember the server has everything of ``version``."""
-        failures = []
+    ) -> list[AtomicOpsError]:
+        """Check SCRIPT LOAD replies; remember the server has everything of ``version``.
+
+        A script that does not compile is logged and counted as loaded (sending it again
+        cannot help). A server that refused the loads for the moment (busy, loading, out
+        of memory) has nothing new: the next call loads again, and the call's own reply
+        says what happened, so nothing is logged per script.
+        """
+        failures: list[AtomicOpsError] = []
         for script, reply in zip(list(self._scripts.values()), replies, strict=False):
-            if isinstance(reply, ResponseError):
-                error = script.error_from_reply(reply)
-                failures.append(error)
+            if isinstance(reply, Exception):
+                failures.append(script.error_from_reply(reply))
+        transient = [error for error in failures if is_transient(error)]
+        for error in failures:
+            if not is_transient(error):
                 logger.error("atomicops: %s", error.message)
-        if version == self.version:  # nothing registered meanwhile
+        if transient:
+            logger.debug("atomicops: SCRIPT LOAD refused for now: %s", transient[0].message)
+        elif version == self.version:  # nothing registered meanwhile
             state.loaded_version = version
         return failures
 
@@ -626,7 +718,7 @@ class ScriptRegistry:
         return {script.name: script.sha for script in self._scripts.values()}
 
     @staticmethod
-    def _raise_first(failures: list[ScriptError]) -> None:
+    def _raise_first(failures: list[AtomicOpsError]) -> None:
         if failures:
             raise failures[0]
 

@@ -15,11 +15,13 @@ What failed decides what the caller is told:
   sent once more on a fresh connection.
 
 Error replies are not exceptions here: each reply slot holds either the value or the
-``ResponseError`` instance, so the caller can read all replies of a batch.
+error instance (a ``ResponseError``, or the ``BusyLoadingError`` of a ``-LOADING``
+reply), so the caller can read all replies of a batch and decide what each one means.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -100,10 +102,16 @@ def _pack(conn: Any, batch: Sequence[Command]) -> Any:
 
 
 def _read_one(client: Any, conn: Any, name: Any) -> Any:
+    # redis-py raises the replies it classes as connection errors (LOADING, NOAUTH) and,
+    # by default, drops the connection on them, so the batch's later replies could not
+    # be read and a write behind a LOADING would look lost. The error reply itself was
+    # read whole: the stream is in step, and the next reply can be read.
     try:
-        return client.parse_response(conn, name)
+        reply = conn.read_response(disconnect_on_error=False)
     except _REPLY_ERRORS as exc:
         return exc
+    callback = client.response_callbacks.get(name)
+    return reply if callback is None else callback(reply)
 
 
 def roundtrip(client: Any, batch: Sequence[Command], ctx: _Context) -> list[Any]:
@@ -149,9 +157,14 @@ def roundtrip(client: Any, batch: Sequence[Command], ctx: _Context) -> list[Any]
 
 async def _aread_one(client: Any, conn: Any, name: Any) -> Any:
     try:
-        return await client.parse_response(conn, name)
+        reply = await conn.read_response(disconnect_on_error=False)
     except _REPLY_ERRORS as exc:
         return exc
+    callback = client.response_callbacks.get(name)
+    if callback is None:
+        return reply
+    converted = callback(reply)
+    return await converted if inspect.isawaitable(converted) else converted
 
 
 async def aroundtrip(client: Any, batch: Sequence[Command], ctx: _Context) -> list[Any]:

@@ -33,7 +33,11 @@ if type(reply) == 'table' and reply.err then
   if string.find(message, 'overflow', 1, true) then
     return redis.error_reply('OVERFLOW adding ' .. ARGV[1] .. ' would take the counter past the signed 64-bit range')
   end
-  return redis.error_reply('NOTINT counter does not hold an integer in the signed 64-bit range')
+  if string.find(message, 'not an integer', 1, true) then
+    return redis.error_reply('NOTINT counter does not hold an integer in the signed 64-bit range')
+  end
+  -- Anything else (OOM, READONLY...) is the server refusing: pass its code through.
+  return redis.error_reply(message)
 end
 if not existed and ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])

@@ -30,7 +30,11 @@ if type(reply) == 'table' and reply.err then
   if string.find(message, 'NaN or Infinity', 1, true) then
     return redis.error_reply('OVERFLOW adding ' .. text .. ' would make the counter infinite')
   end
-  return redis.error_reply('NOTFLOAT counter does not hold a number')
+  if string.find(message, 'not a valid float', 1, true) then
+    return redis.error_reply('NOTFLOAT counter does not hold a number')
+  end
+  -- Anything else (OOM, READONLY...) is the server refusing: pass its code through.
+  return redis.error_reply(message)
 end
 if not existed and ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])

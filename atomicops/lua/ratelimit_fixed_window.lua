@@ -22,10 +22,15 @@ end
 local count = redis.pcall('INCRBY', KEYS[1], ARGV[2])
 if type(count) == 'table' and count.err then
   -- tostring: fakeredis hands the message over as userdata, Redis as a string.
-  if string.find(tostring(count.err), 'WRONGTYPE', 1, true) then
+  local message = tostring(count.err)
+  if string.find(message, 'WRONGTYPE', 1, true) then
     return redis.error_reply('WRONGTYPE counter holds a non-string value')
   end
-  return redis.error_reply('NOTINT counter does not hold an integer')
+  if string.find(message, 'not an integer', 1, true) then
+    return redis.error_reply('NOTINT counter does not hold an integer')
+  end
+  -- Anything else (OOM, READONLY...) is the server refusing: pass its code through.
+  return redis.error_reply(message)
 end
 if count == amount then
   -- First hit of a window: the window starts now.
