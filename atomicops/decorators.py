@@ -9,21 +9,21 @@ When Redis cannot be reached the request is let through or answered ``503``, as
 
 from __future__ import annotations
 
-import inspect
-import ipaddress
+import hashlib
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from functools import wraps
 from typing import Any, TypeVar
 
-from asgiref.sync import iscoroutinefunction, sync_to_async
+from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest, HttpResponse
 
 from atomicops import keys
 from atomicops.calls import Call, arun, run
 from atomicops.conf import get_settings
 from atomicops.exceptions import InvalidInput, RedisUnavailable, ScriptBusyError
+from atomicops.identity import KeyFunc, aidentify, check_key, identify
 from atomicops.ratelimit import (
     RateLimitResult,
     _fixed_window_hit,
@@ -31,17 +31,16 @@ from atomicops.ratelimit import (
     _token_bucket_hit,
 )
 
-__all__ = ["rate_limit", "too_many_requests"]
+__all__ = ["default_group", "limit_key", "rate_limit", "too_many_requests"]
 
 logger = logging.getLogger("atomicops")
 
 View = TypeVar("View", bound=Callable[..., Any])
-KeyFunc = Callable[[HttpRequest], "str | None | Awaitable[str | None]"]
 
 ALGORITHMS = ("fixed_window", "sliding_window", "token_bucket")
-# A client usually controls a whole IPv6 /64: limiting single addresses in it would let
-# one client rotate through 2^64 of them.
-IPV6_PREFIX = 64
+# The groups of the limits stacked on a view. functools.wraps copies a function's __dict__,
+# so each @rate_limit (and any decorator built with wraps) passes this on outwards.
+STACK_ATTR = "_atomicops_rate_limit_groups"
 # Errors that mean "the limit could not be checked", as opposed to bugs (bad data,
 # bad configuration), which are raised whatever fail_open says.
 _UNAVAILABLE = (RedisUnavailable, ScriptBusyError)
@@ -80,69 +79,54 @@ def _unavailable_response() -> HttpResponse:
     return response
 
 
-def _client_ip(request: HttpRequest) -> str:
-    """REMOTE_ADDR, IPv6 reduced to its /64. Behind a proxy, fix REMOTE_ADDR first."""
-    raw = request.META.get("REMOTE_ADDR") or ""
-    try:
-        address = ipaddress.ip_address(raw)
-    except ValueError:
-        return raw or "unknown"
-    if address.version == 6:
-        return str(ipaddress.ip_network(f"{address}/{IPV6_PREFIX}", strict=False))
-    return str(address)
+def limit_key(algorithm: str, group: str, identity: str) -> str:
+    """The Redis key of one client's count for one limit:
+    ``<KEY_PREFIX>:rl:<algorithm>:{<group>|<identity>}`` (one hash tag, so one slot)."""
+    return keys.tagged(f"rl:{algorithm}", f"{group}|{identity}")
 
 
-def _from_request(request: HttpRequest, key: str) -> str:
-    """The identity for the keys that need no user: ``ip`` and ``header:<name>``."""
-    if key.startswith("header:"):
-        value = request.headers.get(key[len("header:") :])
-        # Without the header fall back to the address, so clients that omit it do not
-        # all share one limit (and one abuser cannot use it up for everyone).
-        return f"header:{value}" if value else f"ip:{_client_ip(request)}"
-    return f"ip:{_client_ip(request)}"
+def _describe_key(key: str | KeyFunc) -> str:
+    if isinstance(key, str):
+        return key
+    # Named by where it is defined, never by repr(), which holds an address that differs
+    # between processes. A callable object without a name is named by its class.
+    named = key if hasattr(key, "__qualname__") else type(key)
+    return f"{getattr(named, '__module__', '')}.{named.__qualname__}"
 
 
-def _from_user(request: HttpRequest, user: Any) -> str:
-    if user is not None and getattr(user, "is_authenticated", False):
-        return f"user:{user.pk}"
-    return f"ip:{_client_ip(request)}"
+def default_group(
+    view: Callable[..., Any],
+    *,
+    limit: int,
+    window_ms: int | None = None,
+    key: str | KeyFunc = "user",
+    algorithm: str = "fixed_window",
+    refill_rate: float | None = None,
+    amount: int = 1,
+    methods: Iterable[str] | None = None,
+) -> str:
+    """The group a ``@rate_limit`` without ``group=`` uses: ``<module>.<qualname>#<8 hex>``.
 
-
-def _identity(request: HttpRequest, key: str | KeyFunc) -> str | None:
-    if callable(key):
-        value = key(request)
-        return None if value is None else f"key:{value}"
-    if key == "user":
-        return _from_user(request, getattr(request, "user", None))
-    return _from_request(request, key)
-
-
-async def _aidentity(request: HttpRequest, key: str | KeyFunc) -> str | None:
-    if callable(key):
-        value = key(request)
-        if inspect.isawaitable(value):
-            value = await value
-        return None if value is None else f"key:{value}"
-    if key == "user":
-        # request.user would hit the database synchronously, which async code may not.
-        auser = getattr(request, "auser", None)
-        if auser is not None:
-            return _from_user(request, await auser())
-        # Django 4.2 has no request.auser(): resolve the lazy user in a thread.
-        return await sync_to_async(_identity)(request, key)
-    return _from_request(request, key)
-
-
-def _check_key(key: Any) -> None:
-    if callable(key):
-        return
-    if key in ("user", "ip") or (
-        isinstance(key, str) and key.startswith("header:") and len(key) > len("header:")
-    ):
-        return
-    raise InvalidInput(
-        f"rate_limit key must be 'user', 'ip', 'header:<Name>' or a callable, got {key!r}"
+    The suffix is a digest of every argument that changes what is counted (algorithm,
+    limit, window or refill rate, amount, key, methods), so two limits stacked on one view
+    (a burst one and a sustained one) keep separate counts and windows. It is computed
+    with SHA-256 from text that is the same in every process and after restarts, so
+    counts survive deploys; changing one of those arguments starts that limit afresh
+    (pass ``group=`` to keep a count across such changes). Raises :class:`InvalidInput`
+    when ``view`` has no ``__qualname__`` (a ``functools.partial``): pass ``group=``.
+    """
+    qualname = getattr(view, "__qualname__", None)
+    if qualname is None:
+        # A repr would differ between processes, and so would the keys.
+        raise InvalidInput(f"rate_limit on {view!r} needs group=: it has no __qualname__")
+    verbs = "*" if methods is None else ",".join(sorted({m.upper() for m in methods}))
+    rate = None if refill_rate is None else repr(float(refill_rate))
+    described = (
+        f"{algorithm} limit={limit} window_ms={window_ms} refill_rate={rate} "
+        f"amount={amount} key={_describe_key(key)} methods={verbs}"
     )
+    suffix = hashlib.sha256(described.encode()).hexdigest()[:8]
+    return f"{view.__module__}.{qualname}#{suffix}"
 
 
 def _hit_builder(
@@ -194,13 +178,17 @@ def rate_limit(
 ) -> Callable[[View], View]:
     """Limit a view (sync or async) to ``limit`` hits per ``window_ms`` per client.
 
-    ``key`` picks the client: ``"user"`` (signed-in user, else the IP address), ``"ip"``
-    (``REMOTE_ADDR``, IPv6 by /64), ``"header:<Name>"`` (that header, else the IP) or a
-    callable ``request -> str | None`` (async views may pass an async one; ``None``
-    means not limited). ``algorithm`` is ``"fixed_window"``, ``"sliding_window"`` or
-    ``"token_bucket"`` (then ``limit`` is the capacity and ``refill_rate`` the tokens per
-    second, instead of ``window_ms``). Views sharing a ``group`` share their limits (the
-    default group is the view's dotted name). ``methods`` limits only those methods.
+    ``key`` picks the client (see :mod:`atomicops.identity`): ``"user"`` (signed-in user,
+    else the IP address), ``"ip"`` (``REMOTE_ADDR``; IPv4-mapped and NAT64 as IPv4, other
+    IPv6 by /64), ``"header:<Name>"`` (that header, else the IP; only meaningful if the
+    view authenticates it) or a callable ``request -> str | None`` (async views may pass
+    an async one; ``None`` means not limited). Header and callable values are hashed
+    before they reach a key. ``algorithm`` is ``"fixed_window"``, ``"sliding_window"``
+    or ``"token_bucket"`` (then ``limit`` is the capacity and ``refill_rate`` the tokens
+    per second, instead of ``window_ms``). Views sharing a ``group`` share their limits;
+    the default is the view's dotted name plus a digest of this limit's arguments (see
+    :func:`default_group`), so stacked limits count apart. ``methods`` limits only those
+    methods.
     ``client``: a redis-py client for sync views, a ``redis.asyncio`` one for async views
     (default: atomicops' configured client).
 
@@ -208,12 +196,12 @@ def rate_limit(
     ``RateLimit-*`` headers; ``request.ratelimit`` holds the :class:`RateLimitResult`.
     Redis unreachable: the view runs (fail open) or ``503`` (fail closed), per
     ``fail_open`` or ``ATOMICOPS["RATELIMIT_FAIL_OPEN"]``; either way it is logged.
-    Raises :class:`InvalidInput` at decoration time for bad arguments.
+    Raises :class:`InvalidInput` at decoration time for bad arguments, and for a group
+    already limiting the view it decorates (two identical limits stacked).
     """
-    _check_key(key)
+    check_key(key)
     build = _hit_builder(algorithm, limit, window_ms, refill_rate, amount)
     only = None if methods is None else frozenset(m.upper() for m in methods)
-    kind = f"rl:{algorithm}"
 
     def should_fail_open() -> bool:
         return get_settings()["RATELIMIT_FAIL_OPEN"] if fail_open is None else fail_open
@@ -229,21 +217,33 @@ def rate_limit(
         return None if opened else _unavailable_response()
 
     def decorate(view: View) -> View:
-        qualname = getattr(view, "__qualname__", None)
-        if group is None and qualname is None:
-            # A repr would differ between processes, and so would the keys.
-            raise InvalidInput(f"rate_limit on {view!r} needs group=: it has no __qualname__")
-        name = group or f"{view.__module__}.{qualname}"
+        name = group or default_group(
+            view,
+            limit=limit,
+            window_ms=window_ms,
+            key=key,
+            algorithm=algorithm,
+            refill_rate=refill_rate,
+            amount=amount,
+            methods=only,
+        )
+        stack = getattr(view, STACK_ATTR, ())
+        if name in stack:
+            # Both would count each request in one key: twice the hits, one window.
+            raise InvalidInput(
+                f"rate_limit group {name!r} is stacked twice on "
+                f"{getattr(view, '__qualname__', view)!r}; stacked limits need groups of their own"
+            )
 
         def hit_for(ident: str) -> Call:
-            return build(keys.tagged(kind, f"{name}|{ident}"))
+            return build(limit_key(algorithm, name, ident))
 
         if iscoroutinefunction(view):
 
             async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
                 if only is not None and request.method not in only:
                     return await view(request, *args, **kwargs)
-                ident = await _aidentity(request, key)
+                ident = await aidentify(request, key)
                 if ident is None:
                     return await view(request, *args, **kwargs)
                 try:
@@ -258,12 +258,14 @@ def rate_limit(
                 set_headers(response, result)
                 return response
 
-            return wraps(view)(async_wrapper)  # type: ignore[return-value]
+            wrapped = wraps(view)(async_wrapper)
+            setattr(wrapped, STACK_ATTR, (*stack, name))
+            return wrapped  # type: ignore[return-value]
 
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
             if only is not None and request.method not in only:
                 return view(request, *args, **kwargs)
-            ident = _identity(request, key)
+            ident = identify(request, key)
             if ident is None:
                 return view(request, *args, **kwargs)
             try:
@@ -278,6 +280,8 @@ def rate_limit(
             set_headers(response, result)
             return response
 
-        return wraps(view)(wrapper)  # type: ignore[return-value]
+        wrapped = wraps(view)(wrapper)
+        setattr(wrapped, STACK_ATTR, (*stack, name))
+        return wrapped  # type: ignore[return-value]
 
     return decorate

@@ -113,3 +113,30 @@ async def rl_service_async(request: HttpRequest) -> HttpResponse:
 
     (await atoken_bucket("tests:sms:{43}", 1, 0.01)).raise_for_limit()
     return HttpResponse("sent")
+
+
+# -- client identity (tests/test_ratelimit_identity.py) --------------------------------
+
+
+# Burst + sustained without group=: each limit must count in its own key, with its own window.
+@rate_limit(100, 3_600_000, key="ip")
+@rate_limit(5, 10_000, key="ip")
+def rl_burst_sustained(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok")
+
+
+@rate_limit(100, 3_600_000, key="ip")
+@rate_limit(5, 10_000, key="ip")
+async def rl_burst_sustained_async(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok")
+
+
+@rate_limit(100, 3_600_000, key="ip", group="rl-sustained-named")
+@rate_limit(5, 10_000, key="ip")
+def rl_burst_sustained_one_named(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok")
+
+
+@rate_limit(2, 60_000, key="header:X-Api-Key")
+async def rl_header_async(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok")
