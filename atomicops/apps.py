@@ -21,7 +21,7 @@ class AtomicOpsConfig(AppConfig):
         from atomicops.registry import registry
 
         conf = get_settings()
-        registry.discover(all_apps=conf["DISCOVER_SCRIPTS"])
+        registry.discover(all_apps=conf["DISCOVER_SCRIPTS"], overrides=conf["OVERRIDE_SCRIPTS"])
         if conf["LOAD_ON_STARTUP"]:
             request_started.connect(_load_on_first_request, dispatch_uid=_UID)
 

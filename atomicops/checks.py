@@ -3,8 +3,10 @@
 Without network I/O (every ``manage.py check``):
 
 * E001 no Redis client can be built from the settings;
-* E002 a ``lua/*.lua`` file's header cannot be read;
+* E002 a ``lua/*.lua`` file cannot be read (not UTF-8, not a file) or its header cannot;
 * E003 ``KEY_PREFIX`` is not a non-empty string;
+* E006 two apps ship a script of one name and ``OVERRIDE_SCRIPTS`` does not pick one;
+* E007 an ``OVERRIDE_SCRIPTS`` entry cannot apply (no such app, or no such file in it);
 * W002 fakeredis is configured outside tests;
 * W004 ``ATOMICOPS`` has a key atomicops does not know (a typo, usually);
 * W005 ``KEY_PREFIX`` contains a brace (a cluster hash tag).
@@ -28,6 +30,60 @@ from redis.exceptions import ResponseError
 
 from atomicops.exceptions import AtomicOpsError, ConfigurationError
 
+# Ids are public and stable (docs/admin.md lists them); hints say what to do.
+NO_CONNECTION = "atomicops.E001"
+NO_CONNECTION_HINT = (
+    "Set ATOMICOPS = {'URL': 'redis://localhost:6379/0'} or "
+    "{'CONNECTION': '<alias of a django-redis or RedisCache cache>'}."
+)
+UNREADABLE_SCRIPT = "atomicops.E002"
+UNREADABLE_SCRIPT_HINT = (
+    "Save the file as UTF-8 text with a header; see the header format in "
+    "atomicops/luaheader.py and the README."
+)
+BAD_KEY_PREFIX = "atomicops.E003"
+BAD_KEY_PREFIX_HINT = "Use a short name such as 'atomicops' or your project's name."
+SCRIPT_DOES_NOT_COMPILE = "atomicops.E004"
+SCRIPT_DOES_NOT_COMPILE_HINT = "Fix the script's Lua; calls of it fail until then."
+HASH_TAG_ON_CLUSTER = "atomicops.E005"
+HASH_TAG_ON_CLUSTER_HINT = (
+    "Remove the braces from KEY_PREFIX; atomicops tags each object's keys itself."
+)
+SCRIPT_CLASH = "atomicops.E006"
+SCRIPT_CLASH_HINT = (
+    "Rename one of the files (a script is named after its file), or choose one "
+    "explicitly: ATOMICOPS['OVERRIDE_SCRIPTS'] = {{{name!r}: {app!r}}}."
+)
+BAD_OVERRIDE = "atomicops.E007"
+BAD_OVERRIDE_HINT = (
+    "OVERRIDE_SCRIPTS maps a script name to the label of the installed app whose "
+    "lua/<name>.lua is registered under that name, e.g. {'lock_release': 'myapp'}."
+)
+NO_EVAL_RO = "atomicops.W001"
+NO_EVAL_RO_HINT = (
+    "Read-only scripts fall back to EVALSHA: they still work, but the server no "
+    "longer rejects a stray write in them and they cannot run on replicas. "
+    "Upgrade to Redis 7 or Valkey 7.2+."
+)
+FAKEREDIS = "atomicops.W002"
+FAKEREDIS_HINT = (
+    "fakeredis keeps data in this process only: locks, limits and counters are "
+    "not shared between workers and vanish on restart. Point ATOMICOPS['URL'] or "
+    "ATOMICOPS['CONNECTION'] at a real Redis or Valkey server."
+)
+UNREACHABLE = "atomicops.W003"
+UNREACHABLE_HINT = (
+    "The network checks (EVAL_RO support, scripts compiling on the server, cluster "
+    "hash tags) did not run. Run 'manage.py check --deploy' where Redis is reachable."
+)
+UNKNOWN_SETTING = "atomicops.W004"
+BRACE_IN_PREFIX = "atomicops.W005"
+BRACE_IN_PREFIX_HINT = (
+    "Braces are Redis Cluster hash tags: every atomicops key would share the "
+    "prefix's tag (one slot, one node) instead of the per-object tags atomicops "
+    "builds. Remove the braces."
+)
+
 
 @checks.register("atomicops")
 def check_connection(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -37,32 +93,45 @@ def check_connection(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
     try:
         connection._build_sync()
     except ConfigurationError as exc:
-        return [
-            checks.Error(
-                exc.message,
-                hint=(
-                    "Set ATOMICOPS = {'URL': 'redis://localhost:6379/0'} or "
-                    "{'CONNECTION': '<alias of a django-redis or RedisCache cache>'}."
-                ),
-                id="atomicops.E001",
-            )
-        ]
+        return [checks.Error(exc.message, hint=NO_CONNECTION_HINT, id=NO_CONNECTION)]
     return []
 
 
 @checks.register("atomicops")
 def check_lua_headers(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """E002: every discovered ``lua/*.lua`` file must have a readable header."""
+    """E002: every discovered ``lua/*.lua`` file must be readable text with a header."""
+    from atomicops.registry import registry
+
+    return [
+        checks.Error(error.message, hint=UNREADABLE_SCRIPT_HINT, obj=path, id=UNREADABLE_SCRIPT)
+        for path, error in registry.discovery_errors
+    ]
+
+
+@checks.register("atomicops")
+def check_script_clashes(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E006: a script name shipped by two apps, with no ``OVERRIDE_SCRIPTS`` entry for it."""
     from atomicops.registry import registry
 
     return [
         checks.Error(
-            error.message,
-            hint="See the header format in atomicops/luaheader.py and the README.",
-            obj=path,
-            id="atomicops.E002",
+            clash.message,
+            hint=SCRIPT_CLASH_HINT.format(name=clash.name, app=clash.ignored_app),
+            obj=clash.ignored,
+            id=SCRIPT_CLASH,
         )
-        for path, error in registry.discovery_errors
+        for clash in registry.discovery_clashes
+    ]
+
+
+@checks.register("atomicops")
+def check_script_overrides(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E007: each ``OVERRIDE_SCRIPTS`` entry must name an installed app shipping the file."""
+    from atomicops.registry import OVERRIDE_SETTING, registry
+
+    return [
+        checks.Error(error.message, hint=BAD_OVERRIDE_HINT, obj=OVERRIDE_SETTING, id=BAD_OVERRIDE)
+        for error in registry.override_errors
     ]
 
 
@@ -93,7 +162,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     f"ATOMICOPS has an unknown key {name!r}; it is ignored",
                     hint=(f"Did you mean {close[0]!r}? " if close else "")
                     + f"Known keys: {', '.join(DEFAULTS)}.",
-                    id="atomicops.W004",
+                    id=UNKNOWN_SETTING,
                 )
             )
     prefix = user.get("KEY_PREFIX", DEFAULTS["KEY_PREFIX"])
@@ -101,20 +170,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         messages.append(
             checks.Error(
                 f"ATOMICOPS['KEY_PREFIX'] must be a non-empty string, got {prefix!r}",
-                hint="Use a short name such as 'atomicops' or your project's name.",
-                id="atomicops.E003",
+                hint=BAD_KEY_PREFIX_HINT,
+                id=BAD_KEY_PREFIX,
             )
         )
     elif "{" in prefix or "}" in prefix:
         messages.append(
             checks.Warning(
                 f"ATOMICOPS['KEY_PREFIX'] {prefix!r} contains a brace",
-                hint=(
-                    "Braces are Redis Cluster hash tags: every atomicops key would share the "
-                    "prefix's tag (one slot, one node) instead of the per-object tags atomicops "
-                    "builds. Remove the braces."
-                ),
-                id="atomicops.W005",
+                hint=BRACE_IN_PREFIX_HINT,
+                id=BRACE_IN_PREFIX,
             )
         )
     return messages
@@ -140,12 +205,8 @@ def check_fakeredis(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
     return [
         checks.Warning(
             "atomicops is configured with fakeredis outside tests",
-            hint=(
-                "fakeredis keeps data in this process only: locks, limits and counters are "
-                "not shared between workers and vanish on restart. Point ATOMICOPS['URL'] or "
-                "ATOMICOPS['CONNECTION'] at a real Redis or Valkey server."
-            ),
-            id="atomicops.W002",
+            hint=FAKEREDIS_HINT,
+            id=FAKEREDIS,
         )
     ]
 
@@ -178,8 +239,8 @@ def check_server(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMes
             checks.Error(
                 f"ATOMICOPS['KEY_PREFIX'] {prefix!r} contains a hash tag and the client is a "
                 "Redis Cluster client: every atomicops key would hash to one slot",
-                hint="Remove the braces from KEY_PREFIX; atomicops tags each object's keys itself.",
-                id="atomicops.E005",
+                hint=HASH_TAG_ON_CLUSTER_HINT,
+                id=HASH_TAG_ON_CLUSTER,
             )
         )
     scripts = list(registry)
@@ -202,21 +263,17 @@ def check_server(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMes
         messages.append(
             checks.Warning(
                 "the Redis server has no EVALSHA_RO (Redis < 7.0, or an emulator)",
-                hint=(
-                    "Read-only scripts fall back to EVALSHA: they still work, but the server no "
-                    "longer rejects a stray write in them and they cannot run on replicas. "
-                    "Upgrade to Redis 7 or Valkey 7.2+."
-                ),
-                id="atomicops.W001",
+                hint=NO_EVAL_RO_HINT,
+                id=NO_EVAL_RO,
             )
         )
     for name, message in failed.items():
         messages.append(
             checks.Error(
                 message,
-                hint="Fix the script's Lua; calls of it fail until then.",
+                hint=SCRIPT_DOES_NOT_COMPILE_HINT,
                 obj=name,
-                id="atomicops.E004",
+                id=SCRIPT_DOES_NOT_COMPILE,
             )
         )
     return messages
@@ -228,9 +285,6 @@ def _unreachable(exc: BaseException) -> checks.CheckMessage:
     # RedisUnavailable's own words name the internal batch; the cause says what failed.
     return checks.Warning(
         f"cannot reach Redis ({connection.describe_source()}): {exc.__cause__ or exc}",
-        hint=(
-            "The network checks (EVAL_RO support, scripts compiling on the server, cluster "
-            "hash tags) did not run. Run 'manage.py check --deploy' where Redis is reachable."
-        ),
-        id="atomicops.W003",
+        hint=UNREACHABLE_HINT,
+        id=UNREACHABLE,
     )

@@ -29,6 +29,10 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "KEY_PREFIX": "atomicops",
         # Discover ``lua/*.lua`` in every installed app when the app registry is ready.
         "DISCOVER_SCRIPTS": True,
+        # {script name: app label}: the explicit opt-in that lets that app's
+        # lua/<name>.lua replace the script of that name (atomicops' own, or another
+        # app's). Without it, two apps shipping one name is the check atomicops.E006.
+        "OVERRIDE_SCRIPTS": MappingProxyType({}),
         # Load every registered script onto the server when a process serves its
         # first request (in a background thread; a dead server only logs a warning).
         "LOAD_ON_STARTUP": True,

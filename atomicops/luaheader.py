@@ -29,6 +29,8 @@ _FIELD = re.compile(r"^--\s*(?P<name>[a-z_]+)\s*:\s*(?P<value>.*)$")
 _SLOT = re.compile(
     r"^--\s*(?P<kind>KEYS|ARGV)\[(?P<index>\d+)\]\s+(?P<name>[A-Za-z_][\w]*)\s*:?\s*(?P<doc>.*)$"
 )
+# KEYS/ARGV are numbered 1, 2, 3...: no real header comes near this many digits.
+_MAX_INDEX_DIGITS = 6
 _TRUE = {"yes", "true", "1"}
 _FALSE = {"no", "false", "0"}
 
@@ -57,7 +59,12 @@ def parse_header(source: str, *, origin: str) -> Header:
             break
         slot = _SLOT.match(line)
         if slot:
-            slots[slot["kind"]].append((int(slot["index"]), slot["name"], slot["doc"].strip()))
+            index = slot["index"]
+            if len(index) > _MAX_INDEX_DIGITS:  # int() refuses past 4300 digits anyway
+                raise ScriptHeaderError(
+                    f"{origin}:{number}: {slot['kind']} index of {len(index)} digits"
+                )
+            slots[slot["kind"]].append((int(index), slot["name"], slot["doc"].strip()))
             continue
         found = _FIELD.match(line)
         if found and found["name"] in ("description", "readonly", "returns", "result", "probe"):

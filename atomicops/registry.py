@@ -25,6 +25,7 @@ import re
 import threading
 import weakref
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -519,6 +520,10 @@ class ScriptRegistry:
         self.version = 0
         # (path, error) pairs from discovery, reported by the system check atomicops.E002.
         self.discovery_errors: list[tuple[str, AtomicOpsError]] = []
+        # Files not registered because another app's file has their name (atomicops.E006),
+        # and OVERRIDE_SCRIPTS entries that could not apply (atomicops.E007).
+        self.discovery_clashes: list[ScriptClash] = []
+        self.override_errors: list[RegistryError] = []
 
     # -- registration -----------------------------------------------------------
 
@@ -577,11 +582,29 @@ class ScriptRegistry:
             return script
 
     def register_file(self, path: Path, *, app: str | None = None) -> Script:
-        """Register a ``.lua`` file under its stem, with metadata from its header."""
-        source = path.read_text(encoding="utf-8")
-        header: Header = parse_header(source, origin=str(path))
+        """Register a ``.lua`` file under its stem, with metadata from its header.
+
+        Raises :class:`RegistryError` naming the file when it cannot be read as UTF-8 text
+        (a directory, a dangling link, another encoding), :class:`ScriptHeaderError` when
+        its header cannot be parsed.
+        """
+        name = path.stem
+        try:
+            source = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise RegistryError(
+                f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})", script=name
+            ) from exc
+        except OSError as exc:
+            raise RegistryError(
+                f"{path}: cannot be read: {exc.strerror or exc}", script=name
+            ) from exc
+        try:
+            header: Header = parse_header(source, origin=str(path))
+        except ValueError as exc:  # the parser means to raise ScriptHeaderError only
+            raise ScriptHeaderError(f"{path}: header cannot be read: {exc}", script=name) from exc
         return self.register(
-            path.stem,
+            name,
             source,
             readonly=header.readonly,
             keys=header.keys,
@@ -594,31 +617,59 @@ class ScriptRegistry:
             origin=str(path),
         )
 
-    def discover(self, *, all_apps: bool = True) -> list[Script]:
+    def discover(self, *, all_apps: bool = True, overrides: Any = None) -> list[Script]:
         """Register atomicops' own scripts and, with ``all_apps``, every app's ``lua/*.lua``.
 
-        Errors are collected in :attr:`discovery_errors` (reported by ``manage.py check``)
-        rather than raised, so one bad file cannot stop a process from starting.
+        A script is named after its file and a name has one owner: atomicops for its own
+        scripts, otherwise the first app in ``INSTALLED_APPS`` that ships the file. Another
+        app's file of that name is not registered; when its bytes differ it is listed in
+        :attr:`discovery_clashes`. ``overrides`` (``ATOMICOPS['OVERRIDE_SCRIPTS']``,
+        ``{script name: app label}``) is the explicit opt-in that hands a name to another
+        app; entries that cannot apply change nothing and are listed in
+        :attr:`override_errors`. Unreadable files are collected in :attr:`discovery_errors`.
+
+        Nothing here raises for a file or an override: ``manage.py check`` reports them
+        (atomicops.E002, E006, E007), so one bad file cannot stop a process from starting.
         """
         from django.apps import apps
 
-        folders: list[tuple[str, Path]] = []
-        for config in apps.get_app_configs():
-            folder = Path(config.path) / "lua"
-            if folder.is_dir() and (all_apps or folder.resolve() == BUILTIN_LUA_DIR):
-                folders.append((config.label, folder))
-        if not any(folder.resolve() == BUILTIN_LUA_DIR for _, folder in folders):
-            folders.insert(0, ("atomicops", BUILTIN_LUA_DIR))
-        found = []
-        errors = []
+        configs = list(apps.get_app_configs())
+        folders: list[tuple[str, Path]] = [("atomicops", BUILTIN_LUA_DIR)]
+        if all_apps:
+            for config in configs:
+                folder = Path(config.path) / "lua"
+                if folder.is_dir() and folder.resolve() != BUILTIN_LUA_DIR:
+                    folders.append((config.label, folder))
+        candidates: dict[str, list[tuple[str, Path]]] = {}  # name -> files, owner first
         for label, folder in folders:
             for path in sorted(folder.glob("*.lua")):
-                try:
-                    found.append(self.register_file(path, app=label))
-                except AtomicOpsError as exc:
-                    errors.append((str(path), exc))
-                    logger.error("atomicops: %s", exc.message)
+                candidates.setdefault(path.stem, []).append((label, path))
+        chosen, override_errors = _applicable_overrides(
+            overrides, candidates, {config.label for config in configs}, all_apps
+        )
+        found = []
+        errors = []
+        clashes = []
+        for name, files in candidates.items():
+            if name in chosen:
+                files = sorted(files, key=lambda file: file[0] != chosen[name])
+            (label, path), others = files[0], files[1:]
+            try:
+                found.append(self.register_file(path, app=label))
+            except AtomicOpsError as exc:
+                errors.append((str(path), exc))
+                logger.error("atomicops: %s", exc.message)
+            if name in chosen:
+                continue  # the user named the owner: the other files are meant to stay out
+            for other_label, other in others:
+                if not _same_bytes(path, other):
+                    clashes.append(ScriptClash(name, label, str(path), other_label, str(other)))
+                    logger.error("atomicops: %s", clashes[-1].message)
+        for error in override_errors:
+            logger.error("atomicops: %s", error.message)
         self.discovery_errors = errors
+        self.discovery_clashes = clashes
+        self.override_errors = override_errors
         return found
 
     # -- lookup -----------------------------------------------------------------
@@ -721,6 +772,78 @@ class ScriptRegistry:
     def _raise_first(failures: list[AtomicOpsError]) -> None:
         if failures:
             raise failures[0]
+
+
+# -- discovery helpers (ScriptRegistry.discover) ------------------------------------------
+
+OVERRIDE_SETTING = "ATOMICOPS['OVERRIDE_SCRIPTS']"
+
+
+@dataclass(frozen=True)
+class ScriptClash:
+    """Two apps ship ``lua/<name>.lua`` with different bytes; only ``kept`` is registered."""
+
+    name: str
+    kept_app: str
+    kept: str
+    ignored_app: str
+    ignored: str
+
+    @property
+    def message(self) -> str:
+        return (
+            f"script {self.name!r}: {self.ignored} (app {self.ignored_app!r}) is not "
+            f"registered, because {self.kept} (app {self.kept_app!r}) is registered under "
+            "that name"
+        )
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    try:
+        return a.read_bytes() == b.read_bytes()
+    except OSError:
+        return False  # one is unreadable: the two cannot be taken for the same script
+
+
+def _applicable_overrides(
+    overrides: Any,
+    candidates: Mapping[str, Sequence[tuple[str, Path]]],
+    labels: set[str],
+    all_apps: bool,
+) -> tuple[dict[str, str], list[RegistryError]]:
+    """The ``{name: label}`` entries that apply, and an error for each one that cannot."""
+    if not overrides:
+        return {}, []
+    if not isinstance(overrides, Mapping):
+        return {}, [
+            RegistryError(
+                f"{OVERRIDE_SETTING} must be a dict {{script name: app label}}, got {overrides!r}"
+            )
+        ]
+    if not all_apps:
+        return {}, [
+            RegistryError(
+                f"{OVERRIDE_SETTING} has no effect: DISCOVER_SCRIPTS is False, so only "
+                "atomicops' own scripts are registered"
+            )
+        ]
+    chosen: dict[str, str] = {}
+    errors = []
+    for name, label in overrides.items():
+        where = f"{OVERRIDE_SETTING} maps {name!r} to {label!r}"
+        if not isinstance(name, str):
+            problem = "script names are strings"
+        elif not isinstance(label, str):
+            problem = "app labels are strings"
+        elif label not in labels:
+            problem = f"no installed app has the label {label!r}"
+        elif all(owner != label for owner, _ in candidates.get(name, ())):
+            problem = f"app {label!r} has no lua/{name}.lua"
+        else:
+            chosen[name] = label
+            continue
+        errors.append(RegistryError(f"{where}: {problem}", script=str(name)))
+    return chosen, errors
 
 
 registry = ScriptRegistry()

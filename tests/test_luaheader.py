@@ -43,6 +43,8 @@ def test_a_full_header_is_read():
         ("-- returns: x\n-- result: complex\n", "result must be one of"),
         ("-- returns: x\n-- returns: y\n", "given twice"),
         ("-- returns: x\n-- ARGV[1] a: one\n-- probe: 1 2\n", "probe gives 2 args"),
+        # int() of more than 4300 digits raises ValueError (Python's conversion limit).
+        ("-- returns: x\n-- KEYS[" + "1" * 5000 + "] a: one\n", "KEYS index of 5000 digits"),
     ],
 )
 def test_bad_headers_name_the_file(text, message):
