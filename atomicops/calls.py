@@ -44,10 +44,11 @@ def ttl_ms(ttl: TTL, key: str) -> int:
     if ttl is None:
         return 0
     seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
+    # seconds != seconds is NaN (math.isnan would overflow on a huge int); inf is "too large".
     if (
         isinstance(seconds, bool)
         or not isinstance(seconds, (int, float))
-        or not math.isfinite(seconds)
+        or seconds != seconds
         or seconds <= 0
     ):
         raise InvalidInput(
@@ -55,11 +56,13 @@ def ttl_ms(ttl: TTL, key: str) -> int:
             f"got {ttl!r}",
             key=key,
         )
+    # Checked before multiplying: 1e308 * 1000 is inf, and ceil(inf) an OverflowError.
+    if seconds > MAX_EXACT / 1000:
+        raise InvalidInput(
+            f"key {key!r}: ttl {ttl!r} is too large (at most {MAX_EXACT // 1000} seconds)", key=key
+        )
     # Round up: a positive TTL below a millisecond must not become "no TTL".
-    ms = math.ceil(seconds * 1000)
-    if ms > MAX_EXACT:
-        raise InvalidInput(f"key {key!r}: ttl {ttl!r} is too large", key=key)
-    return ms
+    return math.ceil(seconds * 1000)
 
 
 def _no_pipeline(call: Call, client: Any) -> None:

@@ -42,6 +42,9 @@ def _value(value: Any, what: str, key: str) -> str | bytes:
         if not math.isfinite(value):
             raise InvalidInput(f"key {key!r}: {what} must be finite, got {value!r}", key=key)
         return repr(value)
+    if isinstance(value, Decimal) and not value.is_finite():
+        # Same rule as floats: "NaN" or "Infinity" stored as text is not a number anyone meant.
+        raise InvalidInput(f"key {key!r}: {what} must be finite, got {value!r}", key=key)
     return str(value)
 
 

@@ -22,9 +22,19 @@ KeyLike = str | bytes | tuple[Any, str]
 _ESCAPE = {c: f"%{c:02X}" for c in [*range(0x20), 0x7F, ord("%"), ord("{"), ord("}")]}
 
 
+# For the parts of a name built from an (instance, name) pair: ":" separates the parts,
+# so a pk or a name containing ":" must not be able to pass for another pair's parts.
+_ESCAPE_PART = {**_ESCAPE, ord(":"): "%3A"}
+
+
 def escape(part: object) -> str:
     """Return ``part`` as text that cannot leave its place in a key."""
     return str(part).translate(_ESCAPE)
+
+
+def escape_part(part: object) -> str:
+    """:func:`escape`, and ``:`` too: for one ``:``-separated part of a built name."""
+    return str(part).translate(_ESCAPE_PART)
 
 
 def text(value: Any) -> str | None:
@@ -38,9 +48,12 @@ def prefix() -> str:
     return get_settings()["KEY_PREFIX"]
 
 
-def tagged(kind: str, name: object) -> str:
-    """``<prefix>:<kind>:{<name>}``: an atomicops-owned key with ``name`` as hash tag."""
-    text = escape(name)
+def tagged(kind: str, name: object, *, escaped: bool = False) -> str:
+    """``<prefix>:<kind>:{<name>}``: an atomicops-owned key with ``name`` as hash tag.
+
+    ``escaped=True`` takes ``name`` as already escaped (built from escaped parts).
+    """
+    text = str(name) if escaped else escape(name)
     if not text:
         raise InvalidInput(f"{kind} name must not be empty")
     return f"{prefix()}:{kind}:{{{text}}}"

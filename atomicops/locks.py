@@ -6,8 +6,11 @@ Keys of the lock called ``name`` (one hash tag, so one cluster slot):
   waits for a wake-up) with the lease as its TTL. It
   exists exactly while someone holds the lock, so a bounded ``SCAN`` for
   ``<prefix>:lock:{*}`` finds every held lock (see :func:`list_locks`);
-* ``<prefix>:lock:{name}:fence``: the fencing counter, ``INCR``-ed by the script that
-  grants the lock. It never expires, so tokens keep increasing across acquisitions;
+* ``<prefix>:lock:{name}:fence``: the last fencing token, written by the script that
+  grants the lock. A new token is the larger of that one plus one and the server's clock
+  in microseconds, so the key may expire a second after the lease (nothing is left
+  behind per name) and tokens still increase across acquisitions while the server's
+  clock goes forward;
 * ``<prefix>:lock:{name}:wake``: a list the release script pushes to when ``w`` is set,
   so blocked waiters (``BLPOP``) wake on release instead of polling.
 
@@ -66,6 +69,10 @@ WAKE_TTL_MS = 10_000
 # Longest single BLPOP when the client has no socket timeout; the loop re-checks then.
 _MAX_WAIT = 30.0
 DEFAULT_RENEW_FRACTION = 1 / 3
+# The longest lease, in ms (about 142,000 years): the scripts add it to the server
+# clock, and the sum must stay exact in a Lua number (a double). The scripts check it
+# too, before any write, so a lock is never left held without an expiry.
+MAX_LEASE_MS = 2**52
 _TAKEN = (
     "not held by this owner any more (its lease ran out or another owner took it); "
     "nothing was changed"
@@ -88,31 +95,47 @@ class LockInfo:
 
 def resolve_name(name: NameLike, kind: str = "lock") -> str:
     """A lock name: a non-empty string, or ``(instance, name)`` -> ``app.model:pk:name``."""
+    return _name_and_tag(name, kind)[0]
+
+
+def _name_and_tag(name: NameLike, kind: str) -> tuple[str, str]:
+    """The name for messages, and the escaped text of the key's hash tag.
+
+    A pair's pk and name are escaped with ``:`` too, so ``(user 1, "a:b")``, ``(user
+    "1:a", "b")`` and the plain name ``"auth.user:1:a:b"`` are three locks (a plain name
+    is escaped without ``:`` and so can never spell ``%3A``).
+    """
     if isinstance(name, tuple) and len(name) == 2:
         instance, part = name
         meta = keys.saved_instance(instance, part, what=kind)
-        return f"{meta.label_lower}:{instance.pk}:{part}"
+        tag = f"{meta.label_lower}:{keys.escape_part(instance.pk)}:{keys.escape_part(part)}"
+        return f"{meta.label_lower}:{instance.pk}:{part}", tag
     if not isinstance(name, str):
         raise InvalidInput(f"a {kind} name is a string or an (instance, name) pair, got {name!r}")
     if not name:
         raise InvalidInput(f"{kind} name must not be empty")
-    return name
+    return name, keys.escape(name)
 
 
 def _seconds(value: Any, what: str, key: str | None, *, zero_ok: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+    # value != value is NaN; math.isnan and float() would overflow on a huge int.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
         raise InvalidInput(f"{what} must be a number of seconds, got {value!r}", key=key)
     if value < 0 or (value == 0 and not zero_ok):
         bound = ">= 0" if zero_ok else "> 0"
         raise InvalidInput(f"{what} must be {bound} seconds, got {value!r}", key=key)
-    return float(value)
+    return float(value) if value < 1e300 else math.inf
 
 
 def ttl_to_ms(ttl: Any, key: str | None = None) -> int:
-    """Seconds (float allowed) -> whole milliseconds >= 1, or :class:`InvalidInput`."""
+    """Seconds (float allowed) -> whole milliseconds in [1, 2**52], or :class:`InvalidInput`."""
     seconds = _seconds(ttl, "ttl", key, zero_ok=False)
     if math.isinf(seconds):
         raise InvalidInput("ttl must be finite: a lease that never ends is not a lease", key=key)
+    if seconds > MAX_LEASE_MS / 1000:
+        raise InvalidInput(
+            f"ttl {ttl!r} is too long: a lease is at most {MAX_LEASE_MS // 1000} seconds", key=key
+        )
     return max(1, math.ceil(seconds * 1000))
 
 
@@ -191,8 +214,8 @@ class _Lease:
         max_renewals: int | None = None,
         on_lost: Callable[[Any], Any] | None = None,
     ) -> None:
-        self.name = resolve_name(name, self.kind)
-        self.key = keys.tagged(self._key_kind, self.name)
+        self.name, tag = _name_and_tag(name, self.kind)
+        self.key = keys.tagged(self._key_kind, tag, escaped=True)
         self.ttl_ms = ttl_to_ms(ttl, self.key)
         self.ttl = self.ttl_ms / 1000
         self.timeout = _timeout(timeout, self.key)
@@ -867,7 +890,7 @@ def locked(
 
 def lock_key(name: NameLike) -> str:
     """The key of the lock called ``name``: ``<prefix>:lock:{name}``."""
-    return keys.tagged("lock", resolve_name(name))
+    return keys.tagged("lock", _name_and_tag(name, "lock")[1], escaped=True)
 
 
 def _unescape(text: str) -> str:

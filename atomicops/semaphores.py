@@ -6,7 +6,8 @@ Keys of the semaphore called ``name`` (one hash tag, so one cluster slot):
   server's clock, ms). The grant script first drops holders whose lease has ended, so
   a crashed holder's slot comes back after its TTL;
 * ``<prefix>:sem:{name}:tokens``: hash owner -> fencing token of that grant;
-* ``<prefix>:sem:{name}:fence``: the fencing counter, never expires;
+* ``<prefix>:sem:{name}:fence``: the last fencing token, expiring a second after the
+  last grant's lease (tokens also never go below the server clock in microseconds);
 * ``<prefix>:sem:{name}:wake``: the wake-up list blocked waiters ``BLPOP``.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from atomicops.calls import MAX_EXACT
 from atomicops.exceptions import InvalidInput
 from atomicops.locks import DEFAULT_RENEW_FRACTION, WAKE_TTL_MS, NameLike, Op, _Lease
 
@@ -56,8 +58,10 @@ class Semaphore(_Lease):
             max_renewals=max_renewals,
             on_lost=on_lost,
         )
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InvalidInput(f"semaphore limit must be an int >= 1, got {limit!r}", key=self.key)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_EXACT:
+            raise InvalidInput(
+                f"semaphore limit must be an int in [1, 2**53 - 1], got {limit!r}", key=self.key
+            )
         self.limit = limit
 
     @property

@@ -1,16 +1,17 @@
 -- description: Take the lock for ARGV[1] when it is free, issuing the next fencing token.
 -- readonly: no
 -- KEYS[1] lock: hash {owner, token, w}; exists exactly while the lock is held, its TTL is the lease; w is set while a refused caller may be blocked on the wake-up list
--- KEYS[2] fence: the fencing counter, INCR-ed once per grant; never expires
+-- KEYS[2] fence: the last fencing token handed out; expires ARGV[2] + 1000 ms after the last grant (the clock floor keeps tokens increasing without it)
 -- ARGV[1] owner: owner token of this acquisition (unique per acquire call)
--- ARGV[2] ttl_ms: the lease, integer milliseconds >= 1
+-- ARGV[2] ttl_ms: the lease, integer milliseconds in [1, 2^52]
 -- ARGV[3] wait: 0 the caller gives up when refused; 1 it will block on the wake-up list; 2 it was woken from there (others may still wait)
--- returns: {1, fencing_token} granted (also when ARGV[1] already holds it: a retry after a lost reply gets the same grant and token, lease reset); {0, pttl_ms} held by another owner (-1 if that key has no TTL)
+-- returns: {1, fencing_token} granted (the token is max(last + 1, server clock in microseconds)) (also when ARGV[1] already holds it: a retry after a lost reply gets the same grant and token, lease reset); {0, pttl_ms} held by another owner (-1 if that key has no TTL)
 -- result: raw
 -- probe: atomicops-probe 1000 0
 local ttl = tonumber(ARGV[2])
-if not ttl or ttl < 1 or ttl ~= math.floor(ttl) then
-  return redis.error_reply('INVALID ttl_ms must be an integer >= 1, got ' .. tostring(ARGV[2]))
+-- 2^52: lease ends and tokens stay exact in a Lua number; checked before any write.
+if not ttl or ttl < 1 or ttl > 4503599627370496 or ttl ~= math.floor(ttl) then
+  return redis.error_reply('INVALID ttl_ms must be an integer in [1, 2^52], got ' .. tostring(ARGV[2]))
 end
 local wait = ARGV[3]
 if wait ~= '0' and wait ~= '1' and wait ~= '2' then
@@ -26,7 +27,12 @@ if owner then
   redis.call('PEXPIRE', KEYS[1], ttl)
   return {1, tonumber(redis.call('HGET', KEYS[1], 'token'))}
 end
-local token = redis.call('INCR', KEYS[2])
+-- Never below the server clock in microseconds: the fence key may expire when idle (no
+-- key left behind per name), and a token taken after that, or after a failover lost
+-- the last grants, is still larger than every earlier one while the clock goes forward.
+local t = redis.call('TIME')
+local token = math.max((tonumber(redis.call('GET', KEYS[2])) or 0) + 1, tonumber(t[1]) * 1000000 + tonumber(t[2]))
+redis.call('SET', KEYS[2], token, 'PX', ttl + 1000)
 if wait == '2' then
   -- A woken waiter cannot know whether others still wait: its release wakes the next
   -- one (at worst a token nobody takes, which expires).

@@ -2,21 +2,21 @@
 -- readonly: no
 -- KEYS[1] holders: sorted set owner -> lease end (server clock, ms); its TTL is the longest lease
 -- KEYS[2] tokens: hash owner -> fencing token of that holder's grant
--- KEYS[3] fence: the fencing counter, INCR-ed once per grant; never expires
+-- KEYS[3] fence: the last fencing token handed out; expires ARGV[3] + 1000 ms after the last grant (the clock floor keeps tokens increasing without it)
 -- KEYS[4] wake: the wake-up list of blocked waiters; emptied when the last slot is taken
 -- ARGV[1] owner: owner token of this acquisition (unique per acquire call)
--- ARGV[2] limit: how many holders at most, integer >= 1
--- ARGV[3] ttl_ms: the lease, integer milliseconds >= 1
+-- ARGV[2] limit: how many holders at most, integer in [1, 2^53-1]
+-- ARGV[3] ttl_ms: the lease, integer milliseconds in [1, 2^52]
 -- returns: {1, fencing_token} granted (also when ARGV[1] already holds a slot: same grant, lease reset); {0, ms_until_the_first_lease_ends} full
 -- result: raw
 -- probe: atomicops-probe 1 1000
 local limit = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[3])
-if not limit or limit < 1 or limit ~= math.floor(limit) then
-  return redis.error_reply('INVALID limit must be an integer >= 1, got ' .. tostring(ARGV[2]))
+if not limit or limit < 1 or limit > 9007199254740991 or limit ~= math.floor(limit) then
+  return redis.error_reply('INVALID limit must be an integer in [1, 2^53-1], got ' .. tostring(ARGV[2]))
 end
-if not ttl or ttl < 1 or ttl ~= math.floor(ttl) then
-  return redis.error_reply('INVALID ttl_ms must be an integer >= 1, got ' .. tostring(ARGV[3]))
+if not ttl or ttl < 1 or ttl > 4503599627370496 or ttl ~= math.floor(ttl) then
+  return redis.error_reply('INVALID ttl_ms must be an integer in [1, 2^52], got ' .. tostring(ARGV[3]))
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -36,7 +36,9 @@ else
     local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
     return {0, math.max(tonumber(first[2]) - now, 1)}
   end
-  token = redis.call('INCR', KEYS[3])
+  -- Never below the server clock in microseconds: see lock_acquire.
+  token = math.max((tonumber(redis.call('GET', KEYS[3])) or 0) + 1, tonumber(t[1]) * 1000000 + tonumber(t[2]))
+  redis.call('SET', KEYS[3], token, 'PX', ttl + 1000)
   redis.call('HSET', KEYS[2], ARGV[1], token)
 end
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])

@@ -3,13 +3,13 @@
 -- KEYS[1] holders: sorted set owner -> lease end (server clock, ms)
 -- KEYS[2] tokens: hash owner -> fencing token
 -- ARGV[1] owner: owner token of the holder
--- ARGV[2] ttl_ms: the new lease from now, integer milliseconds >= 1
+-- ARGV[2] ttl_ms: the new lease from now, integer milliseconds in [1, 2^52]
 -- returns: 1 extended; 0 ARGV[1] holds no slot (its lease ran out, or released): nothing changed
 -- result: int
 -- probe: atomicops-probe 1000
 local ttl = tonumber(ARGV[2])
-if not ttl or ttl < 1 or ttl ~= math.floor(ttl) then
-  return redis.error_reply('INVALID ttl_ms must be an integer >= 1, got ' .. tostring(ARGV[2]))
+if not ttl or ttl < 1 or ttl > 4503599627370496 or ttl ~= math.floor(ttl) then
+  return redis.error_reply('INVALID ttl_ms must be an integer in [1, 2^52], got ' .. tostring(ARGV[2]))
 end
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score then

@@ -5,7 +5,7 @@
 -- KEYS[3] wake: the wake-up list; gets one token per release, at most ARGV[3] kept
 -- ARGV[1] owner: owner token of the grant being released
 -- ARGV[2] wake_ttl_ms: how long unclaimed wake-up tokens stay (integer >= 1)
--- ARGV[3] limit: the semaphore's limit, integer >= 1 (bounds the wake-up list)
+-- ARGV[3] limit: the semaphore's limit, integer in [1, 2^53-1] (bounds the wake-up list)
 -- returns: 1 released; 0 ARGV[1] holds no slot (never did, released, or its lease ran out): nothing changed
 -- result: int
 -- probe: atomicops-probe 1000 1
@@ -14,7 +14,7 @@ local limit = tonumber(ARGV[3])
 if not wake_ttl or wake_ttl < 1 or wake_ttl ~= math.floor(wake_ttl) then
   return redis.error_reply('INVALID wake_ttl_ms must be an integer >= 1, got ' .. tostring(ARGV[2]))
 end
-if not limit or limit < 1 or limit ~= math.floor(limit) then
+if not limit or limit < 1 or limit > 9007199254740991 or limit ~= math.floor(limit) then
   return redis.error_reply('INVALID limit must be an integer >= 1, got ' .. tostring(ARGV[3]))
 end
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
