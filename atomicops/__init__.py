@@ -47,7 +47,7 @@ from atomicops.exceptions import (
 )
 from atomicops.flushcheck import FlushCheckRow, flush_check
 from atomicops.keys import key_for
-from atomicops.locks import Lock, LockInfo, list_locks, locked
+from atomicops.locks import Lock, LockInfo, LockScan, list_locks, locked, scan_locks
 from atomicops.ratelimit import (
     RateLimitResult,
     afixed_window,
@@ -107,6 +107,8 @@ __all__ = [
     "Semaphore",
     "LockInfo",
     "list_locks",
+    "LockScan",
+    "scan_locks",
     "LockError",
     "LockNotAcquired",
     "LockNotOwned",

@@ -1,7 +1,7 @@
 """The admin dashboard's data and views: scripts, SHAs, server facts, locks, two actions.
 
-Everything shown is read with fixed commands (``INFO``, ``SCRIPT EXISTS``, a bounded
-``SCAN`` through :func:`atomicops.locks.list_locks`); the two actions only call
+Everything shown is read with fixed commands (``INFO``, ``SCRIPT EXISTS``, a ``SCAN``
+bounded by work and time through :func:`atomicops.locks.scan_locks`); the two actions only call
 :meth:`ScriptRegistry.load_all` and :func:`atomicops.flushcheck.flush_check` on the
 scripts this process registered. Nothing a request carries is ever sent as Lua.
 """
@@ -23,7 +23,7 @@ from atomicops import connection, transport
 from atomicops.conf import get_settings
 from atomicops.exceptions import AtomicOpsError
 from atomicops.flushcheck import flush_check, primaries
-from atomicops.locks import list_locks
+from atomicops.locks import LockScan, scan_locks
 from atomicops.registry import Script
 
 logger = logging.getLogger("atomicops")
@@ -32,7 +32,8 @@ VIEW_PERMISSION = "atomicops.view_dashboard"
 LOAD_PERMISSION = "atomicops.load_scripts"
 FLUSH_PERMISSION = "atomicops.flush_scripts"
 
-# How many held locks the dashboard lists (list_locks stops its SCAN there).
+# How many held locks the dashboard lists. scan_locks' default bounds (SCAN calls, keys
+# read, one second) keep the page quick however many keys match the lock pattern.
 LOCKS_SHOWN = 200
 
 
@@ -158,8 +159,13 @@ def collect(client: Any = None) -> dict[str, Any]:
         "servers": [],
         "locks": None,
         "locks_error": None,
+        "lock_scan": None,
         "locks_limit": LOCKS_SHOWN,
-        "discovery_errors": [(path, error.message) for path, error in registry.discovery_errors],
+        "discovery_errors": [
+            *((path, error.message) for path, error in registry.discovery_errors),
+            *((clash.ignored, clash.message) for clash in registry.discovery_clashes),
+        ],
+        "override_errors": [error.message for error in registry.override_errors],
     }
     try:
         context["source"] = "client=" if client is not None else connection.describe_source()
@@ -180,15 +186,17 @@ def collect(client: Any = None) -> dict[str, Any]:
         rows.append(ScriptRow.of(script, text, everywhere))
     context["scripts"] = rows
     if targets and not any(facts.error for facts in servers):
-        context["locks"], context["locks_error"] = _locks(client)
+        context["lock_scan"], context["locks_error"] = _locks(client)
+        if context["lock_scan"] is not None:
+            context["locks"] = list(context["lock_scan"].locks)
     elif targets:
         context["locks_error"] = "server unreachable"
     return context
 
 
-def _locks(client: Any) -> tuple[list[Any] | None, str | None]:
+def _locks(client: Any) -> tuple[LockScan | None, str | None]:
     try:
-        return list_locks(client=client, limit=LOCKS_SHOWN), None
+        return scan_locks(client=client, limit=LOCKS_SHOWN), None
     except AtomicOpsError as exc:
         return None, exc.message
 

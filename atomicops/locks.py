@@ -905,39 +905,155 @@ def _lock_pattern() -> str:
     return escaped + ":lock:{*}"
 
 
-def list_locks(*, client: Any = None, limit: int = 200) -> list[LockInfo]:
-    """Held locks (at most ``limit``), sorted by name: for dashboards and tools.
+# Bounds of scan_locks() (the admin dashboard's lock list): the work one call may cause.
+SCAN_LOCKS_MAX_CALLS = 100  # SCAN ... COUNT 1000 calls: about 100,000 keys examined
+SCAN_LOCKS_MAX_KEYS = 2000  # matching keys read, one HMGET + one PTTL each
+SCAN_LOCKS_MAX_SECONDS = 1.0
 
-    Not atomic, read-only: a bounded ``SCAN`` (``MATCH <prefix>:lock:{*}``, ``COUNT``
-    1000, never ``KEYS``) whose keys are read in pipelined batches of ``HMGET``/``PTTL``,
-    stopping once ``limit`` locks are found. A lock released in between is left out, and
-    so is a foreign key that matches the pattern but is not a lock hash. Raises
-    :class:`InvalidInput` for a bad ``limit`` and :class:`RedisUnavailable` when the
+
+@dataclass(frozen=True)
+class LockScanStop:
+    """Why :func:`scan_locks` stopped before the end of the keyspace (the ``STOPPED_*``
+    constants); ``reason`` is the sentence a page shows."""
+
+    code: str
+    reason: str
+
+
+STOPPED_AT_LIMIT = LockScanStop("limit", "the limit of locks to list was reached")
+STOPPED_BY_SCAN_CALLS = LockScanStop("scan_calls", "the bound on SCAN calls was reached")
+STOPPED_BY_KEYS = LockScanStop("keys", "the bound on matching keys read was reached")
+STOPPED_BY_TIME = LockScanStop("time", "the time bound was reached")
+
+
+@dataclass(frozen=True)
+class LockScan:
+    """What :func:`scan_locks` found, and the work it took."""
+
+    locks: tuple[LockInfo, ...]  # sorted by name
+    stopped_by: LockScanStop | None  # None: the whole keyspace was scanned
+    scan_calls: int
+    keys_read: int  # keys that matched the pattern and were read (HMGET + PTTL)
+    elapsed_ms: int
+
+    @property
+    def cut(self) -> bool:
+        """Whether more locks may be held than :attr:`locks` lists."""
+        return self.stopped_by is not None
+
+
+def list_locks(*, client: Any = None, limit: int = 200) -> list[LockInfo]:
+    """Held locks (at most ``limit``), sorted by name: for tools.
+
+    Not atomic, read-only: ``SCAN`` (``MATCH <prefix>:lock:{*}``, ``COUNT`` 1000, never
+    ``KEYS``), each page's keys read in one pipelined round trip of ``HMGET``/``PTTL``,
+    until ``limit`` locks are found or the keyspace ends, however long that takes: a
+    page that must answer quickly calls :func:`scan_locks`, which bounds the work. A lock
+    released in between is left out, and so is a foreign key that matches the pattern
+    but is not a lock hash. Raises :class:`InvalidInput` for a bad ``limit`` and
+    :class:`RedisUnavailable` when the server cannot be read.
+    """
+    scan = _scan_locks("list_locks()", client, limit, None, None, None)
+    return list(scan.locks)
+
+
+def scan_locks(
+    *,
+    client: Any = None,
+    limit: int = 200,
+    max_scan_calls: int | None = SCAN_LOCKS_MAX_CALLS,
+    max_keys: int | None = SCAN_LOCKS_MAX_KEYS,
+    max_seconds: float | None = SCAN_LOCKS_MAX_SECONDS,
+) -> LockScan:
+    """Held locks like :func:`list_locks`, with the work bounded and reported: for dashboards.
+
+    Stops at whichever comes first: ``limit`` locks found, ``max_scan_calls`` SCAN calls,
+    ``max_keys`` matching keys read, ``max_seconds`` (checked before each round trip);
+    ``None`` lifts a bound. So one call sends at most ``max_scan_calls + 2 * max_keys``
+    commands and takes about ``max_seconds`` plus one round trip. :attr:`LockScan.cut`
+    says whether it stopped early and :attr:`LockScan.stopped_by` why. On a cluster client
+    the primaries are scanned one after another, within the same bounds. Raises
+    :class:`InvalidInput` for a bad argument and :class:`RedisUnavailable` when the
     server cannot be read.
     """
+    return _scan_locks("scan_locks()", client, limit, max_scan_calls, max_keys, max_seconds)
+
+
+def _bound(what: str, name: str, value: Any, kinds: tuple[type, ...]) -> None:
+    # value == value rules out NaN.
+    if value is None or (
+        not isinstance(value, bool) and isinstance(value, kinds) and value == value and value > 0
+    ):
+        return
+    raise InvalidInput(f"{what}: {name} must be a number > 0 or None, got {value!r}")
+
+
+def _scan_locks(
+    what: str,
+    client: Any,
+    limit: int,
+    max_calls: int | None,
+    max_keys: int | None,
+    max_seconds: float | None,
+) -> LockScan:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise InvalidInput(f"list_locks(): limit must be an int >= 1, got {limit!r}")
+        raise InvalidInput(f"{what}: limit must be an int >= 1, got {limit!r}")
+    _bound(what, "max_scan_calls", max_calls, (int,))
+    _bound(what, "max_keys", max_keys, (int,))
+    _bound(what, "max_seconds", max_seconds, (int, float))
     client = connection.get_client(client)
     if connection.is_pipeline(client) or connection.is_async(client):
-        raise ConfigurationError("list_locks() needs a synchronous client, not a pipeline")
+        raise ConfigurationError(f"{what} needs a synchronous client, not a pipeline")
+    started = time.monotonic()
+    deadline = None if max_seconds is None else started + max_seconds
+    targets = (
+        [node.redis_connection for node in client.get_primaries()]
+        if connection.is_cluster(client)
+        else [client]
+    )
+    pattern = _lock_pattern()
     head = len(f"{keys.prefix()}:lock:")
     found: dict[str, LockInfo] = {}  # by key: SCAN may return a key twice
-    batch: list[str] = []
+    calls = read = 0
+    stop: LockScanStop | None = None
+    exhausted = False  # every target scanned to its end
     try:
-        for raw in client.scan_iter(match=_lock_pattern(), count=_SCAN_COUNT):
-            key = keys.text(raw) or ""
-            if key not in found and key not in batch:
-                batch.append(key)
-            if len(batch) >= limit - len(found):
-                found.update(_read_locks(client, batch, head))
-                batch = []
-                if len(found) >= limit:
+        for index, target in enumerate(targets):
+            cursor = None
+            while cursor != 0 and stop is None and len(found) < limit:
+                if max_calls is not None and calls >= max_calls:
+                    stop = STOPPED_BY_SCAN_CALLS
                     break
-        if batch:
-            found.update(_read_locks(client, batch, head))
+                if deadline is not None and time.monotonic() >= deadline:
+                    stop = STOPPED_BY_TIME
+                    break
+                cursor, page = target.scan(cursor or 0, match=pattern, count=_SCAN_COUNT)
+                calls += 1
+                batch = [key for key in dict.fromkeys(map(keys.text, page)) if key not in found]
+                if max_keys is not None and read + len(batch) > max_keys:
+                    batch, stop = batch[: max_keys - read], STOPPED_BY_KEYS
+                if batch:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        stop = STOPPED_BY_TIME
+                        break
+                    found.update(_read_locks(target, batch, head))
+                    read += len(batch)
+            if stop is not None or len(found) >= limit:
+                exhausted = stop is None and cursor == 0 and index == len(targets) - 1
+                break
+        else:
+            exhausted = True
     except RedisError as exc:
-        raise RedisUnavailable(f"list_locks(): cannot read locks: {exc}") from exc
-    return sorted(found.values(), key=lambda info: info.name)[:limit]
+        raise RedisUnavailable(f"{what}: cannot read locks: {exc}") from exc
+    if stop is None and (not exhausted or len(found) > limit):
+        stop = STOPPED_AT_LIMIT
+    return LockScan(
+        locks=tuple(sorted(found.values(), key=lambda info: info.name)[:limit]),
+        stopped_by=stop,
+        scan_calls=calls,
+        keys_read=read,
+        elapsed_ms=round((time.monotonic() - started) * 1000),
+    )
 
 
 def _read_locks(client: Any, batch: list[str], head: int) -> dict[str, LockInfo]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -152,6 +153,73 @@ def test_dashboard_lists_held_locks(backend, make_user):
         lock.release()
     html = logged_in(make_user("view_dashboard")).get(reverse(DASHBOARD)).content.decode()
     assert "No lock is held." in html
+
+
+# Fills n keys matching the lock pattern that are no locks (strings) in one server-side
+# loop: a test server the suite started, standalone, so a script may name its own keys.
+FILL_LOCK_LIKE = """
+for i = 1, tonumber(ARGV[1]) do redis.call('SET', ARGV[2] .. i .. '}', 'x') end
+return redis.call('DBSIZE')
+"""
+
+
+def commandstats(client) -> dict[str, int]:
+    """Calls per command on a real server, e.g. {'scan': 3, 'hmget': 10}."""
+    stats = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): v["calls"] for name, v in stats.items()}
+
+
+def test_dashboard_lock_list_is_bounded_by_work_not_by_locks_found(real_client, make_user):
+    """Issue #12: 1M lock-like keys took 25 s and about 2M commands to render."""
+    from atomicops.locks import SCAN_LOCKS_MAX_CALLS, SCAN_LOCKS_MAX_KEYS
+
+    assert real_client.eval(FILL_LOCK_LIKE, 0, 200_000, "atomicops:lock:{filler") == 200_000
+    lock = Lock("real one", ttl=30, client=real_client)
+    assert lock.acquire(blocking=False)
+    browser = logged_in(make_user("view_dashboard"))
+    real_client.config_resetstat()
+    started = time.monotonic()
+    response = browser.get(reverse(DASHBOARD))
+    elapsed = time.monotonic() - started
+    calls = commandstats(real_client)
+    real_client.flushall()  # 200,000 keys: free the memory now, not at the next test
+
+    assert response.status_code == 200
+    scan = response.context["lock_scan"]
+    assert scan.cut
+    assert calls["scan"] == scan.scan_calls <= SCAN_LOCKS_MAX_CALLS
+    assert calls["hmget"] == calls["pttl"] == scan.keys_read <= SCAN_LOCKS_MAX_KEYS
+    # The whole page: INFO, SCRIPT EXISTS and the bounded lock scan, nothing per key beyond.
+    assert sum(calls.values()) <= SCAN_LOCKS_MAX_CALLS + 2 * SCAN_LOCKS_MAX_KEYS + 10
+    assert elapsed < 10, elapsed  # generous: the bound is about one second of Redis work
+    html = response.content.decode()
+    assert "The list was cut: " in html
+    assert f"{scan.scan_calls} SCAN calls read {scan.keys_read} matching keys in " in html
+
+
+@fakeredis_only
+def test_dashboard_says_when_the_lock_limit_cut_the_list(backend, make_user):
+    from atomicops.admin_views import LOCKS_SHOWN
+
+    kind, client = backend
+    for i in range(LOCKS_SHOWN + 10):
+        client.hset(f"atomicops:lock:{{n{i:03}}}", mapping={"owner": f"o{i}", "token": i})
+    response = logged_in(make_user("view_dashboard")).get(reverse(DASHBOARD))
+    html = response.content.decode()
+    assert html.count('<tr class="atomicops-lock"') == LOCKS_SHOWN
+    assert "The list was cut: the limit of locks to list was reached" in html
+
+
+def test_dashboard_shows_script_clashes_and_override_errors(backend, make_user, monkeypatch):
+    from atomicops.exceptions import RegistryError
+    from atomicops.registry import ScriptClash
+
+    clash = ScriptClash("lock_release", "atomicops", "/a/lock_release.lua", "x", "/x/r.lua")
+    monkeypatch.setattr(registry, "discovery_clashes", [clash])
+    monkeypatch.setattr(registry, "override_errors", [RegistryError("bad <override>")])
+    html = logged_in(make_user("view_dashboard")).get(reverse(DASHBOARD)).content.decode()
+    assert "Script file not registered (/x/r.lua): script &#x27;lock_release&#x27;" in html
+    assert "Script override not applied: bad &lt;override&gt;" in html
 
 
 @fakeredis_only
