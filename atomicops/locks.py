@@ -980,10 +980,10 @@ def scan_locks(
 
 
 def _bound(what: str, name: str, value: Any, kinds: tuple[type, ...]) -> None:
-    # value == value rules out NaN.
-    if value is None or (
-        not isinstance(value, bool) and isinstance(value, kinds) and value == value and value > 0
-    ):
+    if value is None:
+        return
+    number = not isinstance(value, bool) and isinstance(value, kinds)
+    if number and value == value and value > 0:  # value == value rules out NaN
         return
     raise InvalidInput(f"{what}: {name} must be a number > 0 or None, got {value!r}")
 
@@ -1029,7 +1029,7 @@ def _scan_locks(
                     break
                 cursor, page = target.scan(cursor or 0, match=pattern, count=_SCAN_COUNT)
                 calls += 1
-                batch = [key for key in dict.fromkeys(map(keys.text, page)) if key not in found]
+                batch = [key for key in dict.fromkeys(map(_key_text, page)) if key not in found]
                 if max_keys is not None and read + len(batch) > max_keys:
                     batch, stop = batch[: max_keys - read], STOPPED_BY_KEYS
                 if batch:
@@ -1054,6 +1054,10 @@ def _scan_locks(
         keys_read=read,
         elapsed_ms=round((time.monotonic() - started) * 1000),
     )
+
+
+def _key_text(raw: bytes | str) -> str:
+    return keys.text(raw) or ""
 
 
 def _read_locks(client: Any, batch: list[str], head: int) -> dict[str, LockInfo]:
