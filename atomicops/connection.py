@@ -2,7 +2,9 @@
 
 In order of precedence:
 
-1. ``client=`` passed to a call (a redis-py client, cluster client or pipeline);
+1. ``client=`` passed to a call (a redis-py client, cluster client or pipeline; a
+   ``redis.asyncio`` one for the a-prefixed calls), checked here so that anything else
+   is a :class:`ConfigurationError` before a command is built;
 2. ``ATOMICOPS["CONNECTION"]``: a ``CACHES`` alias backed by django-redis or by
    Django's own ``RedisCache``;
 3. ``ATOMICOPS["URL"]``: a client atomicops builds itself, with redis-py's automatic
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import reprlib
 import threading
 import weakref
 from collections.abc import Callable
@@ -23,11 +26,14 @@ from typing import Any
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from atomicops.conf import get_settings
 from atomicops.exceptions import ConfigurationError
+from atomicops.redaction import redact_url
 
 DJANGO_REDIS_BACKENDS = ("django_redis.cache.RedisCache",)
 DJANGO_BUILTIN_BACKEND = "django.core.cache.backends.redis.RedisCache"
@@ -47,18 +53,21 @@ def reset_clients() -> None:
         _async_clients.clear()
 
 
-def _per_type(test: Callable[[type], bool]) -> Callable[[Any], bool]:
+_UNKNOWN = object()
+
+
+def _per_type(test: Callable[[type], Any]) -> Callable[[Any], Any]:
     """``test`` of a client's type, remembered per type.
 
     These checks run on the hot path of every call, and an isinstance against
     redis.asyncio's generic Pipeline goes through typing's slow ``__instancecheck__``.
     """
-    known: dict[type, bool] = {}
+    known: dict[type, Any] = {}
 
-    def check(client: Any) -> bool:
+    def check(client: Any) -> Any:
         kind = type(client)
-        found = known.get(kind)
-        if found is None:
+        found = known.get(kind, _UNKNOWN)
+        if found is _UNKNOWN:
             found = known[kind] = test(kind)
         return found
 
@@ -66,18 +75,44 @@ def _per_type(test: Callable[[type], bool]) -> Callable[[Any], bool]:
     return check
 
 
+# What client= may be. fakeredis' clients subclass these, and pipelines subclass their
+# client (except redis.asyncio's cluster pipeline, listed on its own).
+SYNC_CLIENTS = (redis.Redis, redis.cluster.RedisCluster)
+ASYNC_CLIENTS = (
+    redis.asyncio.Redis,
+    redis.asyncio.cluster.RedisCluster,
+    redis.asyncio.cluster.ClusterPipeline,
+)
+SYNC, ASYNC = "sync", "async"
+
+
+@_per_type
+def client_kind(kind: type) -> str | None:
+    """``"sync"`` for a redis-py client, ``"async"`` for a redis.asyncio one, else None."""
+    if issubclass(kind, SYNC_CLIENTS):
+        return SYNC
+    if issubclass(kind, ASYNC_CLIENTS):
+        return ASYNC
+    return None
+
+
 @_per_type
 def is_pipeline(kind: type) -> bool:
-    """Whether a client is a (sync or asyncio) pipeline."""
-    return issubclass(kind, (redis.client.Pipeline, redis.asyncio.client.Pipeline))
-
-
-@_per_type
-def is_async(kind: type) -> bool:
-    """Whether a client is a redis.asyncio one (plain or cluster)."""
+    """Whether a client is a (sync or asyncio, plain or cluster) pipeline."""
     return issubclass(
-        kind, (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)
-    ) and not issubclass(kind, redis.Redis)
+        kind,
+        (
+            redis.client.Pipeline,
+            redis.asyncio.client.Pipeline,
+            redis.cluster.ClusterPipeline,
+            redis.asyncio.cluster.ClusterPipeline,
+        ),
+    )
+
+
+def is_async(client: Any) -> bool:
+    """Whether a client is a redis.asyncio one (plain or cluster)."""
+    return client_kind(client) == ASYNC
 
 
 def is_cluster(client: Any) -> bool:
@@ -90,15 +125,50 @@ def describe_source() -> str:
     if conf["CONNECTION"]:
         return f"cache alias {conf['CONNECTION']!r}"
     if conf["URL"]:
-        return f"URL {_redact(conf['URL'])}"
+        return f"URL {redact_url(conf['URL'])}"
     return "the 'default' cache"
 
 
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
+_ACCEPTED = {
+    SYNC: "redis.Redis, redis.cluster.RedisCluster or a pipeline of one",
+    ASYNC: "redis.asyncio.Redis, redis.asyncio.RedisCluster or a pipeline of one",
+}
+
+
+def _given(client: Any) -> str:
+    """What was passed, in words that never print a secret (a URL's, a dict's, a client's)."""
+    kind = type(client)
+    name = kind.__qualname__
+    if kind.__module__ != "builtins":
+        name = f"{kind.__module__}.{name}"
+    if isinstance(client, str):
+        return f"the str {reprlib.repr(redact_url(client))}"
+    if isinstance(client, (int, float)):
+        return f"the {name} {client!r}"
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
+def wrong_client(client: Any, wanted: str) -> ConfigurationError:
+    """The error for a ``client=`` that is not a ``wanted`` (SYNC or ASYNC) client."""
+    found = client_kind(client)
+    given = _given(client)
+    if found == ASYNC:
+        message = (
+            f"client= is a redis.asyncio client ({given}) but this call is synchronous: "
+            f"use its a-prefixed twin, or pass {_ACCEPTED[SYNC]}"
+        )
+    elif found == SYNC:
+        message = (
+            f"client= is a synchronous client ({given}): the a-prefixed methods need "
+            f"{_ACCEPTED[ASYNC]}"
+        )
+    else:
+        calls = "synchronous calls take" if wanted == SYNC else "the a-prefixed calls take"
+        message = (
+            f"client= must be a redis-py client, got {given}; {calls} {_ACCEPTED[wanted]} "
+            "(fakeredis' clients are fine)"
+        )
+    return ConfigurationError(message)
 
 
 def _cache_backend(alias: str) -> str:
@@ -157,8 +227,15 @@ def _build_sync() -> Any:
 
 
 def get_client(client: Any = None) -> Any:
-    """Return ``client`` if given, else the configured synchronous client."""
+    """Return ``client`` if given, else the configured synchronous client.
+
+    Raises :class:`ConfigurationError` when ``client`` is not a synchronous redis-py
+    client or pipeline, before anything is sent. A redis.asyncio *pipeline* is let
+    through: queuing a script on it sends nothing (``await pipe.execute()`` does).
+    """
     if client is not None:
+        if client_kind(client) != SYNC and not is_pipeline(client):
+            raise wrong_client(client, SYNC)
         return client
     global _sync_client
     found = _sync_client
@@ -170,8 +247,74 @@ def get_client(client: Any = None) -> Any:
     return found
 
 
-def _async_from_sync(sync_client: Any) -> Any:
-    """An asyncio client with the same connection settings as a sync client's pool."""
+# The settings an asyncio connection takes over from a sync pool's connections. Named
+# one by one rather than "whatever the async class accepts": a sync pool also holds
+# objects bound to itself or to blocking I/O (a parser class, a connect callback, an
+# event dispatcher, maintenance-notification handlers) that must not reach asyncio
+# connections, and redis-py's retry settings, which atomicops replaces.
+CARRIED_SETTINGS = frozenset(
+    {
+        # where
+        "host", "port", "path", "db",
+        # who
+        "username", "password", "credential_provider", "client_name", "driver_info",
+        "lib_name", "lib_version",
+        # how long, how
+        "socket_timeout", "socket_connect_timeout", "socket_keepalive",
+        "socket_keepalive_options", "socket_type", "socket_read_size",
+        "health_check_interval", "protocol", "legacy_responses",
+        # how replies are decoded
+        "encoding", "encoding_errors", "decode_responses",
+        # TLS; the OCSP ones have no asyncio counterpart and are refused when set
+        "ssl_keyfile", "ssl_certfile", "ssl_cert_reqs", "ssl_include_verify_flags",
+        "ssl_exclude_verify_flags", "ssl_ca_certs", "ssl_ca_data", "ssl_ca_path",
+        "ssl_check_hostname", "ssl_min_version", "ssl_ciphers", "ssl_password",
+        "ssl_validate_ocsp", "ssl_validate_ocsp_stapled", "ssl_ocsp_context",
+        "ssl_ocsp_expected_cert",
+    }
+)  # fmt: skip
+
+
+def init_parameters(cls: type) -> set[str]:
+    """Every keyword an ``__init__`` along ``cls``'s MRO names (they pass ``**kwargs`` up)."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        for name, param in inspect.signature(init).parameters.items():
+            if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
+                names.add(name)
+    names.discard("self")
+    return names
+
+
+def async_connection_kwargs(sync_kwargs: dict[str, Any], async_class: type) -> dict[str, Any]:
+    """The asyncio twin of a sync pool's ``connection_kwargs``, with redis-py's retry off.
+
+    Raises :class:`ConfigurationError` when a setting that is in use cannot be carried
+    over (a TLS check asyncio connections lack): silently dropping it would make the
+    async connection weaker than the sync one.
+    """
+    accepted = init_parameters(async_class)
+    kwargs = {}
+    for name, value in sync_kwargs.items():
+        if name not in CARRIED_SETTINGS:
+            continue
+        if name in accepted:
+            kwargs[name] = value
+        elif value not in (None, False):
+            raise ConfigurationError(
+                f"{describe_source()} sets {name!r}, which redis.asyncio's "
+                f"{async_class.__name__} does not support: async calls cannot use the same "
+                "connection settings; set ATOMICOPS['URL'] or pass client= for async use"
+            )
+    kwargs["retry"] = redis.asyncio.retry.Retry(NoBackoff(), 0)
+    return kwargs
+
+
+def async_twin(sync_client: Any) -> Any:
+    """An asyncio client for the same server, database and credentials as a sync client's."""
     pool = sync_client.connection_pool
     name = pool.connection_class.__name__
     async_class = getattr(redis.asyncio.connection, name, None)
@@ -180,12 +323,19 @@ def _async_from_sync(sync_client: Any) -> Any:
             f"cannot derive an asyncio client from the {name} connections of "
             f"{describe_source()}; set ATOMICOPS['URL'] for async use"
         )
-    accepted = set(inspect.signature(async_class.__init__).parameters)
-    kwargs = {k: v for k, v in pool.connection_kwargs.items() if k in accepted and k != "retry"}
-    kwargs["retry"] = redis.asyncio.retry.Retry(NoBackoff(), 0)
-    return redis.asyncio.Redis(
-        connection_pool=redis.asyncio.ConnectionPool(connection_class=async_class, **kwargs)
-    )
+    kwargs = async_connection_kwargs(pool.connection_kwargs, async_class)
+    if isinstance(pool, redis.BlockingConnectionPool):
+        async_pool: Any = redis.asyncio.BlockingConnectionPool(
+            connection_class=async_class,
+            max_connections=pool.max_connections,
+            timeout=pool.timeout,
+            **kwargs,
+        )
+    else:
+        async_pool = redis.asyncio.ConnectionPool(
+            connection_class=async_class, max_connections=pool.max_connections, **kwargs
+        )
+    return redis.asyncio.Redis(connection_pool=async_pool)
 
 
 def _build_async() -> Any:
@@ -201,15 +351,19 @@ def _build_async() -> Any:
         raise ConfigurationError(
             "async calls on a Redis Cluster need client= (a redis.asyncio cluster client)"
         )
-    return _async_from_sync(get_client())
+    return async_twin(get_client())
 
 
 def get_async_client(client: Any = None) -> Any:
     """Return ``client`` if given, else a ``redis.asyncio`` client for the running loop.
 
     Async connections belong to one event loop, so atomicops keeps one client per loop.
+    Raises :class:`ConfigurationError` when ``client`` is not a redis.asyncio client or
+    pipeline, before anything is sent.
     """
     if client is not None:
+        if client_kind(client) != ASYNC:
+            raise wrong_client(client, ASYNC)
         return client
     loop = asyncio.get_running_loop()
     found = _async_clients.get(loop)

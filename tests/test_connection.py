@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from atomicops import ConfigurationError, connection
 from atomicops.apps import _UID, _load_on_first_request, load_quietly
 from atomicops.checks import check_connection
 from atomicops.conf import DEFAULTS, get_settings
-from tests.servers import free_port
+from tests.servers import Server, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -191,3 +192,181 @@ def test_unix_socket_url(servers, settings, fresh_registry, tmp_path):
         assert redis.Redis(unix_socket_path=str(sock)).get("c") == b"1"
     finally:
         server.stop()
+
+
+# -- sync and async on the same settings reach the same server, database and user -------
+
+PASSWORD = "default-s3cret"
+ALICE = ("alice", "alice-s3cret")
+BACKENDS = ["django_redis.cache.RedisCache", "django.core.cache.backends.redis.RedisCache"]
+
+
+@dataclass
+class SecuredServer(Server):
+    """A server with ``requirepass`` and an ACL user; pings with the password."""
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            client = self.admin(0)
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if self.process and self.process.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited: {self.log()}") from None
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.name} did not start: {self.log()}") from None
+                time.sleep(0.02)
+            finally:
+                client.close()
+
+    def admin(self, db: int) -> redis.Redis:
+        return redis.Redis(port=self.port, password=PASSWORD, db=db, socket_connect_timeout=0.5)
+
+
+SECURE = (
+    "--requirepass", PASSWORD,
+    "--user", ALICE[0], "on", f">{ALICE[1]}", "~*", "&*", "+@all",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=["redis", "valkey"])
+def secured(request, servers):
+    from tests.conftest import _require
+
+    binary = _require(servers, request.param).binary
+    server = SecuredServer(f"{request.param}-auth", binary, extra=SECURE).start()
+    yield server
+    server.stop()
+
+
+def _userinfo(who: str) -> str:
+    return f":{PASSWORD}@" if who == "password" else f"{ALICE[0]}:{ALICE[1]}@"
+
+
+@pytest.mark.parametrize("who", ["password", "user"])
+@pytest.mark.parametrize("mode", ["URL", *BACKENDS])
+async def test_sync_and_async_calls_share_server_database_and_credentials(
+    secured, settings, mode, who
+):
+    from atomicops import abounded_incr, bounded_incr
+
+    url = f"redis://{_userinfo(who)}127.0.0.1:{secured.port}/3"
+    for db in (0, 3):
+        secured.admin(db).flushdb()
+    secured.admin(0).client_kill_filter(_type="normal", skipme=True)  # earlier tests' pools
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    if mode == "URL":
+        settings.ATOMICOPS = {"URL": url, "LOAD_ON_STARTUP": False}
+    else:
+        settings.CACHES = {**settings.CACHES, "atomic": {"BACKEND": mode, "LOCATION": url}}
+        settings.ATOMICOPS = {"CONNECTION": "atomic", "LOAD_ON_STARTUP": False}
+
+    assert bounded_incr("sync-first", 10).value == 1
+    assert (await abounded_incr("sync-first", 10)).value == 2
+    assert (await abounded_incr("async-first", 10)).value == 1
+    assert bounded_incr("async-first", 10).value == 2
+
+    assert secured.admin(3).mget("sync-first", "async-first") == [b"2", b"2"]
+    assert secured.admin(0).dbsize() == 0
+    if who == "user":  # each side logged in as alice, not as the default user
+        names = [c["user"] for c in secured.admin(0).client_list() if c.get("db") == "3"]
+        assert names and set(names) == {"alice"}
+
+
+@pytest.mark.parametrize("backend_path", BACKENDS)
+async def test_async_twin_of_a_cache_alias_keeps_every_connection_setting(
+    secured, settings, backend_path
+):
+    options = (
+        {"SOCKET_TIMEOUT": 1.5, "SOCKET_CONNECT_TIMEOUT": 0.7}
+        if backend_path.startswith("django_redis")
+        else {"socket_timeout": 1.5, "socket_connect_timeout": 0.7}
+    )
+    settings.CACHES = {
+        "default": {
+            "BACKEND": backend_path,
+            # localhost: django-redis keeps pools by URL, and another test used 127.0.0.1's.
+            "LOCATION": f"redis://{ALICE[0]}:{ALICE[1]}@localhost:{secured.port}/3",
+            "OPTIONS": options,
+        }
+    }
+    settings.ATOMICOPS = {"CONNECTION": "default", "LOAD_ON_STARTUP": False}
+    sync_kwargs = connection.get_client().connection_pool.connection_kwargs
+    client = connection.get_async_client()
+    kwargs = client.connection_pool.connection_kwargs
+    for name in ("host", "port", "db", "username", "password", "socket_timeout"):
+        assert kwargs[name] == sync_kwargs[name], name
+    assert (kwargs["db"], kwargs["username"], kwargs["socket_timeout"]) == (3, "alice", 1.5)
+    assert kwargs["socket_connect_timeout"] == 0.7
+    # redis-py's own retry stays off: atomicops decides what may be sent twice.
+    assert kwargs["retry"].get_retries() == 0
+    made = client.connection_pool.make_connection()
+    assert made.retry.get_retries() == 0
+    assert not any(name in kwargs for name in ("parser_class", "redis_connect_func"))
+    assert await client.ping()
+    await client.aclose()
+
+
+@pytest.mark.parametrize("backend_path", BACKENDS)
+async def test_unix_socket_cache_alias_with_password_and_database(
+    servers, settings, tmp_path, backend_path
+):
+    from atomicops import abounded_incr, bounded_incr
+    from tests.conftest import _require
+
+    sock = tmp_path / "redis.sock"
+    binary = _require(servers, "redis").binary
+    server = SecuredServer("unix-auth", binary, extra=(*SECURE, "--unixsocket", str(sock))).start()
+    try:
+        settings.CACHES = {
+            "default": {
+                "BACKEND": backend_path,
+                "LOCATION": f"unix://:{PASSWORD}@{sock}?db=3",
+            }
+        }
+        settings.ATOMICOPS = {"CONNECTION": "default", "LOAD_ON_STARTUP": False}
+        assert bounded_incr("u", 10).value == 1
+        assert (await abounded_incr("u", 10)).value == 2
+        async_pool = connection.get_async_client().connection_pool
+        assert async_pool.connection_class is redis.asyncio.connection.UnixDomainSocketConnection
+        assert server.admin(3).get("u") == b"2" and server.admin(0).dbsize() == 0
+    finally:
+        server.stop()
+
+
+def test_ssl_settings_are_carried_to_the_async_twin(settings):
+    settings.ATOMICOPS = {"CONNECTION": "default"}
+    pool = redis.ConnectionPool.from_url(
+        "rediss://alice:pw@example.invalid:6380/2?ssl_cert_reqs=required"
+        "&ssl_ca_certs=/etc/ssl/ca.pem&ssl_check_hostname=True"
+    )
+    twin = connection.async_twin(redis.Redis(connection_pool=pool))
+    async_pool = twin.connection_pool
+    assert async_pool.connection_class is redis.asyncio.connection.SSLConnection
+    kwargs = async_pool.connection_kwargs
+    assert (kwargs["username"], kwargs["password"], kwargs["db"]) == ("alice", "pw", 2)
+    assert kwargs["ssl_ca_certs"] == "/etc/ssl/ca.pem" and kwargs["ssl_cert_reqs"] == "required"
+    assert kwargs["ssl_check_hostname"] is True
+
+
+def test_a_setting_asyncio_cannot_honour_is_refused_not_dropped(settings):
+    settings.ATOMICOPS = {"CONNECTION": "default"}
+    pool = redis.ConnectionPool(
+        connection_class=redis.SSLConnection, host="example.invalid", ssl_validate_ocsp=True
+    )
+    with pytest.raises(ConfigurationError, match="'ssl_validate_ocsp'.*set ATOMICOPS\\['URL'\\]"):
+        connection.async_twin(redis.Redis(connection_pool=pool))
+
+
+def test_the_carried_settings_are_what_redis_py_names():
+    # An upgrade of redis-py that renames a connection setting fails here, not in production.
+    sync_names = set()
+    async_names = set()
+    for name in ("Connection", "UnixDomainSocketConnection", "SSLConnection"):
+        sync_names |= connection.init_parameters(getattr(redis.connection, name))
+        async_names |= connection.init_parameters(getattr(redis.asyncio.connection, name))
+    essential = {"host", "port", "path", "db", "username", "password", "socket_timeout"}
+    assert essential <= connection.CARRIED_SETTINGS & sync_names & async_names
+    assert connection.CARRIED_SETTINGS <= sync_names | {"lib_name", "lib_version"}
