@@ -44,11 +44,12 @@ def ttl_ms(ttl: TTL, key: str) -> int:
     if ttl is None:
         return 0
     seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
-    # seconds != seconds is NaN (math.isnan would overflow on a huge int); inf is "too large".
+    # seconds != seconds is NaN: math.isnan and math.isfinite overflow on a huge int.
     if (
         isinstance(seconds, bool)
         or not isinstance(seconds, (int, float))
         or seconds != seconds
+        or seconds == math.inf
         or seconds <= 0
     ):
         raise InvalidInput(
