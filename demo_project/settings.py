@@ -1,18 +1,37 @@
-"""Settings of the demo site. REDIS_URL comes from the environment or the embedded server."""
+"""Settings of the demo site. REDIS_URL comes from the environment or the embedded server.
+
+Safe as they are if the demo ends up deployed: DEBUG is off unless DJANGO_DEBUG=1 asks
+for it (``bin/demo`` does, for its site on 127.0.0.1), and the secret key is
+DJANGO_SECRET_KEY or one generated per machine, never a string in this file.
+"""
 
 import os
+import secrets
 from pathlib import Path
 
 import django
 
+from demo_project.private_files import read_or_create_secret
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("DEMO_DATA_DIR", BASE_DIR / ".demo-data"))
-DATA_DIR.mkdir(exist_ok=True)
+DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+if "DEMO_DATA_DIR" not in os.environ:
+    # The demo's own folder (database with sessions, key, password): owner-only, even if
+    # an older demo made it with the umask's mode. A folder you chose is left as it is.
+    DATA_DIR.chmod(0o700)
 
-# Demo only: a fixed key is fine for a site that runs on localhost.
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "demo-only-insecure-key")
-DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
+# Generated the first time and kept next to the database (owner-only, git-ignored), so
+# sessions survive restarts; DJANGO_SECRET_KEY wins when set.
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or read_or_create_secret(
+    DATA_DIR / "secret-key.txt", lambda: secrets.token_urlsafe(50)
+)
 ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
+# With DEBUG on: no debug page for a Host not in ALLOWED_HOSTS, and URLs on debug pages
+# shown without their passwords (demo_project/debug.py).
+DEFAULT_EXCEPTION_REPORTER = "demo_project.debug.QuietHostReporter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "demo_project.debug.RedactingFilter"
 
 INSTALLED_APPS = [
     "django.contrib.admin",

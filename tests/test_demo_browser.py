@@ -26,6 +26,21 @@ def context(browser):
 
 
 @pytest.fixture
+def signed_in(context, live_server, django_user_model, settings):
+    """The browser context with a signed-in user's session (reset and the naive rush need one)."""
+    from django.test import Client
+
+    user = django_user_model.objects.create_user("visitor", password=None)
+    client = Client()
+    client.force_login(user)
+    session = client.cookies[settings.SESSION_COOKIE_NAME].value
+    context.add_cookies(
+        [{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": live_server.url}]
+    )
+    return context
+
+
+@pytest.fixture
 def demo(transactional_db, settings, real_client):
     """Demo content for one test, with instant payments."""
     settings.DEMO_PAYMENT_DELAY = 0
@@ -53,9 +68,9 @@ def test_like_button_stops_at_ten(demo, live_server, context):
     assert count.inner_text() == "10"
 
 
-def test_booking_page_sells_the_last_seats_once(demo, live_server, context):
+def test_booking_page_sells_the_last_seats_once(demo, live_server, signed_in):
     event = demo["event"]
-    page = context.new_page()
+    page = signed_in.new_page()
     url = f"{live_server.url}/demo/events/{event.pk}/"
     page.goto(url)
     assert page.get_by_test_id("seats-left").inner_text() == "2"

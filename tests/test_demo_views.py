@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 
 from atomicops import DataError, RedisUnavailable, registry
@@ -22,6 +23,15 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def _fast_payments(settings):
     settings.DEMO_PAYMENT_DELAY = 0
+
+
+@pytest.fixture
+def staff_client(client, django_user_model):
+    """The test client, signed in as a staff user (resets, the naive path, server names)."""
+    # No password: force_login needs none, and hashing one is slow.
+    user = django_user_model.objects.create_user("staff", password=None, is_staff=True)
+    client.force_login(user)
+    return client
 
 
 def commandstats(client) -> dict[str, int]:
@@ -259,7 +269,8 @@ def test_booking_until_sold_out(backend, client):
     assert "Sold out: late was not charged." in form
 
 
-def test_reset_frees_the_seats_and_moves_the_fence_forward(backend, client):
+def test_reset_frees_the_seats_and_moves_the_fence_forward(backend, staff_client):
+    client = staff_client
     event = EventFactory(seats=1)
     BookingFactory(event=event, fencing_token=5)
     Event.objects.filter(pk=event.pk).update(booked=1, fence_token=5)
@@ -274,7 +285,8 @@ def test_reset_frees_the_seats_and_moves_the_fence_forward(backend, client):
     assert booked["fencing_token"] > event.fence_token  # the reset wrote its own token
 
 
-def test_naive_booking_path_is_only_used_when_asked(backend, client):
+def test_naive_booking_path_is_only_used_when_asked(backend, staff_client):
+    client = staff_client
     event = EventFactory(seats=1)
     reply = client.post(
         reverse("demo:book", args=[event.pk]),
@@ -283,6 +295,36 @@ def test_naive_booking_path_is_only_used_when_asked(backend, client):
     ).json()
     assert reply == {"status": "booked", "buyer": "n", "fencing_token": None, "reason": ""}
     assert Booking.objects.get().fencing_token == 0
+
+
+def test_a_visitor_cannot_reset_an_event_or_book_without_the_lock(backend, client):
+    event = EventFactory(seats=1)
+    BookingFactory(event=event, fencing_token=5)
+    Event.objects.filter(pk=event.pk).update(booked=1, fence_token=5)
+    reset = client.post(reverse("demo:reset_event", args=[event.pk]))
+    assert reset.status_code == 403 and b"Sign in to reset an event" in reset.content
+    event.refresh_from_db()
+    assert (event.booked, event.bookings.count()) == (1, 1)
+
+    book = reverse("demo:book", args=[event.pk])
+    naive = client.post(book, {"buyer": "n", "naive": "1"}, HTTP_ACCEPT="application/json")
+    assert naive.status_code == 403 and naive.json()["status"] == "forbidden"
+    form = client.post(book, {"buyer": "n", "naive": "1"})
+    assert form.status_code == 403
+    assert Booking.objects.count() == 1  # oversold by nobody
+    # Booking with the lock stays open to everyone.
+    locked = client.post(book, {"buyer": "v"}, HTTP_ACCEPT="application/json").json()
+    assert locked["status"] == "sold_out"
+
+
+def test_the_event_page_offers_reset_and_the_naive_rush_to_signed_in_users(backend, staff_client):
+    event = EventFactory()
+    url = reverse("demo:event", args=[event.pk])
+    visitor = Client().get(url).content.decode()
+    assert 'data-testid="reset"' not in visitor and 'data-naive="1"' not in visitor
+    assert 'data-testid="sign-in-hint"' in visitor and 'data-naive="0"' in visitor
+    signed_in = staff_client.get(url).content.decode()
+    assert 'data-testid="reset"' in signed_in and 'data-naive="1"' in signed_in
 
 
 # -- rate limit -----------------------------------------------------------------------
@@ -309,15 +351,35 @@ def test_ping_gives_ten_then_429_with_headers(backend, client):
 # -- Redis down -----------------------------------------------------------------------
 
 
-def test_redis_down_renders_a_page_that_says_so(settings, client):
+def test_redis_down_renders_a_page_that_says_so(settings, staff_client):
     settings.MIDDLEWARE = [*settings.MIDDLEWARE, "demo_project.demo.middleware.RedisDownMiddleware"]
     settings.ATOMICOPS = {"URL": "redis://127.0.0.1:1/0", "LOAD_ON_STARTUP": False}
     post = PostFactory()
-    response = client.post(reverse("demo:like", args=[post.pk]))
+    response = staff_client.post(reverse("demo:like", args=[post.pk]))
     assert response.status_code == 503
     html = response.content.decode()
     assert "Redis is not reachable" in html and "redis://127.0.0.1:1/0" in html
     assert isinstance(response.context["error"], RedisUnavailable)
+
+
+def test_redis_down_page_names_no_server_to_a_visitor(settings, client):
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "demo_project.demo.middleware.RedisDownMiddleware"]
+    settings.ATOMICOPS = {"URL": "redis://:s3cret@127.0.0.1:1/0", "LOAD_ON_STARTUP": False}
+    post = PostFactory()
+    response = client.post(reverse("demo:like", args=[post.pk]))
+    assert response.status_code == 503
+    html = response.content.decode()
+    assert "Redis is not reachable" in html
+    for detail in ("127.0.0.1", ":1", "s3cret", "redis://", "connecting"):
+        assert detail not in html, detail
+
+
+def test_home_names_the_server_to_staff_only(settings, staff_client):
+    settings.ATOMICOPS = {"URL": "redis://:s3cret@10.1.2.3:6379/0", "LOAD_ON_STARTUP": False}
+    visitor = Client().get(reverse("demo:home")).content.decode()
+    assert "10.1.2.3" not in visitor and "Redis: " not in visitor
+    staff = staff_client.get(reverse("demo:home")).content.decode()
+    assert "Redis: URL redis://:***@10.1.2.3:6379/0" in staff and "s3cret" not in staff
 
 
 # -- admin ----------------------------------------------------------------------------

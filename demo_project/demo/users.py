@@ -2,17 +2,19 @@
 
 The password is never written in settings or code: ``demo_user`` generates one the
 first time and keeps it in ``DEMO_PASSWORD_FILE`` (``.demo-data/``, git-ignored,
-readable by its owner only), so it stays the same across restarts of the demo.
+readable by its owner only, never through a symbolic link: see
+``demo_project/private_files.py``), so it stays the same across restarts of the demo.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+
+from demo_project.private_files import read_secret, write_secret
 
 USERNAME = "demo"
 
@@ -23,21 +25,15 @@ def password_file() -> Path | None:
 
 
 def stored_password() -> str | None:
+    """The stored password, or None. Raises :class:`UnsafeSecretFile` for a symlink."""
     path = password_file()
-    if path is None or not path.is_file():
-        return None
-    return path.read_text().strip() or None
+    return None if path is None else read_secret(path)
 
 
 def _store(password: str) -> None:
     path = password_file()
-    if path is None:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Created owner-only from the start, not chmod-ed after the text is in it.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(password + "\n")
+    if path is not None:
+        write_secret(path, password)
 
 
 def ensure_demo_user(username: str = USERNAME, password: str | None = None) -> tuple[str, bool]:

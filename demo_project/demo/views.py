@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from atomicops import InvalidInput, LockNotAcquired, connection, rate_limit
 from demo_project.demo import booking, documents, likes
+from demo_project.demo.middleware import can_see_servers
 from demo_project.demo.models import Document, Event, Post
 from demo_project.demo.scripts import script as demo_script
 
@@ -25,9 +26,20 @@ def _wants_json(request: HttpRequest) -> bool:
     return "application/json" in request.headers.get("Accept", "")
 
 
+def _signed_in_only(request: HttpRequest, what: str) -> HttpResponse | None:
+    """A 403 for an anonymous visitor (None if signed in): resets and the naive path."""
+    if request.user.is_authenticated:
+        return None
+    message = f"Sign in to {what}."
+    if _wants_json(request):
+        return JsonResponse({"status": "forbidden", "reason": message}, status=403)
+    return HttpResponseForbidden(message)
+
+
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "demo/home.html", {"redis_url": connection.describe_source()})
+    source = connection.describe_source() if can_see_servers(request) else None
+    return render(request, "demo/home.html", {"redis_url": source})
 
 
 # -- bounded counter ---------------------------------------------------------------
@@ -141,6 +153,9 @@ def book(request: HttpRequest, pk: int) -> HttpResponse:
     event = get_object_or_404(Event, pk=pk)
     buyer = request.POST.get("buyer", "").strip()[:100] or "anonymous"
     naive = request.POST.get("naive") == "1"
+    # The naive path oversells on purpose: not something any visitor may do to an event.
+    if naive and (refused := _signed_in_only(request, "book without the lock")):
+        return refused
     try:
         result = booking.book_seat(event.pk, buyer, use_lock=not naive)
     except LockNotAcquired:
@@ -169,6 +184,8 @@ def book(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 def reset_event(request: HttpRequest, pk: int) -> HttpResponse:
+    if refused := _signed_in_only(request, "reset an event"):
+        return refused
     event = get_object_or_404(Event, pk=pk)
     try:
         booking.reset_event(event)

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from demo_project.demo.users import USERNAME, ensure_demo_user, password_file
+from demo_project.private_files import UnsafeSecretFile
 
 
 class Command(BaseCommand):
@@ -31,7 +32,10 @@ class Command(BaseCommand):
                 "DEBUG is off: this looks like a real site, and a superuser with a password "
                 "printed on the terminal does not belong there. Pass --force if you mean it."
             )
-        password, created = ensure_demo_user(options["username"], options["password"])
+        try:
+            password, created = ensure_demo_user(options["username"], options["password"])
+        except UnsafeSecretFile as exc:
+            raise CommandError(f"the demo password file is not safe to use: {exc}") from exc
         where = password_file()
         self.stdout.write(
             f"{'Created' if created else 'Updated'} superuser {options['username']!r}; "

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 from atomicops import connection
 from demo_project.demo.seed import ensure_demo_data
 from demo_project.demo.users import USERNAME, ensure_demo_user
+from demo_project.private_files import UnsafeSecretFile
 
 
 class Command(BaseCommand):
@@ -27,8 +28,14 @@ class Command(BaseCommand):
         # the set-up and the banner are the parent's job.
         if os.environ.get("RUN_MAIN") != "true":
             self.prepare(int(port))
+        # With DEBUG off runserver serves no static files unless told to: the demo's pages
+        # need their CSS and script, and it only ever listens on 127.0.0.1.
         call_command(
-            "runserver", f"127.0.0.1:{port}", use_reloader=options["reload"], skip_checks=False
+            "runserver",
+            f"127.0.0.1:{port}",
+            use_reloader=options["reload"],
+            skip_checks=False,
+            insecure_serving=not settings.DEBUG,
         )
 
     def prepare(self, port: int) -> None:
@@ -47,12 +54,18 @@ class Command(BaseCommand):
             + (" (demo content created)" if created else ""),
         ]
         if settings.DEBUG:
-            password, _ = ensure_demo_user()
+            try:
+                password, _ = ensure_demo_user()
+            except UnsafeSecretFile as exc:
+                raise CommandError(f"the demo password file is not safe to use: {exc}") from exc
             lines.append(
                 f"  Admin:  http://127.0.0.1:{port}/admin/  user {USERNAME!r}, password {password}"
             )
         else:
-            lines.append("  Admin:  DEBUG is off, so no demo superuser was created")
+            lines.append(
+                "  Admin:  DEBUG is off, so no demo superuser was created "
+                "(bin/demo sets DJANGO_DEBUG=1; or run manage.py demo_user --force)"
+            )
         lines += [
             "  Tour:   .venv/bin/python manage.py demo_tour   (the seed article, live)",
             "  Race:   .venv/bin/python manage.py demo_race   (pipeline vs Lua, lost updates)",
