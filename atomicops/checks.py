@@ -7,6 +7,7 @@ Without network I/O (every ``manage.py check``):
 * E003 ``KEY_PREFIX`` is not a non-empty string;
 * E006 two apps ship a script of one name and ``OVERRIDE_SCRIPTS`` does not pick one;
 * E007 an ``OVERRIDE_SCRIPTS`` entry cannot apply (no such app, or no such file in it);
+* E008 ``TRUSTED_PROXY_COUNT`` / ``CLIENT_IP_HEADER`` malformed, or both set;
 * W002 fakeredis is configured outside tests;
 * W004 ``ATOMICOPS`` has a key atomicops does not know (a typo, usually);
 * W005 ``KEY_PREFIX`` contains a brace (a cluster hash tag).
@@ -58,6 +59,12 @@ BAD_OVERRIDE = "atomicops.E007"
 BAD_OVERRIDE_HINT = (
     "OVERRIDE_SCRIPTS maps a script name to the label of the installed app whose "
     "lua/<name>.lua is registered under that name, e.g. {'lock_release': 'myapp'}."
+)
+BAD_PROXY_SETTINGS = "atomicops.E008"
+BAD_PROXY_SETTINGS_HINT = (
+    "Behind N reverse proxies that append to X-Forwarded-For set TRUSTED_PROXY_COUNT = N; "
+    "behind one that sets a header to the client's address (overwriting the client's), "
+    "set CLIENT_IP_HEADER to its name. See 'Behind proxies' in docs/ratelimit.md."
 )
 NO_EVAL_RO = "atomicops.W001"
 NO_EVAL_RO_HINT = (
@@ -183,6 +190,18 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             )
         )
     return messages
+
+
+@checks.register("atomicops")
+def check_proxy_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E008: the trusted-proxy settings must say one thing about who the client is."""
+    from atomicops.identity import proxy_settings
+
+    try:
+        proxy_settings()
+    except ConfigurationError as exc:
+        return [checks.Error(exc.message, hint=BAD_PROXY_SETTINGS_HINT, id=BAD_PROXY_SETTINGS)]
+    return []
 
 
 def _is_fakeredis(client: Any) -> bool:

@@ -41,6 +41,15 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         # against overuse; refusing everything would turn a Redis outage into a site
         # outage. Set fail_open=False on views where abuse costs more (login, OTP).
         "RATELIMIT_FAIL_OPEN": True,
+        # Who the client is behind reverse proxies (atomicops.identity.request_address,
+        # used by @rate_limit, the DRF throttles and idempotency). Behind a proxy every
+        # request has the proxy's REMOTE_ADDR, and key="ip" would limit the whole site as
+        # one client. TRUSTED_PROXY_COUNT: how many proxies append to X-Forwarded-For in
+        # front of Django (0: not read, since a client can send any value). Or
+        # CLIENT_IP_HEADER: a header your proxy sets to the client's address, overwriting
+        # what the client sent ("X-Real-IP", "CF-Connecting-IP"). Not both.
+        "TRUSTED_PROXY_COUNT": 0,
+        "CLIENT_IP_HEADER": None,
     }
 )
 

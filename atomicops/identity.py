@@ -3,7 +3,9 @@
 Used by ``@rate_limit``; meant for anything else that keeps state per client. An
 identity is ``<kind>:<value>``:
 
-* ``ip:<address>``: ``REMOTE_ADDR``. IPv4 as it is. IPv4-mapped addresses
+* ``ip:<address>``: the client's address (:func:`request_address`: ``REMOTE_ADDR``,
+  or the address the trusted proxies name, see ``TRUSTED_PROXY_COUNT`` and
+  ``CLIENT_IP_HEADER``). IPv4 as it is. IPv4-mapped addresses
   (``::ffff:a.b.c.d``, how a server listening on ``[::]`` sees IPv4 clients) and NAT64
   ones (``64:ff9b::/96``, RFC 6052) as the IPv4 address they carry: otherwise every IPv4
   client would fall into one IPv6 /64. Other IPv6 by its /64 (``ip:2001:db8:1:1::/64``),
@@ -29,7 +31,8 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest
 
-from atomicops.exceptions import InvalidInput
+from atomicops.conf import get_settings
+from atomicops.exceptions import ConfigurationError, InvalidInput
 
 __all__ = [
     "DIGEST_CHARS",
@@ -41,6 +44,8 @@ __all__ = [
     "client_ip",
     "digest",
     "identify",
+    "proxy_settings",
+    "request_address",
     "user_identity",
 ]
 
@@ -57,6 +62,7 @@ NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 # so limits outlive deploys.
 DIGEST_CHARS = 32
 HEADER = "header:"
+FORWARDED_FOR = "X-Forwarded-For"
 
 
 def digest(value: str | bytes) -> str:
@@ -91,13 +97,82 @@ def client_address(raw: str) -> str | None:
     return str(ipaddress.IPv6Network((network, IPV6_PREFIX)))
 
 
-def client_ip(request: HttpRequest) -> str:
-    """The identity of ``REMOTE_ADDR``: ``ip:<address>``, ``addr:<digest>`` or ``ip:unknown``.
+def proxy_settings() -> tuple[int, str | None]:
+    """``(TRUSTED_PROXY_COUNT, CLIENT_IP_HEADER)``, checked.
 
-    Behind a proxy ``REMOTE_ADDR`` is the proxy's: set it from the forwarded header you
-    trust before this runs.
+    Raises :class:`ConfigurationError` when the count is not an integer >= 0, the header
+    is not a non-empty string, or both are set (they would disagree about who the
+    client is). ``manage.py check`` reports the same as ``atomicops.E008``.
     """
-    raw = request.META.get("REMOTE_ADDR") or ""
+    conf = get_settings()
+    hops, header = conf["TRUSTED_PROXY_COUNT"], conf["CLIENT_IP_HEADER"]
+    if isinstance(hops, bool) or not isinstance(hops, int) or hops < 0:
+        raise ConfigurationError(
+            f"ATOMICOPS['TRUSTED_PROXY_COUNT'] must be an integer >= 0, got {hops!r}"
+        )
+    if header is not None and (not isinstance(header, str) or not header.strip()):
+        raise ConfigurationError(
+            f"ATOMICOPS['CLIENT_IP_HEADER'] must be a header name or None, got {header!r}"
+        )
+    if hops and header is not None:
+        raise ConfigurationError(
+            "ATOMICOPS sets both TRUSTED_PROXY_COUNT and CLIENT_IP_HEADER; set the one "
+            "that matches how your proxies report the client"
+        )
+    return hops, header
+
+
+def _host(entry: str) -> str:
+    """One forwarded address without brackets or port (``[2001:db8::1]:443``, ``1.2.3.4:80``)."""
+    entry = entry.strip()
+    if entry.startswith("["):
+        end = entry.find("]")
+        return entry[1:end] if end > 0 else entry
+    if entry.count(":") == 1:  # IPv4 with a port; bare IPv6 has several colons
+        return entry.partition(":")[0]
+    return entry
+
+
+def request_address(request: HttpRequest) -> str:
+    """The client's address as text (``""`` when unknown), honouring the proxy settings.
+
+    * Neither setting (the default): ``REMOTE_ADDR``.
+    * ``TRUSTED_PROXY_COUNT = n``: each of the ``n`` proxies in front of Django appends
+      the address it was connected from to ``X-Forwarded-For``, so the ``n``-th entry
+      from the right is the one the outermost trusted proxy saw: the client. Entries
+      left of it are whatever the client sent, never read, so a client cannot choose its
+      identity by adding entries. With fewer than ``n`` entries (a request that came in
+      behind the outer proxies, such as a health check) the leftmost; without the
+      header, ``REMOTE_ADDR``.
+    * ``CLIENT_IP_HEADER = "X-Real-IP"``: that header, which your proxy must set
+      (overwriting what the client sent); if it holds a list, its last entry. Without
+      the header, ``REMOTE_ADDR``.
+
+    Raises :class:`ConfigurationError` for settings :func:`proxy_settings` refuses.
+    """
+    remote = request.META.get("REMOTE_ADDR") or ""
+    hops, header = proxy_settings()
+    if header is not None:
+        value = request.headers.get(header.strip())
+        return (_host(value.rsplit(",", 1)[-1]) or remote) if value else remote
+    if hops:
+        forwarded = request.headers.get(FORWARDED_FOR)
+        if not forwarded:
+            return remote
+        entries = forwarded.split(",")
+        chosen = entries[-hops] if len(entries) >= hops else entries[0]
+        return _host(chosen) or remote
+    return remote
+
+
+def client_ip(request: HttpRequest) -> str:
+    """The identity of the client's address: ``ip:<address>``, ``addr:<digest>`` or
+    ``ip:unknown``.
+
+    The address is :func:`request_address`'s: ``REMOTE_ADDR``, or behind proxies the one
+    ``ATOMICOPS["TRUSTED_PROXY_COUNT"]`` or ``["CLIENT_IP_HEADER"]`` says.
+    """
+    raw = request_address(request)
     if not raw:
         return "ip:unknown"
     address = client_address(raw)
