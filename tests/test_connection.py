@@ -370,3 +370,24 @@ def test_the_carried_settings_are_what_redis_py_names():
     essential = {"host", "port", "path", "db", "username", "password", "socket_timeout"}
     assert essential <= connection.CARRIED_SETTINGS & sync_names & async_names
     assert connection.CARRIED_SETTINGS <= sync_names | {"lib_name", "lib_version"}
+
+
+@pytest.mark.parametrize("backend_path", BACKENDS)
+async def test_an_async_rate_limited_view_counts_through_a_cache_alias_with_a_password(
+    secured, settings, backend_path
+):
+    # Before: every async call failed AUTH, and the limiter failed open on every hit.
+    from django.test import AsyncClient
+
+    secured.admin(3).flushdb()
+    settings.CACHES = {
+        "default": {
+            "BACKEND": backend_path,
+            "LOCATION": f"redis://:{PASSWORD}@127.0.0.1:{secured.port}/3",
+        }
+    }
+    settings.ATOMICOPS = {"CONNECTION": "default", "LOAD_ON_STARTUP": False}
+    client = AsyncClient()
+    statuses = [(await client.get("/rl/user_async/")).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    assert secured.admin(3).keys("atomicops:rl:*")
