@@ -2,7 +2,8 @@
 
 Each request is one script call (one round trip). A rejected request gets ``429`` with
 ``Retry-After`` and the ``RateLimit-Limit`` / ``RateLimit-Remaining`` /
-``RateLimit-Reset`` headers; allowed responses carry the ``RateLimit-*`` headers too.
+``RateLimit-Reset`` headers (as JSON when the request's ``Accept`` asks for JSON, as
+text otherwise); allowed responses carry the ``RateLimit-*`` headers too.
 When Redis cannot be reached the request is let through or answered ``503``, as
 ``ATOMICOPS["RATELIMIT_FAIL_OPEN"]`` (or the decorator's ``fail_open``) says.
 """
@@ -17,7 +18,8 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from asgiref.sync import iscoroutinefunction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.cache import patch_vary_headers
 
 from atomicops import keys
 from atomicops.calls import Call, arun, run
@@ -31,7 +33,7 @@ from atomicops.ratelimit import (
     _token_bucket_hit,
 )
 
-__all__ = ["default_group", "limit_key", "rate_limit", "too_many_requests"]
+__all__ = ["default_group", "limit_key", "rate_limit", "too_many_requests", "wants_json"]
 
 logger = logging.getLogger("atomicops")
 
@@ -60,20 +62,64 @@ def set_headers(response: HttpResponse, result: RateLimitResult) -> None:
     response["RateLimit-Reset"] = str(_ceil_seconds(result.reset_ms))
 
 
-def too_many_requests(result: RateLimitResult) -> HttpResponse:
-    """The ``429`` response for a rejected hit, with ``Retry-After`` and ``RateLimit-*``."""
+def wants_json(request: HttpRequest | None) -> bool:
+    """Whether ``request``'s ``Accept`` names JSON (``application/json`` or ``*/*+json``).
+
+    Only an explicit mention counts: browsers send ``*/*`` and get text, API clients
+    (``Accept: application/json``, axios' ``application/json, text/plain, */*``) JSON.
+    """
+    if request is None:
+        return False
+    for part in request.headers.get("Accept", "").split(","):
+        media, *params = (piece.strip().lower() for piece in part.split(";"))
+        if media != "application/json" and not media.endswith("+json"):
+            continue
+        quality = next((p[2:] for p in params if p.startswith("q=")), "1")
+        try:
+            if float(quality) > 0:
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def _error_response(
+    request: HttpRequest | None, status: int, detail: str, **fields: Any
+) -> HttpResponse:
+    if wants_json(request):
+        response: HttpResponse = JsonResponse({"detail": detail, **fields}, status=status)
+    else:
+        response = HttpResponse(f"{detail}\n", status=status, content_type="text/plain")
+    # The body depends on Accept: a cache must not hand the text one to an API client.
+    patch_vary_headers(response, ["Accept"])
+    return response
+
+
+def too_many_requests(result: RateLimitResult, request: HttpRequest | None = None) -> HttpResponse:
+    """The ``429`` response for a rejected hit, with ``Retry-After`` and ``RateLimit-*``.
+
+    When ``request`` asks for JSON (:func:`wants_json`) the body is
+    ``{"detail": ..., "retry_after": <s>, "limit": .., "remaining": .., "reset": <s>}``,
+    else one line of text.
+    """
     retry = max(1, _ceil_seconds(result.retry_after_ms))
-    response = HttpResponse(
-        f"Too many requests; retry in {retry} s.\n", status=429, content_type="text/plain"
+    response = _error_response(
+        request,
+        429,
+        f"Too many requests; retry in {retry} s.",
+        retry_after=retry,
+        limit=result.limit,
+        remaining=result.remaining,
+        reset=_ceil_seconds(result.reset_ms),
     )
     response["Retry-After"] = str(retry)
     set_headers(response, result)
     return response
 
 
-def _unavailable_response() -> HttpResponse:
-    response = HttpResponse(
-        "Rate limit unavailable; retry shortly.\n", status=503, content_type="text/plain"
+def _unavailable_response(request: HttpRequest | None = None) -> HttpResponse:
+    response = _error_response(
+        request, 503, "Rate limit unavailable; retry shortly.", retry_after=1
     )
     response["Retry-After"] = "1"
     return response
@@ -206,7 +252,7 @@ def rate_limit(
     def should_fail_open() -> bool:
         return get_settings()["RATELIMIT_FAIL_OPEN"] if fail_open is None else fail_open
 
-    def on_unavailable(exc: Exception, name: str) -> HttpResponse | None:
+    def on_unavailable(exc: Exception, name: str, request: HttpRequest) -> HttpResponse | None:
         opened = should_fail_open()
         logger.warning(
             "atomicops: rate limit %s not checked (%s); request %s",
@@ -214,7 +260,7 @@ def rate_limit(
             exc,
             "let through (fail open)" if opened else "refused with 503 (fail closed)",
         )
-        return None if opened else _unavailable_response()
+        return None if opened else _unavailable_response(request)
 
     def decorate(view: View) -> View:
         name = group or default_group(
@@ -249,11 +295,11 @@ def rate_limit(
                 try:
                     result = await arun(hit_for(ident), client)
                 except _UNAVAILABLE as exc:
-                    refused = on_unavailable(exc, name)
+                    refused = on_unavailable(exc, name, request)
                     return refused if refused is not None else await view(request, *args, **kwargs)
                 request.ratelimit = result  # type: ignore[attr-defined]
                 if not result.allowed:
-                    return too_many_requests(result)
+                    return too_many_requests(result, request)
                 response = await view(request, *args, **kwargs)
                 set_headers(response, result)
                 return response
@@ -271,11 +317,11 @@ def rate_limit(
             try:
                 result = run(hit_for(ident), client)
             except _UNAVAILABLE as exc:
-                refused = on_unavailable(exc, name)
+                refused = on_unavailable(exc, name, request)
                 return refused if refused is not None else view(request, *args, **kwargs)
             request.ratelimit = result  # type: ignore[attr-defined]
             if not result.allowed:
-                return too_many_requests(result)
+                return too_many_requests(result, request)
             response = view(request, *args, **kwargs)
             set_headers(response, result)
             return response

@@ -19,10 +19,11 @@ __all__ = ["RateLimitMiddleware"]
 class RateLimitMiddleware(MiddlewareMixin):
     """Answer :class:`RateLimited` with ``429``, ``Retry-After`` and ``RateLimit-*`` headers.
 
-    Works for sync and async views (``MiddlewareMixin`` adapts). Other exceptions pass on.
+    Works for sync and async views (``MiddlewareMixin`` adapts). The body is JSON when the
+    request's ``Accept`` asks for it. Other exceptions pass on.
     """
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, RateLimited):
-            return too_many_requests(exception.result)
+            return too_many_requests(exception.result, request)
         return None
