@@ -1,0 +1,278 @@
+"""Django REST framework throttles that do not race (issue #20): ``atomicops.drf``.
+
+Drop-in behaviour (rate strings, scopes, ``DEFAULT_THROTTLE_RATES``, ``wait()``, user and
+anonymous keys, ``throttle_scope``) on every backend; fail open and closed; and the point of
+it all, with 8 processes: DRF's own throttle on a shared Redis cache admits more than its
+rate, ours exactly its rate.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.cache import caches
+from django.core.exceptions import ImproperlyConfigured
+from rest_framework import throttling as drf_throttling
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.test import APIRequestFactory, force_authenticate
+from rest_framework.views import APIView
+
+from atomicops import drf
+from tests.multiproc import run_processes
+from tests.servers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+factory = APIRequestFactory()
+_addresses = itertools.count(1)
+
+
+def fresh_address() -> str:
+    """A client address no earlier test used, so each test starts with an empty limit."""
+    n = next(_addresses)
+    return f"198.18.{n // 250}.{n % 250 + 1}"
+
+
+def api_view(*throttles, scope: str | None = None):
+    class ThrottledView(APIView):
+        authentication_classes: list = []
+        permission_classes = [AllowAny]
+        renderer_classes = [JSONRenderer]
+        throttle_classes = list(throttles)
+        throttle_scope = scope
+
+        def get(self, request):
+            return Response({"ok": True})
+
+    return ThrottledView.as_view()
+
+
+def get(view, address: str, user=None, **extra):
+    request = factory.get("/", REMOTE_ADDR=address, **extra)
+    if user is not None:
+        force_authenticate(request, user=user)
+    response = view(request)
+    response.render()
+    return response
+
+
+class ThreePerMinute(drf.AnonRateThrottle):
+    rate = "3/min"
+
+
+def test_public_names_are_drfs():
+    # PINNED names: the drop-in import line of the issue.
+    from atomicops.drf import (  # noqa: F401
+        AnonRateThrottle,
+        ScopedRateThrottle,
+        SimpleRateThrottle,
+        UserRateThrottle,
+    )
+
+    assert issubclass(drf.SimpleRateThrottle, drf_throttling.SimpleRateThrottle)
+    assert issubclass(drf.AnonRateThrottle, drf_throttling.AnonRateThrottle)
+    assert issubclass(drf.UserRateThrottle, drf_throttling.UserRateThrottle)
+    assert issubclass(drf.ScopedRateThrottle, drf_throttling.ScopedRateThrottle)
+    assert drf.AnonRateThrottle.scope == "anon" and drf.UserRateThrottle.scope == "user"
+
+
+def test_rate_string_429_and_wait(backend):
+    view, address = api_view(ThreePerMinute), fresh_address()
+    assert [get(view, address).status_code for _ in range(3)] == [200, 200, 200]
+    limited = get(view, address)
+    assert limited.status_code == 429
+    retry = int(limited["Retry-After"])
+    assert 1 <= retry <= 120  # at most until the previous minute weighs nothing
+    assert "Expected available in" in limited.data["detail"]
+    # Another client is not affected.
+    assert get(view, fresh_address()).status_code == 200
+
+
+def test_wait_is_seconds_until_the_next_admission(backend):
+    throttle = ThreePerMinute()
+    assert throttle.wait() is None  # nothing checked yet
+    request = factory.get("/", REMOTE_ADDR=fresh_address())
+    request.user = None
+    assert [throttle.allow_request(request, None) for _ in range(4)] == [True] * 3 + [False]
+    assert 0 < throttle.wait() <= 120
+    assert throttle.wait() == throttle.result.retry_after_ms / 1000
+    assert math.ceil(throttle.wait()) >= 1
+
+
+def test_one_round_trip_per_request(backend, monkeypatch):
+    # Each hit is exactly one sliding-window script call, whatever the outcome.
+    calls = []
+    real = drf.sliding_window
+    monkeypatch.setattr(drf, "sliding_window", lambda *a, **k: calls.append(a) or real(*a, **k))
+    view, address = api_view(ThreePerMinute), fresh_address()
+    for _ in range(5):
+        get(view, address)
+    assert len(calls) == 5
+    assert all(key.startswith("atomicops:throttle:{throttle_anon_ip:") for key, *_ in calls)
+
+
+@pytest.mark.django_db
+def test_user_throttle_by_user_then_by_address(backend, settings, django_user_model):
+    settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {"user": "2/hour"}}
+    alice = django_user_model.objects.create_user("alice-drf")
+    bob = django_user_model.objects.create_user("bob-drf")
+    view, address = api_view(drf.UserRateThrottle), fresh_address()
+    assert [get(view, address, alice).status_code for _ in range(3)] == [200, 200, 429]
+    assert get(view, address, bob).status_code == 200  # same address, own limit
+    assert [get(view, address).status_code for _ in range(3)] == [200, 200, 429]
+
+
+@pytest.mark.django_db
+def test_anon_throttle_leaves_signed_in_users_alone(backend, settings, django_user_model):
+    settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {"anon": "1/day"}}
+    alice = django_user_model.objects.create_user("alice-anon")
+    view, address = api_view(drf.AnonRateThrottle), fresh_address()
+    assert [get(view, address).status_code for _ in range(2)] == [200, 429]
+    assert [get(view, address, alice).status_code for _ in range(3)] == [200, 200, 200]
+
+
+def test_scoped_throttle_reads_the_settings_live(backend, settings):
+    # DRF's own classes copy DEFAULT_THROTTLE_RATES at import; ours read it per request.
+    settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {"uploads": "1/min", "search": "2/min"}}
+    address = fresh_address()
+    uploads = api_view(drf.ScopedRateThrottle, scope="uploads")
+    search = api_view(drf.ScopedRateThrottle, scope="search")
+    unscoped = api_view(drf.ScopedRateThrottle)
+    assert [get(uploads, address).status_code for _ in range(2)] == [200, 429]
+    assert [get(search, address).status_code for _ in range(3)] == [200, 200, 429]
+    assert [get(unscoped, address).status_code for _ in range(5)] == [200] * 5
+
+
+def test_missing_scope_rate_is_improperly_configured(settings):
+    settings.REST_FRAMEWORK = {"DEFAULT_THROTTLE_RATES": {}}
+    with pytest.raises(ImproperlyConfigured, match="No default throttle rate set for 'anon'"):
+        drf.AnonRateThrottle()
+    with pytest.raises(ImproperlyConfigured, match="No default throttle rate set for 'x'"):
+        get(api_view(drf.ScopedRateThrottle, scope="x"), fresh_address())
+
+
+def test_zero_rate_admits_nothing(backend):
+    class Closed(drf.AnonRateThrottle):
+        rate = "0/hour"
+
+    limited = get(api_view(Closed), fresh_address())
+    assert limited.status_code == 429 and limited["Retry-After"] == "3600"
+
+
+def test_behind_a_proxy_the_client_is_the_forwarded_address(backend, settings):
+    settings.ATOMICOPS = {**settings.ATOMICOPS, "TRUSTED_PROXY_COUNT": 1}
+    view, client = api_view(ThreePerMinute), fresh_address()
+    statuses = [
+        get(view, "10.0.0.2", HTTP_X_FORWARDED_FOR=f"6.6.6.{n}, {client}").status_code
+        for n in range(4)
+    ]
+    assert statuses == [200, 200, 200, 429]  # spoofed entries buy nothing
+    assert get(view, "10.0.0.2", HTTP_X_FORWARDED_FOR=fresh_address()).status_code == 200
+
+
+def test_fail_open_and_closed(settings, caplog):
+    settings.ATOMICOPS = {
+        "URL": f"redis://127.0.0.1:{free_port()}/0",
+        "LOAD_ON_STARTUP": False,
+        "SOCKET_CONNECT_TIMEOUT": 0.5,
+    }
+
+    class Closed(ThreePerMinute):
+        fail_open = False
+
+    with caplog.at_level(logging.WARNING, logger="atomicops"):
+        assert get(api_view(ThreePerMinute), fresh_address()).status_code == 200
+    assert "throttle ThreePerMinute not checked" in caplog.text and "fail open" in caplog.text
+    refused = get(api_view(Closed), fresh_address())
+    assert refused.status_code == 503
+    assert refused.data["detail"] == "Rate limit unavailable; retry shortly."
+    settings.ATOMICOPS = {**settings.ATOMICOPS, "RATELIMIT_FAIL_OPEN": False}
+    assert get(api_view(ThreePerMinute), fresh_address()).status_code == 503
+
+
+# -- 8 processes: DRF's throttle races, ours does not -----------------------------------------
+
+RATE = 20
+PROCESSES = 8
+REQUESTS_EACH = 30  # 240 requests for a rate of 20
+ROUNDS = 5  # DRF's race is a race: give it a few chances to show
+
+
+class DrfAnon(drf_throttling.AnonRateThrottle):
+    # A day, so no window ends while the test runs (DRF's log and our windows alike).
+    rate = f"{RATE}/day"
+
+
+class OursAnon(drf.AnonRateThrottle):
+    rate = f"{RATE}/day"
+
+
+VIEWS = {"drf": api_view(DrfAnon), "atomicops": api_view(OursAnon)}
+
+
+def hammer(kind: str, address: str) -> int:
+    view = VIEWS[kind]
+    return sum(get(view, address).status_code == 200 for _ in range(REQUESTS_EACH))
+
+
+def admitted(kind: str) -> int:
+    address = fresh_address()
+    return sum(run_processes(hammer, [(kind, address)] * PROCESSES))
+
+
+@pytest.mark.slow
+def test_drf_throttle_races_ours_admits_exactly_its_rate(real_client, settings, capsys):
+    url = real_client.connection_pool.connection_kwargs
+    settings.CACHES = {
+        **settings.CACHES,
+        "shared": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": f"redis://{url['host']}:{url['port']}/0",
+        },
+    }
+    DrfAnon.cache = caches["shared"]  # DRF's throttle on a Redis cache every process shares
+    try:
+        drf_counts, ours_counts = [], []
+        for _ in range(ROUNDS):
+            drf_counts.append(admitted("drf"))
+            ours_counts.append(admitted("atomicops"))
+            if drf_counts[-1] > RATE:
+                break
+    finally:
+        del DrfAnon.cache
+    with capsys.disabled():
+        print(
+            f"\n{PROCESSES} processes x {REQUESTS_EACH} requests, rate {RATE}/day: "
+            f"DRF's AnonRateThrottle admitted {drf_counts}, atomicops.drf admitted {ours_counts}"
+        )
+    assert ours_counts == [RATE] * len(ours_counts)
+    assert max(drf_counts) > RATE, f"DRF's throttle never overshot in {ROUNDS} rounds"
+
+
+def test_nothing_imports_drf_or_pytest_unless_asked():
+    """DRF is optional, and so is the pytest plugin: importing every other atomicops module
+    (with Django set up) brings in neither."""
+    code = (
+        "import importlib, pkgutil, sys, django\n"
+        "django.setup()\n"
+        "import atomicops\n"
+        "skip = {'atomicops.drf', 'atomicops.testing'}\n"
+        "for m in pkgutil.walk_packages(atomicops.__path__, 'atomicops.'):\n"
+        "    if m.name not in skip:\n"
+        "        importlib.import_module(m.name)\n"
+        "bad = sorted(n for n in ('rest_framework', 'pytest', '_pytest') if n in sys.modules)\n"
+        "assert not bad, bad\n"
+        "print('ok')\n"
+    )
+    env = {"DJANGO_SETTINGS_MODULE": "demo_project.settings", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
