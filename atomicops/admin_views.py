@@ -19,8 +19,10 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from redis.exceptions import RedisError
 
-from atomicops import connection, transport
+from atomicops import connection
 from atomicops.conf import get_settings
+from atomicops.engine import topology, wire
+from atomicops.engine.ops import Context, Send
 from atomicops.exceptions import AtomicOpsError
 from atomicops.flushcheck import flush_check, primaries
 from atomicops.locks import LockScan, scan_locks
@@ -114,7 +116,8 @@ def read_server(client: Any, scripts: list[Script]) -> ServerFacts:
     if scripts:
         batch.append(("SCRIPT EXISTS", *(script.sha for script in scripts)))
     try:
-        replies = transport.roundtrip(client, batch, transport._Context("dashboard", None, False))
+        context = Context("reading the server facts", write=False, script=False)
+        replies = wire.roundtrip(Send(client, batch, context))
     except AtomicOpsError as exc:
         facts.error = exc.message
         return facts
@@ -176,9 +179,9 @@ def collect(client: Any = None) -> dict[str, Any]:
         context["connection_error"] = getattr(exc, "message", None) or str(exc)
         targets = []
     servers = [read_server(target, scripts) for target in targets]
-    if targets and connection.is_cluster(client):
-        for facts, node in zip(servers, client.get_primaries(), strict=True):
-            facts.address = node.name
+    if targets and topology.is_cluster(client):
+        for facts, (name, _) in zip(servers, topology.primaries(client), strict=True):
+            facts.address = name
     context["servers"] = servers
     rows = []
     for index, script in enumerate(scripts):

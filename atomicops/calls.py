@@ -1,36 +1,29 @@
-"""A prepared script call, shared by the primitives.
+"""Prepared script calls, shared by the primitives.
 
-A primitive validates its arguments while it builds a :class:`Call` (which script, which
-keys and args, how to read the reply); :func:`run` and :func:`arun` then send it. So
-sync and async share everything but the one line of I/O, and bad input raises
-:class:`~atomicops.exceptions.InvalidInput` before anything is sent.
+A primitive validates its arguments while it builds a :class:`~atomicops.engine.ops.Call`
+(which script, which keys and args, how to read the reply); :func:`run` and :func:`arun`
+then send it through the engine's runners. So sync and async share everything but the
+I/O, and bad input raises :class:`~atomicops.exceptions.InvalidInput` before anything is
+sent.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 from atomicops import connection
+from atomicops.engine import run as engine_run
+from atomicops.engine.ops import Call, Flow, text
 from atomicops.exceptions import InvalidInput
-from atomicops.keys import KeyLike, resolve_key, text
+from atomicops.keys import KeyLike, resolve_key
 from atomicops.registry import registry
 
 # The largest integer a Lua number (a double) holds exactly, and every integer below it.
 MAX_EXACT = 2**53 - 1
 
 TTL = int | float | timedelta | None
-
-
-class Call(NamedTuple):
-    """One prepared script call: which script, with what, and how to read its reply."""
-
-    script: str
-    keys: list[Any]
-    args: list[Any]
-    interpret: Callable[[Any], Any]
 
 
 def resolve(key: KeyLike) -> tuple[str | bytes, str]:
@@ -76,15 +69,19 @@ def _no_pipeline(call: Call, client: Any) -> None:
         )
 
 
-# A Call's keys and args were validated while it was built, so the registry's generic
-# per-argument check is skipped: it would cost every hit a few microseconds for nothing.
-def run(call: Call, client: Any) -> Any:
-    _no_pipeline(call, client)
-    reply = registry.get(call.script)._execute(call.keys, call.args, client)
+def call_flow(call: Call, client: Any) -> Flow[Any]:
+    """``call`` as a flow: its script's round trips, then its reply read by ``interpret``."""
+    reply = yield from registry.get(call.script).flow(call.keys, call.args, client)
     return call.interpret(reply)
+
+
+def run(call: Call, client: Any) -> Any:
+    """Send ``call`` now (sync); ``client`` None means the configured one."""
+    _no_pipeline(call, client)
+    return engine_run.run(call_flow(call, connection.get_client(client)))
 
 
 async def arun(call: Call, client: Any) -> Any:
+    """The async twin of :func:`run`."""
     _no_pipeline(call, client)
-    reply = await registry.get(call.script)._aexecute(call.keys, call.args, client)
-    return call.interpret(reply)
+    return await engine_run.arun(call_flow(call, connection.get_async_client(client)))

@@ -240,7 +240,9 @@ def check_server(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMes
     """Network checks, with ``--deploy`` only: W003 unreachable, W001 no EVAL_RO, E004, E005."""
     from redis.exceptions import RedisError
 
-    from atomicops import connection, keys, transport
+    from atomicops import connection, keys
+    from atomicops.engine import topology, wire
+    from atomicops.engine.ops import Context, Send
     from atomicops.flushcheck import primaries
     from atomicops.registry import registry
 
@@ -253,7 +255,7 @@ def check_server(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMes
         return [_unreachable(exc)]
     messages: list[checks.CheckMessage] = []
     prefix = keys.prefix()
-    if connection.is_cluster(client) and ("{" in prefix or "}" in prefix):
+    if topology.is_cluster(client) and ("{" in prefix or "}" in prefix):
         messages.append(
             checks.Error(
                 f"ATOMICOPS['KEY_PREFIX'] {prefix!r} contains a hash tag and the client is a "
@@ -265,11 +267,11 @@ def check_server(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMes
     scripts = list(registry)
     no_ro = False
     failed: dict[str, str] = {}
-    ctx = transport._Context("check --deploy", None, write=False)
+    context = Context("check --deploy", write=False, script=False)
     for server in servers:
         batch = [("EVALSHA_RO", _ABSENT_SHA, 0)] + [("SCRIPT LOAD", s.source) for s in scripts]
         try:
-            replies = transport.roundtrip(server, batch, ctx)
+            replies = wire.roundtrip(Send(server, batch, context))
         except AtomicOpsError as exc:
             return [*messages, _unreachable(exc)]
         ro = replies[0]

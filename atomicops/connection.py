@@ -32,6 +32,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from atomicops.conf import get_settings
+from atomicops.engine import compat
 from atomicops.exceptions import ConfigurationError
 from atomicops.redaction import redact_url
 
@@ -189,9 +190,7 @@ def _client_from_cache(alias: str) -> Any:
 
         return get_redis_connection(alias, write=True)
     if backend == DJANGO_BUILTIN_BACKEND:
-        from django.core.cache import caches
-
-        return caches[alias]._cache.get_client(write=True)
+        return compat.django_redis_cache_client(alias)
     raise ConfigurationError(
         f"cache alias {alias!r} uses {backend!r}; atomicops needs django-redis "
         f"or {DJANGO_BUILTIN_BACKEND}"

@@ -26,7 +26,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from atomicops import connection, keys, transport
+from atomicops import connection, keys
+from atomicops.engine import topology, wire
+from atomicops.engine.ops import Context, Send
 from atomicops.exceptions import AtomicOpsError, ConfigurationError, RedisUnavailable
 from atomicops.registry import Script, ScriptRegistry
 
@@ -64,17 +66,15 @@ class FlushCheckRow:
 
 def primaries(client: Any) -> list[Any]:
     """The plain clients whose script caches matter: each primary of a cluster, or ``client``."""
-    if connection.is_cluster(client):
-        return [node.redis_connection for node in client.get_primaries()]
-    return [client]
+    return [target for _, target in topology.primaries(client)]
 
 
 def script_exists(target: Any, shas: Sequence[str]) -> list[bool]:
     """``SCRIPT EXISTS`` on one server, in one round trip (no Lua runs)."""
     if not shas:
         return []
-    ctx = transport._Context("SCRIPT EXISTS", None, write=False)
-    [reply] = transport.roundtrip(target, [("SCRIPT EXISTS", *shas)], ctx)
+    context = Context("SCRIPT EXISTS", write=False, script=False)
+    [reply] = wire.roundtrip(Send(target, [("SCRIPT EXISTS", *shas)], context))
     if isinstance(reply, Exception):
         raise RedisUnavailable(f"SCRIPT EXISTS failed: {reply}") from reply
     return [bool(found) for found in reply]
@@ -166,9 +166,9 @@ def _exists_on(servers: list[Any], scripts: list[Script]) -> list[list[bool]]:
 
 
 def _load_error(servers: list[Any], script: Script) -> str:
-    ctx = transport._Context(script.name, None, write=False)
+    context = Context(script.name, write=False)
     for server in servers:
-        [reply] = transport.roundtrip(server, [("SCRIPT LOAD", script.source)], ctx)
+        [reply] = wire.roundtrip(Send(server, [("SCRIPT LOAD", script.source)], context))
         if isinstance(reply, Exception):
             return script.error_from_reply(reply).message
     # Loaded now, but was missing right after load_all: another client flushed meanwhile.
@@ -178,10 +178,10 @@ def _load_error(servers: list[Any], script: Script) -> str:
 def _probe(script: Script, client: Any, flush: bool) -> FlushCheckRow:
     probe_args = script.probe or ()
     scratch = probe_keys(script)
-    target = script._target(client, tuple(scratch))
-    ctx = transport._Context(script.name, scratch[0] if scratch else None, write=False)
+    target = topology.target_for(client, scratch, script.name)
+    context = Context(script.name, scratch[0] if scratch else None, write=False)
     if flush:
-        [reply] = transport.roundtrip(target, [("SCRIPT FLUSH",)], ctx)
+        [reply] = wire.roundtrip(Send(target, [("SCRIPT FLUSH",)], context))
         if isinstance(reply, Exception):
             return _row(script, True, None, 0, FAILED, f"SCRIPT FLUSH failed: {reply}")
     fallbacks = script.stats["fallbacks"]
@@ -195,7 +195,7 @@ def _probe(script: Script, client: Any, flush: bool) -> FlushCheckRow:
     finally:
         if scratch:
             # DEL is idempotent, so the read-only context (one retry) is fine here.
-            transport.roundtrip(target, [("DEL", *scratch)], ctx)
+            wire.roundtrip(Send(target, [("DEL", *scratch)], context))
     went_through = script.stats["fallbacks"] - fallbacks
     [after] = script_exists(target, [script.sha])
     if error is not None:

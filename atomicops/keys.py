@@ -37,13 +37,6 @@ def escape_part(part: object) -> str:
     return str(part).translate(_ESCAPE_PART)
 
 
-def text(value: Any) -> str | None:
-    """``value`` (a key, or a value read back) as text for messages: bytes decoded."""
-    if value is None:
-        return None
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
 def prefix() -> str:
     return get_settings()["KEY_PREFIX"]
 

@@ -39,7 +39,10 @@ from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 
-from atomicops import connection, keys, transport
+from atomicops import connection, keys
+from atomicops.engine import run as engine_run
+from atomicops.engine import topology
+from atomicops.engine.ops import Call, Context, Flow, Send, text
 from atomicops.exceptions import (
     AtomicOpsError,
     ConfigurationError,
@@ -55,8 +58,8 @@ logger = logging.getLogger("atomicops")
 
 F = TypeVar("F", bound=Callable[..., Any])
 L = TypeVar("L", bound="_Lease")
+T = TypeVar("T")
 NameLike = str | tuple[Any, str]
-Op = tuple[Any, ...]
 
 # Keys returned per SCAN call by list_locks: large enough that a few calls cover a
 # typical keyspace, small enough that one call never blocks the server noticeably.
@@ -163,31 +166,20 @@ def _wait_cap(client: Any) -> float:
     return max(0.01, min(_MAX_WAIT, socket_timeout * 0.8))
 
 
-def _wait_op(key: str, seconds: float, client: Any) -> tuple[Any, list]:
-    target = registry.get("lock_acquire")._target(client, (key,))
+def wake_wait(client: Any, key: str, seconds: float) -> Flow[Any]:
+    """Block on the wake-up list ``key`` for at most ``seconds`` (one BLPOP), as a flow.
+
+    Returns the popped token, or None when the time ran out. The wait goes to the
+    server owning the lock's slot, like the scripts.
+    """
+    target = topology.target_for(client, [key], "BLPOP")
     # Redis reads BLPOP's timeout as decimal seconds; 0 would mean "forever".
     seconds = max(0.001, min(seconds, _wait_cap(target)))
-    return target, [("BLPOP", key, f"{seconds:.3f}")]
-
-
-def _wait_reply(reply: Any, key: str) -> Any:
+    context = Context("BLPOP", key, write=False)
+    [reply] = yield Send(target, [("BLPOP", key, f"{seconds:.3f}")], context)
     if isinstance(reply, Exception):  # LOADING arrives as a ConnectionError, not a ResponseError
         raise reply_error(reply, script="BLPOP", keys=[key])
     return reply
-
-
-def blocking_wait(client: Any, key: str, seconds: float) -> Any:
-    """Block on the wake-up list ``key`` for at most ``seconds`` (one BLPOP)."""
-    target, batch = _wait_op(key, seconds, client)
-    ctx = transport._Context("BLPOP", key, write=False)
-    return _wait_reply(transport.roundtrip(target, batch, ctx)[0], key)
-
-
-async def ablocking_wait(client: Any, key: str, seconds: float) -> Any:
-    """The async twin of :func:`blocking_wait`."""
-    target, batch = _wait_op(key, seconds, client)
-    ctx = transport._Context("BLPOP", key, write=False)
-    return _wait_reply((await transport.aroundtrip(target, batch, ctx))[0], key)
 
 
 # -- the lease: what Lock and Semaphore share ------------------------------------
@@ -276,17 +268,17 @@ class _Lease:
     def _wake_key(self) -> str:
         return f"{self.key}:wake"
 
-    def _acquire_op(self, owner: str, wait: int) -> Op:
+    def _acquire_op(self, owner: str, wait: int) -> Call:
         """``wait``: 0 gives up when refused, 1 blocks next, 2 was just woken (see the Lua)."""
         raise NotImplementedError
 
-    def _release_op(self, owner: str) -> Op:
+    def _release_op(self, owner: str) -> Call:
         raise NotImplementedError
 
-    def _extend_op(self, owner: str, ttl_ms: int) -> Op:
+    def _extend_op(self, owner: str, ttl_ms: int) -> Call:
         raise NotImplementedError
 
-    def _check_op(self, owner: str) -> Op:
+    def _check_op(self, owner: str) -> Call:
         raise NotImplementedError
 
     # -- state ------------------------------------------------------------------
@@ -346,7 +338,7 @@ class _Lease:
 
     # -- flows: each operation's logic, shared by the sync and async methods --------
 
-    def _acquire_flow(self, blocking: bool, timeout: float | None) -> Generator[Op, Any, bool]:
+    def _acquire_flow(self, client: Any, blocking: bool, timeout: float | None) -> Flow[bool]:
         if not isinstance(blocking, bool):
             raise InvalidInput(f"blocking must be True or False, got {blocking!r}", key=self.key)
         if not blocking and timeout is not None:
@@ -371,7 +363,7 @@ class _Lease:
             sent = time.monotonic()
             self._pending = owner
             wait_mode = 2 if self._woken else (1 if will_wait else 0)
-            granted, value = (yield self._acquire_op(owner, wait_mode))[:2]
+            granted, value = (yield from self._call(client, self._acquire_op(owner, wait_mode)))[:2]
             self._woken = False  # a grant carried the flag on, or a refusal set it
             if granted:
                 self._granted(owner, int(value), sent, self.ttl_ms)
@@ -387,23 +379,23 @@ class _Lease:
                 if now >= deadline:
                     return False
                 wait = min(wait, deadline - now)
-            if (yield ("wait", self._wake_key, wait)) is not None:
+            if (yield from wake_wait(client, self._wake_key, wait)) is not None:
                 self._woken = True  # a release's token, not a timeout
 
-    def _release_flow(self) -> Generator[Op, Any, None]:
+    def _release_flow(self, client: Any) -> Flow[None]:
         owner = self._owner or self._pending
         if owner is None:
             raise self._not_owned("release() without a successful acquire() on this object")
         self._cancel_renewal()
         op = self._release_op(owner)
-        released = yield op
+        released = yield from self._call(client, op)
         if not released:
             self._mark_lost(owner, reported=True)
         self._clear()
         if not released:
-            raise self._not_owned(_TAKEN, script=op[1])
+            raise self._not_owned(_TAKEN, script=op.script)
 
-    def _extend_flow(self, ttl: float | None) -> Generator[Op, Any, None]:
+    def _extend_flow(self, client: Any, ttl: float | None) -> Flow[None]:
         ttl_ms = self.ttl_ms if ttl is None else ttl_to_ms(ttl, self.key)
         owner = self._owner
         if owner is None:
@@ -413,15 +405,15 @@ class _Lease:
             raise self._not_owned("the lease was already lost; nothing was sent")
         sent = time.monotonic()
         op = self._extend_op(owner, ttl_ms)
-        if not (yield op):
+        if not (yield from self._call(client, op)):
             self._mark_lost(owner, reported=True)
-            raise self._not_owned(_TAKEN, script=op[1])
+            raise self._not_owned(_TAKEN, script=op.script)
         if self._owner == owner:
             self._deadline = sent + ttl_ms / 1000
 
     def _renew_flow(
-        self, owner: str, stopped: Callable[[], bool] = lambda: False
-    ) -> Generator[Op, Any, str]:
+        self, client: Any, owner: str, stopped: Callable[[], bool] = lambda: False
+    ) -> Flow[str]:
         """One auto-renewal: ``"ok"``, ``"lost"`` or ``"stop"`` (released meanwhile).
 
         ``stopped`` tells a renewer thread that release() began: its extend may have
@@ -430,7 +422,7 @@ class _Lease:
         if self._owner != owner or self._lost:
             return "stop"
         sent = time.monotonic()
-        extended = yield self._extend_op(owner, self.ttl_ms)
+        extended = yield from self._call(client, self._extend_op(owner, self.ttl_ms))
         if self._owner != owner or stopped():
             return "stop"
         if not extended:
@@ -440,12 +432,12 @@ class _Lease:
         self.renewals += 1
         return "ok"
 
-    def _owned_flow(self) -> Generator[Op, Any, bool]:
+    def _owned_flow(self, client: Any) -> Flow[bool]:
         owner = self._owner or self._pending
         if owner is None:
             return False
         sent = time.monotonic()
-        owned, token, remaining_ms = (yield self._check_op(owner))[:3]
+        owned, token, remaining_ms = (yield from self._call(client, self._check_op(owner)))[:3]
         if owned:
             if self._owner is None and self._pending == owner:
                 # The acquire whose reply was lost did take it: adopt that grant.
@@ -457,7 +449,7 @@ class _Lease:
             self._pending = None  # the lost acquire did not take it (or it has run out)
         return False
 
-    def _ensure_flow(self) -> Generator[Op, Any, int]:
+    def _ensure_flow(self, client: Any) -> Flow[int]:
         owner = self._owner
         if owner is None:
             raise self._not_owned("ensure_owned() without a successful acquire() on this object")
@@ -468,62 +460,44 @@ class _Lease:
                 "renewal found another owner)"
             )
         op = self._check_op(owner)
-        owned, token = (yield op)[:2]
+        owned, token = (yield from self._call(client, op))[:2]
         if not owned or int(token) != self.fencing_token:
             self._mark_lost(owner, reported=True)
-            raise self._not_owned("not held by this owner any more", script=op[1])
+            raise self._not_owned("not held by this owner any more", script=op.script)
         return int(token)
 
-    def _count_flow(self) -> Generator[Op, Any, int]:
-        reply = yield self._check_op("")
+    def _count_flow(self, client: Any) -> Flow[int]:
+        reply = yield from self._call(client, self._check_op(""))
         return int(reply[3])
 
     # -- running flows ----------------------------------------------------------
 
-    def _run(self, flow: Generator[Op, Any, Any]) -> Any:
+    @staticmethod
+    def _call(client: Any, call: Call) -> Flow[Any]:
+        # Ops are built here from checked names and numbers: no re-check.
+        return registry.get(call.script).flow(call.keys, call.args, client)
+
+    def _run(self, flow: Callable[..., Flow[T]], *args: Any) -> T:
+        """Run ``flow(client, *args)`` on this lease's sync client."""
         client = connection.get_client(self.client)
         if connection.is_async(client):
-            flow.close()
             raise ConfigurationError(
                 f"{self.kind} {self.name!r} has an asyncio client: use the a-prefixed methods "
                 "and 'async with'",
                 key=self.key,
             )
-        try:
-            op = next(flow)
-            while True:
-                if op[0] == "call":
-                    # Ops are built here from checked names and numbers: no re-check.
-                    result = registry.get(op[1])._execute(op[2], op[3], client)
-                else:
-                    result = blocking_wait(client, op[1], op[2])
-                op = flow.send(result)
-        except StopIteration as done:
-            return done.value
-        finally:
-            flow.close()
+        return engine_run.run(flow(client, *args))
 
-    async def _arun(self, flow: Generator[Op, Any, Any]) -> Any:
+    async def _arun(self, flow: Callable[..., Flow[T]], *args: Any) -> T:
+        """Run ``flow(client, *args)`` on this lease's asyncio client."""
         client = connection.get_async_client(self.client)
         if not connection.is_async(client):
-            flow.close()
             raise ConfigurationError(
                 f"{self.kind} {self.name!r} has a synchronous client: the a-prefixed methods "
                 "need a redis.asyncio one",
                 key=self.key,
             )
-        try:
-            op = next(flow)
-            while True:
-                if op[0] == "call":
-                    result = await registry.get(op[1])._aexecute(op[2], op[3], client)
-                else:
-                    result = await ablocking_wait(client, op[1], op[2])
-                op = flow.send(result)
-        except StopIteration as done:
-            return done.value
-        finally:
-            flow.close()
+        return await engine_run.arun(flow(client, *args))
 
     # -- public API: sync -------------------------------------------------------
 
@@ -542,7 +516,7 @@ class _Lease:
         owner token) or :meth:`owned` settles it. :class:`LockError` if this object
         already holds it; :class:`InvalidInput` for bad arguments.
         """
-        granted = self._run(self._acquire_flow(blocking, timeout))
+        granted = self._run(self._acquire_flow, blocking, timeout)
         if granted:
             self._start_thread_renewal()
         return granted
@@ -555,7 +529,7 @@ class _Lease:
         :class:`OutcomeUnknown` if the reply was lost: it is released or runs out by its
         TTL, and :meth:`release` may be called again.
         """
-        self._run(self._release_flow())
+        self._run(self._release_flow)
 
     def extend(self, ttl: float | None = None) -> None:
         """Reset the remaining lease to ``ttl`` seconds (default: the object's ``ttl``).
@@ -563,7 +537,7 @@ class _Lease:
         One round trip, atomic: checks the owner and sets the TTL in one script. Raises
         :class:`LockNotOwned` (changing nothing) when this owner no longer holds it.
         """
-        self._run(self._extend_flow(ttl))
+        self._run(self._extend_flow, ttl)
 
     def owned(self) -> bool:
         """Whether this owner holds the lease now, asked of the server (one read-only trip).
@@ -571,7 +545,7 @@ class _Lease:
         After an :class:`OutcomeUnknown` from :meth:`acquire` this settles the question,
         and adopts the grant (with its fencing token) if the lost attempt took it.
         """
-        return self._run(self._owned_flow())
+        return self._run(self._owned_flow)
 
     def ensure_owned(self) -> int:
         """Raise :class:`LockNotOwned` unless this owner still holds the lease; return the
@@ -580,7 +554,7 @@ class _Lease:
         The lease can still run out right after this returns: pass the fencing token to
         the resource so it can refuse writes from an older holder.
         """
-        return self._run(self._ensure_flow())
+        return self._run(self._ensure_flow)
 
     def __enter__(self: L) -> L:
         if not self.acquire():
@@ -608,26 +582,26 @@ class _Lease:
 
     async def aacquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         """The async twin of :meth:`acquire` (same scripts, same rules)."""
-        granted = await self._arun(self._acquire_flow(blocking, timeout))
+        granted = await self._arun(self._acquire_flow, blocking, timeout)
         if granted:
             self._start_task_renewal()
         return granted
 
     async def arelease(self) -> None:
         """The async twin of :meth:`release`."""
-        await self._arun(self._release_flow())
+        await self._arun(self._release_flow)
 
     async def aextend(self, ttl: float | None = None) -> None:
         """The async twin of :meth:`extend`."""
-        await self._arun(self._extend_flow(ttl))
+        await self._arun(self._extend_flow, ttl)
 
     async def aowned(self) -> bool:
         """The async twin of :meth:`owned`."""
-        return await self._arun(self._owned_flow())
+        return await self._arun(self._owned_flow)
 
     async def aensure_owned(self) -> int:
         """The async twin of :meth:`ensure_owned`."""
-        return await self._arun(self._ensure_flow())
+        return await self._arun(self._ensure_flow)
 
     async def __aenter__(self: L) -> L:
         if not await self.aacquire():
@@ -750,7 +724,7 @@ def _renew_in_thread(steps: Steps, owner: str, stop: threading.Event) -> None:
                     return
                 continue
             try:
-                status = value._run(value._renew_flow(owner, stop.is_set))
+                status = value._run(value._renew_flow, owner, stop.is_set)
             except AtomicOpsError as exc:
                 status = value._renewal_outcome(owner, exc)
             del value
@@ -771,7 +745,7 @@ async def _renew_in_task(steps: Steps, owner: str) -> None:
                 continue
             try:
                 # release() cancels this task, so a reply read after it is never acted on.
-                status = await value._arun(value._renew_flow(owner))
+                status = await value._arun(value._renew_flow, owner)
             except AtomicOpsError as exc:
                 status = value._renewal_outcome(owner, exc)
             del value
@@ -809,25 +783,25 @@ class Lock(_Lease):
     def _fence_key(self) -> str:
         return f"{self.key}:fence"
 
-    def _acquire_op(self, owner: str, wait: int) -> Op:
-        return ("call", "lock_acquire", [self.key, self._fence_key], [owner, self.ttl_ms, wait])
+    def _acquire_op(self, owner: str, wait: int) -> Call:
+        return Call("lock_acquire", [self.key, self._fence_key], [owner, self.ttl_ms, wait])
 
-    def _release_op(self, owner: str) -> Op:
-        return ("call", "lock_release", [self.key, self._wake_key], [owner, WAKE_TTL_MS])
+    def _release_op(self, owner: str) -> Call:
+        return Call("lock_release", [self.key, self._wake_key], [owner, WAKE_TTL_MS])
 
-    def _extend_op(self, owner: str, ttl_ms: int) -> Op:
-        return ("call", "lock_extend", [self.key], [owner, ttl_ms])
+    def _extend_op(self, owner: str, ttl_ms: int) -> Call:
+        return Call("lock_extend", [self.key], [owner, ttl_ms])
 
-    def _check_op(self, owner: str) -> Op:
-        return ("call", "lock_check", [self.key], [owner])
+    def _check_op(self, owner: str) -> Call:
+        return Call("lock_check", [self.key], [owner])
 
     def locked(self) -> bool:
         """Whether anyone holds the lock now (one read-only round trip)."""
-        return self._run(self._count_flow()) > 0
+        return self._run(self._count_flow) > 0
 
     async def alocked(self) -> bool:
         """The async twin of :meth:`locked`."""
-        return await self._arun(self._count_flow()) > 0
+        return await self._arun(self._count_flow) > 0
 
 
 def locked(
@@ -1006,11 +980,7 @@ def _scan_locks(
         raise ConfigurationError(f"{what} needs a synchronous client, not a pipeline")
     started = time.monotonic()
     deadline = None if max_seconds is None else started + max_seconds
-    targets = (
-        [node.redis_connection for node in client.get_primaries()]
-        if connection.is_cluster(client)
-        else [client]
-    )
+    targets = [target for _, target in topology.primaries(client)]
     pattern = _lock_pattern()
     head = len(f"{keys.prefix()}:lock:")
     found: dict[str, LockInfo] = {}  # by key: SCAN may return a key twice
@@ -1057,7 +1027,7 @@ def _scan_locks(
 
 
 def _key_text(raw: bytes | str) -> str:
-    return keys.text(raw) or ""
+    return text(raw) or ""
 
 
 def _read_locks(client: Any, batch: list[str], head: int) -> dict[str, LockInfo]:
@@ -1082,7 +1052,7 @@ def _read_locks(client: Any, batch: list[str], head: int) -> dict[str, LockInfo]
         infos[key] = LockInfo(
             name=_unescape(key[head + 1 : -1]),
             key=key,
-            owner=keys.text(owner),
+            owner=text(owner),
             fencing_token=fencing_token,
             ttl_ms=None if pttl < 0 else int(pttl),
         )

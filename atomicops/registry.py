@@ -24,7 +24,7 @@ import logging
 import re
 import threading
 import weakref
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -33,11 +33,13 @@ from typing import Any
 from redis import exceptions as redis_errors
 from redis.exceptions import NoScriptError, ResponseError
 
-from atomicops import connection, transport
+from atomicops import connection
+from atomicops.engine import compat, topology
+from atomicops.engine.ops import Context, Flow, Send, text
+from atomicops.engine.run import arun, run
 from atomicops.exceptions import (
     AtomicOpsError,
     ConfigurationError,
-    CrossSlotError,
     DataError,
     InvalidInput,
     ReadOnlyViolation,
@@ -51,7 +53,6 @@ from atomicops.exceptions import (
     ServerOutOfMemory,
     ServerRefused,
 )
-from atomicops.keys import text
 from atomicops.luaheader import RESULT_CONVERSIONS, Header, parse_header
 
 logger = logging.getLogger("atomicops")
@@ -258,16 +259,6 @@ class _ServerState:
         self.has_ro: bool | None = None  # EVALSHA_RO available? None = not yet known
 
 
-class _PipelineHandle:
-    """What redis-py's ``Pipeline.load_scripts`` expects: ``.sha`` and ``.script``."""
-
-    __slots__ = ("sha", "script")
-
-    def __init__(self, sha: str, script: str) -> None:
-        self.sha = sha
-        self.script = script
-
-
 class Script:
     """A registered Lua script. Call it: ``script(keys=[...], args=[...], client=None)``."""
 
@@ -311,7 +302,7 @@ class Script:
         self.origin = origin
         self.stats = ScriptStats()
         self.convert: Callable[[Any], Any] = _CONVERTERS[result]
-        self._pipeline_handle = _PipelineHandle(self.sha, source)
+        self._pipeline_handle = compat.PipelineScript(self.sha, source)
 
     def __repr__(self) -> str:
         return f"<Script {self.name} {self.sha[:12]}{' readonly' if self.readonly else ''}>"
@@ -330,49 +321,31 @@ class Script:
         through :attr:`convert`).
         """
         keys, args = self._check(keys, args)
-        return self._execute(keys, args, client)
-
-    def _execute(self, keys: Sequence[Any], args: Sequence[Any], client: Any = None) -> Any:
-        """Run with keys and args already checked (atomicops' primitives validate their own)."""
         client = connection.get_client(client)
         if connection.is_pipeline(client):
             return self._queue(client, keys, args)
-        self.stats.bump("calls")
-        try:
-            target = self._target(client, keys)
-            ctx = transport._Context(self.name, keys[0] if keys else None, not self.readonly)
-            flow = self._flow(keys, args, self.registry._state(target))
-            batch = next(flow)
-            while True:
-                batch = flow.send(transport.roundtrip(target, batch, ctx))
-        except StopIteration as done:
-            return done.value
-        except AtomicOpsError:
-            self.stats.bump("errors")
-            raise
+        return run(self.flow(keys, args, client))
 
     async def acall(
         self, keys: Sequence[Any] = (), args: Sequence[Any] = (), client: Any = None
     ) -> Any:
         """The async twin of calling the script, over ``redis.asyncio``; same rules."""
         keys, args = self._check(keys, args)
-        return await self._aexecute(keys, args, client)
-
-    async def _aexecute(self, keys: Sequence[Any], args: Sequence[Any], client: Any = None) -> Any:
-        """The async twin of :meth:`_execute`."""
         client = connection.get_async_client(client)
         if connection.is_pipeline(client):
             return self._queue(client, keys, args)
+        return await arun(self.flow(keys, args, client))
+
+    def flow(self, keys: Sequence[Any], args: Sequence[Any], client: Any) -> Flow[Any]:
+        """The call as a flow for the engine's runners; ``keys`` and ``args`` already checked.
+
+        atomicops' primitives build their calls from validated arguments and run this
+        directly (the generic per-argument check of :meth:`__call__` would cost every
+        hit a few microseconds for nothing); composed operations ``yield from`` it.
+        """
         self.stats.bump("calls")
         try:
-            target = self._target(client, keys)
-            ctx = transport._Context(self.name, keys[0] if keys else None, not self.readonly)
-            flow = self._flow(keys, args, self.registry._state(target))
-            batch = next(flow)
-            while True:
-                batch = flow.send(await transport.aroundtrip(target, batch, ctx))
-        except StopIteration as done:
-            return done.value
+            return (yield from self._rounds(keys, args, client))
         except AtomicOpsError:
             self.stats.bump("errors")
             raise
@@ -405,59 +378,34 @@ class Script:
                 )
         return keys, tuple(str(a) if isinstance(a, Decimal) else a for a in args)
 
-    def _target(self, client: Any, keys: tuple) -> Any:
-        """The plain client to talk to: the client itself, or the cluster node owning the slot."""
-        if not hasattr(client, "nodes_manager"):
-            return client
-        from redis.crc import key_slot
-
-        slots = {key_slot(k.encode() if isinstance(k, str) else k) for k in keys}
-        if len(slots) > 1:
-            raise CrossSlotError(
-                f"script {self.name!r}: keys {list(keys)!r} hash to different cluster slots; "
-                "give them a common hash tag, e.g. '{user:42}:a' and '{user:42}:b'",
-                keys=[text(k) for k in keys],
-                script=self.name,
-            )
-        if connection.is_async(client):
-            raise ConfigurationError(
-                "async Redis Cluster clients are not supported yet; use a sync RedisCluster",
-                script=self.name,
-            )
-        if slots:
-            node = client.nodes_manager.get_node_from_slot(slots.pop())
-        else:
-            node = client.get_default_node()
-        return node.redis_connection
-
     def _queue(self, pipe: Any, keys: tuple, args: tuple) -> Any:
         # Pipeline.execute() runs SCRIPT EXISTS for its scripts and loads the missing
         # ones before sending the batch, so a flush between batches is harmless.
-        if hasattr(pipe, "nodes_manager"):
+        if topology.is_cluster(pipe):
             raise ConfigurationError(
                 "scripts cannot be queued on a cluster pipeline", script=self.name
             )
-        pipe.scripts.add(self._pipeline_handle)
-        pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+        compat.queue_script(pipe, self._pipeline_handle, keys, args)
         return pipe
 
-    def _flow(
-        self, keys: tuple, args: tuple, state: _ServerState
-    ) -> Generator[Batch, list[Any], Any]:
-        """The whole call as a generator: yields batches, is sent their replies."""
+    def _rounds(self, keys: Sequence[Any], args: Sequence[Any], client: Any) -> Flow[Any]:
+        target = topology.target_for(client, keys, self.name)
+        context = Context(self.name, keys[0] if keys else None, write=not self.readonly)
         registry = self.registry
+        state = registry.server_state(target)
         ro = self.readonly and state.has_ro is not False
         # The version before the batch: a script registered meanwhile is then loaded
         # next time, instead of being taken as loaded.
         version = registry.version
-        loads = registry._load_batch() if state.loaded_version != version else []
-        replies = yield [
-            *loads,
-            ("EVALSHA_RO" if ro else "EVALSHA", self.sha, len(keys), *keys, *args),
-        ]
+        loads = registry.load_commands() if state.loaded_version != version else []
+        replies = yield Send(
+            target,
+            [*loads, ("EVALSHA_RO" if ro else "EVALSHA", self.sha, len(keys), *keys, *args)],
+            context,
+        )
         reply = replies[-1]
         if loads:
-            registry._note_loads(replies[:-1], state, version)
+            registry.note_loads(replies[:-1], state, version)
         if ro:
             if _is_unknown_command(reply):
                 # fakeredis and Redis < 7: explicit downgrade, said once in the log.
@@ -467,19 +415,22 @@ class Script:
                     "so a stray write in one is not rejected by the server"
                 )
                 ro = False
-                replies = yield [("EVALSHA", self.sha, len(keys), *keys, *args)]
+                replies = yield Send(
+                    target, [("EVALSHA", self.sha, len(keys), *keys, *args)], context
+                )
                 reply = replies[-1]
             else:
                 state.has_ro = True
         if isinstance(reply, NoScriptError):
             self.stats.bump("fallbacks")
             version = registry.version
-            loads = registry._load_batch()
-            replies = yield [
-                *loads,
-                ("EVAL_RO" if ro else "EVAL", self.source, len(keys), *keys, *args),
-            ]
-            registry._note_loads(replies[:-1], state, version)
+            loads = registry.load_commands()
+            replies = yield Send(
+                target,
+                [*loads, ("EVAL_RO" if ro else "EVAL", self.source, len(keys), *keys, *args)],
+                context,
+            )
+            registry.note_loads(replies[:-1], state, version)
             reply = replies[-1]
         # Any error object, not only ResponseError: a -LOADING reply arrives as
         # redis-py's BusyLoadingError, a ConnectionError, and must never reach convert().
@@ -704,17 +655,19 @@ class ScriptRegistry:
 
     # -- loading -----------------------------------------------------------------
 
-    def _state(self, client: Any) -> _ServerState:
+    def server_state(self, client: Any) -> _ServerState:
+        """What this process knows about the server behind ``client`` (one per pool)."""
         pool = client.connection_pool
         state = self._states.get(pool)
         if state is None:
             state = self._states.setdefault(pool, _ServerState())
         return state
 
-    def _load_batch(self) -> Batch:
+    def load_commands(self) -> Batch:
+        """``SCRIPT LOAD`` of every registered script, in registration order."""
         return [("SCRIPT LOAD", script.source) for script in self._scripts.values()]
 
-    def _note_loads(
+    def note_loads(
         self, replies: Sequence[Any], state: _ServerState, version: int
     ) -> list[AtomicOpsError]:
         """Check SCRIPT LOAD replies; remember the server has everything of ``version``.
@@ -747,26 +700,22 @@ class ScriptRegistry:
         client = connection.get_client(client)
         if connection.is_pipeline(client):
             raise ConfigurationError("load_all() needs a client, not a pipeline")
-        targets = (
-            [node.redis_connection for node in client.get_primaries()]
-            if hasattr(client, "nodes_manager")
-            else [client]
-        )
-        ctx = transport._Context("load_all", None, write=False)
-        for target in targets:
-            version = self.version
-            replies = transport.roundtrip(target, self._load_batch(), ctx)
-            self._raise_first(self._note_loads(replies, self._state(target), version))
+        for name, target in topology.primaries(client):
+            run(self._load_flow(name, target))
         return {script.name: script.sha for script in self._scripts.values()}
 
     async def aload_all(self, client: Any = None) -> dict[str, str]:
         """The async twin of :meth:`load_all` (standalone servers)."""
         client = connection.get_async_client(client)
-        ctx = transport._Context("load_all", None, write=False)
-        version = self.version
-        replies = await transport.aroundtrip(client, self._load_batch(), ctx)
-        self._raise_first(self._note_loads(replies, self._state(client), version))
+        for name, target in topology.primaries(client):
+            await arun(self._load_flow(name, target))
         return {script.name: script.sha for script in self._scripts.values()}
+
+    def _load_flow(self, name: str, target: Any) -> Flow[None]:
+        version = self.version
+        context = Context(f"loading the scripts onto {name}", write=False, script=False)
+        replies = yield Send(target, self.load_commands(), context)
+        self._raise_first(self.note_loads(replies, self.server_state(target), version))
 
     @staticmethod
     def _raise_first(failures: list[AtomicOpsError]) -> None:

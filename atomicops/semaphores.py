@@ -17,8 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from atomicops.calls import MAX_EXACT
+from atomicops.engine.ops import Call
 from atomicops.exceptions import InvalidInput
-from atomicops.locks import DEFAULT_RENEW_FRACTION, WAKE_TTL_MS, NameLike, Op, _Lease
+from atomicops.locks import DEFAULT_RENEW_FRACTION, WAKE_TTL_MS, NameLike, _Lease
 
 
 class Semaphore(_Lease):
@@ -68,32 +69,30 @@ class Semaphore(_Lease):
     def _keys(self) -> list[str]:
         return [self.key, f"{self.key}:tokens"]
 
-    def _acquire_op(self, owner: str, wait: int) -> Op:
-        return (
-            "call",
+    def _acquire_op(self, owner: str, wait: int) -> Call:
+        return Call(
             "semaphore_acquire",
             [*self._keys, f"{self.key}:fence", self._wake_key],
             [owner, self.limit, self.ttl_ms],
         )
 
-    def _release_op(self, owner: str) -> Op:
-        return (
-            "call",
+    def _release_op(self, owner: str) -> Call:
+        return Call(
             "semaphore_release",
             [*self._keys, self._wake_key],
             [owner, WAKE_TTL_MS, self.limit],
         )
 
-    def _extend_op(self, owner: str, ttl_ms: int) -> Op:
-        return ("call", "semaphore_extend", self._keys, [owner, ttl_ms])
+    def _extend_op(self, owner: str, ttl_ms: int) -> Call:
+        return Call("semaphore_extend", self._keys, [owner, ttl_ms])
 
-    def _check_op(self, owner: str) -> Op:
-        return ("call", "semaphore_check", self._keys, [owner])
+    def _check_op(self, owner: str) -> Call:
+        return Call("semaphore_check", self._keys, [owner])
 
     def holders(self) -> int:
         """How many leases are running now (one read-only round trip)."""
-        return self._run(self._count_flow())
+        return self._run(self._count_flow)
 
     async def aholders(self) -> int:
         """The async twin of :meth:`holders`."""
-        return await self._arun(self._count_flow())
+        return await self._arun(self._count_flow)

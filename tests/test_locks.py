@@ -34,8 +34,8 @@ from atomicops import (
     locked,
     locks,
     registry,
-    transport,
 )
+from atomicops.engine import wire
 from atomicops.locks import lock_key
 from tests.factories import ArticleFactory
 from tests.test_cluster import cluster_server  # noqa: F401  (a fixture: one-node clusters)
@@ -323,7 +323,9 @@ def test_a_foreign_value_at_the_lock_key_is_a_typed_error(backend):
 
 
 class Waits:
-    """The BLPOPs of blocked waiters (sync and async): each reply, None when it timed out."""
+    """The BLPOPs of blocked waiters (sync and async): each reply, None when it timed out.
+
+    One flow (:func:`atomicops.locks.wake_wait`) serves both, so one patch sees both."""
 
     def __init__(self) -> None:
         self.replies: list[Any] = []
@@ -338,20 +340,14 @@ class Waits:
 @pytest.fixture
 def waits(monkeypatch) -> Waits:
     log = Waits()
-    real, areal = locks.blocking_wait, locks.ablocking_wait
+    real = locks.wake_wait
 
-    def blocking_wait(client, key, seconds):
+    def wake_wait(client, key, seconds):
         log.started.set()
-        log.replies.append(reply := real(client, key, seconds))
+        log.replies.append(reply := (yield from real(client, key, seconds)))
         return reply
 
-    async def ablocking_wait(client, key, seconds):
-        log.started.set()
-        log.replies.append(reply := await areal(client, key, seconds))
-        return reply
-
-    monkeypatch.setattr(locks, "blocking_wait", blocking_wait)
-    monkeypatch.setattr(locks, "ablocking_wait", ablocking_wait)
+    monkeypatch.setattr(locks, "wake_wait", wake_wait)
     return log
 
 
@@ -495,16 +491,16 @@ def test_two_waiters_both_get_the_lock_one_release_each(backend):
 @pytest.fixture
 def lose_reply(monkeypatch):
     """Make the next call of a script run on the server but lose its reply."""
-    real = transport.roundtrip
+    real = wire.roundtrip
     armed: dict[str, bool] = {}
 
-    def roundtrip(client, batch, ctx):
-        replies = real(client, batch, ctx)
-        if armed.pop(ctx.script, False):
-            raise ctx.unknown(redis.ConnectionError("reply lost (simulated)"))
+    def roundtrip(send):
+        replies = real(send)
+        if armed.pop(send.context.what, False):
+            raise send.context.unknown(redis.ConnectionError("reply lost (simulated)"))
         return replies
 
-    monkeypatch.setattr(transport, "roundtrip", roundtrip)
+    monkeypatch.setattr(wire, "roundtrip", roundtrip)
     return lambda script: armed.__setitem__(script, True)
 
 
@@ -513,25 +509,23 @@ def test_a_woken_waiter_cut_off_before_its_retry_still_wakes_the_next_one(backen
     waiters their wake-up, and pays it when it does take the lock."""
     from atomicops.exceptions import RedisUnavailable
 
-    real_roundtrip, real_wait = transport.roundtrip, locks.blocking_wait
+    real_roundtrip = wire.roundtrip
     cut = {"armed": True}
     first_done = threading.Event()
 
-    def roundtrip(client, batch, ctx):
+    def roundtrip(send):
+        what, batch = send.context.what, send.commands
         # The first attempt made right after a wake-up (wait=2) is not sent.
-        if ctx.script == "lock_acquire" and batch[-1][-1] == 2 and cut.pop("armed", False):
-            raise ctx.unavailable(redis.ConnectionError("cut off (simulated)"))
-        return real_roundtrip(client, batch, ctx)
-
-    def blocking_wait(client, key, seconds):
-        # The second waiter was refused (and set the flag) while the lock was held, but
-        # blocks only once the first has taken the release's token: the order is fixed.
-        if threading.current_thread().name == "second":
+        if what == "lock_acquire" and batch[-1][-1] == 2 and cut.pop("armed", False):
+            raise send.context.unavailable(redis.ConnectionError("cut off (simulated)"))
+        if what == "BLPOP" and threading.current_thread().name == "second":
+            # The second waiter was refused (and set the flag) while the lock was held,
+            # but blocks only once the first has taken the release's token: the order
+            # is fixed.
             assert first_done.wait(30)
-        return real_wait(client, key, seconds)
+        return real_roundtrip(send)
 
-    monkeypatch.setattr(transport, "roundtrip", roundtrip)
-    monkeypatch.setattr(locks, "blocking_wait", blocking_wait)
+    monkeypatch.setattr(wire, "roundtrip", roundtrip)
     holder = Lock("report", ttl=60)  # expiry cannot be what wakes anyone
     holder.acquire()
     first, second = Lock("report", ttl=60), Lock("report", ttl=60)
@@ -698,22 +692,22 @@ def test_release_stops_the_renewer(backend):
 def test_a_renewal_overtaken_by_release_reports_no_loss(backend, monkeypatch):
     # The renewer's extend reaches the server just after release() freed the lock, and
     # its "not the owner" reply is read before release() has forgotten the owner.
-    real = transport.roundtrip
+    real = wire.roundtrip
     extending, released = threading.Event(), threading.Event()
 
-    def roundtrip(client, batch, ctx):
-        if ctx.script == "lock_extend":
+    def roundtrip(send):
+        if send.context.what == "lock_extend":
             extending.set()
             assert released.wait(5)
-            return real(client, batch, ctx)
-        replies = real(client, batch, ctx)
-        if ctx.script == "lock_release":
+            return real(send)
+        replies = real(send)
+        if send.context.what == "lock_release":
             released.set()
             for thread in renewer_threads():
                 thread.join(5)  # the renewer has read its reply and finished
         return replies
 
-    monkeypatch.setattr(transport, "roundtrip", roundtrip)
+    monkeypatch.setattr(wire, "roundtrip", roundtrip)
     seen = []
     lock = Lock("report", ttl=1, auto_renew=True, renew_fraction=0.1, on_lost=seen.append)
     lock.acquire()

@@ -22,8 +22,8 @@ from atomicops import (
     LockNotOwned,
     OutcomeUnknown,
     Semaphore,
-    transport,
 )
+from atomicops.engine import wire
 from tests.test_locks import arelease_later, release_later, waits  # noqa: F401  (a fixture)
 
 
@@ -107,17 +107,17 @@ def test_extend_resets_the_lease(backend):
 
 def test_lost_acquire_reply_then_retry_gets_the_same_grant(backend, monkeypatch):
     _, client = backend
-    real = transport.roundtrip
+    real = wire.roundtrip
     lose = {"semaphore_acquire"}
 
-    def roundtrip(target, batch, ctx):
-        replies = real(target, batch, ctx)
-        if ctx.script in lose:
-            lose.discard(ctx.script)
-            raise ctx.unknown(redis.ConnectionError("reply lost (simulated)"))
+    def roundtrip(send):
+        replies = real(send)
+        if send.context.what in lose:
+            lose.discard(send.context.what)
+            raise send.context.unknown(redis.ConnectionError("reply lost (simulated)"))
         return replies
 
-    monkeypatch.setattr(transport, "roundtrip", roundtrip)
+    monkeypatch.setattr(wire, "roundtrip", roundtrip)
     sem = Semaphore("pool", 1, ttl=10)
     with pytest.raises(OutcomeUnknown):
         sem.acquire()

@@ -6,7 +6,7 @@ import pytest
 import redis
 import redis.asyncio
 
-from atomicops import transport
+from atomicops.engine import wire
 
 COMMANDS = [
     ("EVALSHA", "a" * 40, 2, "k:é", b"\x00\xff bytes", -5, "", "two words", 2**53),
@@ -25,7 +25,7 @@ def connections():
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[0])
 def test_fast_packing_matches_redis_py(command):
     for conn in connections():
-        packed = transport._pack_one(command, conn.encoder)
+        packed = wire.pack_one(command, conn.encoder)
         assert packed is not None
         assert packed == [b"".join(conn.pack_command(*command))], conn
 
@@ -36,9 +36,9 @@ def test_fast_packing_matches_redis_py(command):
 )
 def test_what_it_does_not_know_goes_to_redis_py(command):
     conn = redis.Redis().connection_pool.make_connection()
-    assert transport._pack_one(command, conn.encoder) is None
+    assert wire.pack_one(command, conn.encoder) is None
     if command[-1] is not True:  # redis-py refuses bools itself
-        assert transport._pack(conn, [command]) == conn.pack_command(*command)
+        assert wire.pack(conn, [command]) == conn.pack_command(*command)
 
 
 def test_a_connection_without_an_encoder_uses_its_own_packer():
@@ -50,4 +50,4 @@ def test_a_connection_without_an_encoder_uses_its_own_packer():
             return inner.pack_command(*args)
 
     command = COMMANDS[0]
-    assert transport._pack(Proxy(), [command]) == inner.pack_command(*command)
+    assert wire.pack(Proxy(), [command]) == inner.pack_command(*command)

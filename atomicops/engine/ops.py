@@ -1,0 +1,77 @@
+"""The typed operations that flows yield, and the context errors are named by."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Sequence
+from typing import Any, NamedTuple, TypeVar
+
+from atomicops.exceptions import OutcomeUnknown, RedisUnavailable
+
+T = TypeVar("T")
+Command = Sequence[Any]
+
+
+def text(value: Any) -> str | None:
+    """``value`` (a key, or a value read back) as text for messages: bytes decoded."""
+    if value is None:
+        return None
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+class Context(NamedTuple):
+    """What a round trip is for: named in its errors, and whether it may write.
+
+    A batch that may write is sent at most once; a read-only one is sent once more on a
+    fresh connection when its reply is lost.
+    """
+
+    what: str  # a script name, or what the batch does ("loading the scripts")
+    key: Any = None
+    write: bool = True
+    script: bool = True  # ``what`` names a script
+
+    def subject(self) -> str:
+        """``script 'name' on key 'k'``, or the operation's own words."""
+        subject = f"script {self.what!r}" if self.script else self.what
+        return subject + (f" on key {text(self.key)!r}" if self.key is not None else "")
+
+    def unavailable(self, exc: BaseException) -> RedisUnavailable:
+        return RedisUnavailable(
+            f"Redis unreachable; {self.subject()} was not applied: {exc}",
+            script=self.what if self.script else None,
+            key=text(self.key),
+        )
+
+    def unknown(self, exc: BaseException) -> OutcomeUnknown:
+        return OutcomeUnknown(
+            f"{self.subject()} was sent but no reply came ({exc}); it may or may not have "
+            "been applied, and atomicops did not re-send it",
+            script=self.what if self.script else None,
+            key=text(self.key),
+        )
+
+
+class Send(NamedTuple):
+    """One round trip: ``commands`` written at once to ``target``; the flow gets every
+    reply back (an error reply as its exception object, not raised)."""
+
+    target: Any  # a plain redis-py client (sync or asyncio): one server
+    commands: Sequence[Command]
+    context: Context
+
+
+class Call(NamedTuple):
+    """One prepared script call: which script, with what, and how to read its reply.
+
+    Primitives validate their arguments while they build a Call, so bad input raises
+    before anything is sent, and sync and async share the building.
+    """
+
+    script: str
+    keys: list[Any]
+    args: list[Any]
+    interpret: Callable[[Any], Any] = lambda reply: reply
+
+
+# A flow yields Send operations, is sent each one's replies, and returns its result.
+Flow = Generator[Send, Any, T]

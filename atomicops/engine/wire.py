@@ -1,0 +1,133 @@
+"""One round trip to one server, with no automatic retry of anything that may write.
+
+redis-py retries a command on timeouts and connection errors (``Retry`` on the
+connection). For a script that writes, a late reply followed by a re-send applies the
+script twice. atomicops therefore does not go through ``execute_command``: it borrows a
+connection of the client, writes the whole batch once and reads every reply.
+
+What failed decides what the caller is told:
+
+* the batch could not be written (connect refused, broken pipe): no complete command
+  reached the server. Every batch atomicops sends puts its only possible write last,
+  so nothing was applied -> :class:`RedisUnavailable`;
+* the batch was written and a reply did not come (timeout, connection closed): the
+  script may have run -> :class:`OutcomeUnknown` for a write; a read-only batch is
+  sent once more on a fresh connection.
+
+Error replies are not exceptions here: each reply slot holds either the value or the
+error instance (a ``ResponseError``, or the ``BusyLoadingError`` of a ``-LOADING``
+reply), so the flow can read all replies of a batch and decide what each one means.
+
+:func:`roundtrip` and :func:`aroundtrip` are the only sync/async twins of the engine:
+they are the I/O. What to send and what a failure means is shared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from atomicops.engine import compat
+from atomicops.engine.ops import Command, Context, Send
+
+_IO_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def pack_one(command: Command, encoder: Any) -> list[bytes] | None:
+    """RESP for one command of str/bytes/int items (all a script call has); else None.
+
+    Half the cost of redis-py's general packer, which every call would pay: it splits
+    the command name on spaces and checks every item for the encoder's other types.
+    """
+    if " " in command[0]:  # "SCRIPT LOAD": redis-py sends the words as separate items
+        return None
+    encoding, errors = encoder.encoding, encoder.encoding_errors
+    out = [b"*%d\r\n" % len(command)]
+    for item in command:
+        kind = type(item)
+        if kind is str:
+            data = item.encode(encoding, errors)
+        elif kind is bytes:
+            data = item
+        elif kind is int:
+            data = b"%d" % item
+        else:  # floats, memoryviews...: redis-py's rules
+            return None
+        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return [b"".join(out)]
+
+
+def pack(conn: Any, batch: Sequence[Command]) -> Any:
+    if len(batch) == 1:
+        # Client-side caching hands out proxy connections without an encoder.
+        encoder = getattr(conn, "encoder", None)
+        packed = pack_one(batch[0], encoder) if encoder is not None else None
+        return packed or conn.pack_command(*batch[0])
+    return conn.pack_commands(batch)
+
+
+def _lost(context: Context, exc: BaseException, last_try: bool) -> Exception | None:
+    """The error for a reply that never came, or None to send a read-only batch again."""
+    if not last_try:
+        return None
+    return context.unknown(exc) if context.write else context.unavailable(exc)
+
+
+def roundtrip(send: Send) -> list[Any]:
+    """Write ``send.commands`` at once on one connection of ``send.target``; every reply."""
+    client, batch, context = send
+    attempts = 1 if context.write else 2
+    for attempt in range(attempts):
+        try:
+            with compat.connection_of(client) as conn:
+                try:
+                    conn.send_packed_command(pack(conn, batch))
+                except _IO_ERRORS as exc:
+                    conn.disconnect()
+                    raise context.unavailable(exc) from exc
+                try:
+                    return [compat.read_reply(client, conn, cmd[0]) for cmd in batch]
+                except _IO_ERRORS as exc:
+                    # The stream is out of step now: never lend this connection out as is.
+                    conn.disconnect()
+                    error = _lost(context, exc, attempt + 1 == attempts)
+                    if error is not None:
+                        raise error from exc
+                except BaseException:
+                    conn.disconnect()
+                    raise
+        except _IO_ERRORS as exc:  # no connection could be had: nothing was written
+            raise context.unavailable(exc) from exc
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def aroundtrip(send: Send) -> list[Any]:
+    """The ``redis.asyncio`` twin of :func:`roundtrip`, with the same rules."""
+    client, batch, context = send
+    attempts = 1 if context.write else 2
+    for attempt in range(attempts):
+        try:
+            async with compat.aconnection_of(client) as conn:
+                try:
+                    await conn.send_packed_command(pack(conn, batch))
+                except _IO_ERRORS as exc:
+                    await conn.disconnect()
+                    raise context.unavailable(exc) from exc
+                try:
+                    return [await compat.aread_reply(client, conn, cmd[0]) for cmd in batch]
+                except _IO_ERRORS as exc:
+                    await conn.disconnect()
+                    error = _lost(context, exc, attempt + 1 == attempts)
+                    if error is not None:
+                        raise error from exc
+                except BaseException:
+                    # Cancelled mid-read: the replies still in flight would desynchronise
+                    # the next user of this connection.
+                    await conn.disconnect()
+                    raise
+        except _IO_ERRORS as exc:
+            raise context.unavailable(exc) from exc
+    raise AssertionError("unreachable")  # pragma: no cover
