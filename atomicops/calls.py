@@ -9,8 +9,6 @@ sent.
 
 from __future__ import annotations
 
-import math
-from datetime import timedelta
 from typing import Any
 
 from atomicops import connection
@@ -20,43 +18,11 @@ from atomicops.exceptions import InvalidInput
 from atomicops.keys import KeyLike, resolve_key
 from atomicops.registry import registry
 
-# The largest integer a Lua number (a double) holds exactly, and every integer below it.
-MAX_EXACT = 2**53 - 1
-
-TTL = int | float | timedelta | None
-
 
 def resolve(key: KeyLike) -> tuple[str | bytes, str]:
     """The resolved key and its text for messages."""
     resolved = resolve_key(key)
     return resolved, text(resolved)
-
-
-def ttl_ms(ttl: TTL, key: str) -> int:
-    """``ttl`` (seconds or a timedelta, None for none) as whole milliseconds; 0 = none."""
-    if ttl is None:
-        return 0
-    seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
-    # seconds != seconds is NaN: math.isnan and math.isfinite overflow on a huge int.
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, (int, float))
-        or seconds != seconds
-        or seconds == math.inf
-        or seconds <= 0
-    ):
-        raise InvalidInput(
-            f"key {key!r}: ttl must be a number of seconds > 0 or a positive timedelta, "
-            f"got {ttl!r}",
-            key=key,
-        )
-    # Checked before multiplying: 1e308 * 1000 is inf, and ceil(inf) an OverflowError.
-    if seconds > MAX_EXACT / 1000:
-        raise InvalidInput(
-            f"key {key!r}: ttl {ttl!r} is too large (at most {MAX_EXACT // 1000} seconds)", key=key
-        )
-    # Round up: a positive TTL below a millisecond must not become "no TTL".
-    return math.ceil(seconds * 1000)
 
 
 def _no_pipeline(call: Call, client: Any) -> None:

@@ -17,9 +17,10 @@ import math
 from decimal import Decimal
 from typing import Any
 
-from atomicops.calls import TTL, Call, arun, resolve, run, ttl_ms
+from atomicops.calls import Call, arun, resolve, run
 from atomicops.exceptions import InvalidInput
 from atomicops.keys import KeyLike
+from atomicops.validate import TTL, ttl_ms
 
 __all__ = ["acompare_and_delete", "acompare_and_set", "compare_and_delete", "compare_and_set"]
 

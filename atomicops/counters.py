@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from atomicops.calls import MAX_EXACT, TTL, Call, arun, resolve, run, ttl_ms
+from atomicops.calls import Call, arun, resolve, run
 from atomicops.exceptions import InvalidInput
 from atomicops.keys import KeyLike
+from atomicops.validate import TTL, ttl_ms, whole
 
 __all__ = [
     "CounterResult",
@@ -70,19 +71,8 @@ class CounterResult:
         return self.applied
 
 
-def _int(value: Any, what: str, key: str, minimum: int = -MAX_EXACT) -> int:
-    # bool is an int subclass, but True as an amount is a bug, not a 1.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(f"counter {key!r}: {what} must be an integer, got {value!r}", key=key)
-    if value < minimum:
-        raise InvalidInput(f"counter {key!r}: {what} must be >= {minimum}, got {value}", key=key)
-    if value > MAX_EXACT:
-        raise InvalidInput(
-            f"counter {key!r}: {what} {value} is beyond 2**53 - 1, the largest integer "
-            "a Lua number holds exactly",
-            key=key,
-        )
-    return value
+def _int(value: Any, what: str, key: str, minimum: int | None = None) -> int:
+    return whole(value, what, where=f"counter {key!r}", key=key, minimum=minimum)
 
 
 def _counter_result(reply: Any) -> CounterResult:

@@ -21,10 +21,10 @@ from decimal import Decimal
 from typing import Any, overload
 
 from atomicops import counters
-from atomicops.calls import TTL, ttl_ms
-from atomicops.counters import CounterResult, _int
+from atomicops.counters import CounterResult
 from atomicops.exceptions import InvalidInput
 from atomicops.keys import key_for
+from atomicops.validate import TTL, ttl_ms, whole
 
 __all__ = ["AtomicCounter", "BoundCounter"]
 
@@ -50,9 +50,9 @@ class AtomicCounter:
     ) -> None:
         where = f"AtomicCounter({name or ''})"
         if limit is not None:
-            _int(limit, "limit", where, minimum=0)
+            whole(limit, "limit", where=f"counter {where!r}", key=where, minimum=0)
         if floor is not None:
-            _int(floor, "floor", where)
+            whole(floor, "floor", where=f"counter {where!r}", key=where, minimum=None)
         if limit is not None and floor is not None and floor > limit:
             raise InvalidInput(f"{where}: floor {floor} is above limit {limit}")
         ttl_ms(ttl, where)  # validate now, not on the first request
@@ -174,7 +174,7 @@ class BoundCounter:
 def _positive(amount: Any, bound: BoundCounter) -> int:
     # incr()/decr() take the direction from their name; a negative amount would
     # silently turn one into the other.
-    return _int(amount, "amount", bound.key, minimum=1)
+    return whole(amount, "amount", where=f"counter {bound.key!r}", key=bound.key)
 
 
 def _applied(value: int | Decimal) -> CounterResult:

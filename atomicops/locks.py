@@ -25,7 +25,6 @@ import asyncio
 import functools
 import inspect
 import logging
-import math
 import os
 import re
 import secrets
@@ -39,7 +38,7 @@ from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 
-from atomicops import connection, keys
+from atomicops import connection, keys, validate
 from atomicops.engine import run as engine_run
 from atomicops.engine import topology
 from atomicops.engine.ops import Call, Context, Flow, Send, text
@@ -72,10 +71,6 @@ WAKE_TTL_MS = 10_000
 # Longest single BLPOP when the client has no socket timeout; the loop re-checks then.
 _MAX_WAIT = 30.0
 DEFAULT_RENEW_FRACTION = 1 / 3
-# The longest lease, in ms (about 142,000 years): the scripts add it to the server
-# clock, and the sum must stay exact in a Lua number (a double). The scripts check it
-# too, before any write, so a lock is never left held without an expiry.
-MAX_LEASE_MS = 2**52
 _TAKEN = (
     "not held by this owner any more (its lease ran out or another owner took it); "
     "nothing was changed"
@@ -118,35 +113,6 @@ def _name_and_tag(name: NameLike, kind: str) -> tuple[str, str]:
     if not name:
         raise InvalidInput(f"{kind} name must not be empty")
     return name, keys.escape(name)
-
-
-def _seconds(value: Any, what: str, key: str | None, *, zero_ok: bool) -> float:
-    # value != value is NaN; math.isnan and float() would overflow on a huge int.
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        raise InvalidInput(f"{what} must be a number of seconds, got {value!r}", key=key)
-    if value < 0 or (value == 0 and not zero_ok):
-        bound = ">= 0" if zero_ok else "> 0"
-        raise InvalidInput(f"{what} must be {bound} seconds, got {value!r}", key=key)
-    return float(value) if value < 1e300 else math.inf
-
-
-def ttl_to_ms(ttl: Any, key: str | None = None) -> int:
-    """Seconds (float allowed) -> whole milliseconds in [1, 2**52], or :class:`InvalidInput`."""
-    seconds = _seconds(ttl, "ttl", key, zero_ok=False)
-    if math.isinf(seconds):
-        raise InvalidInput("ttl must be finite: a lease that never ends is not a lease", key=key)
-    if seconds > MAX_LEASE_MS / 1000:
-        raise InvalidInput(
-            f"ttl {ttl!r} is too long: a lease is at most {MAX_LEASE_MS // 1000} seconds", key=key
-        )
-    return max(1, math.ceil(seconds * 1000))
-
-
-def _timeout(value: Any, key: str | None) -> float | None:
-    if value is None:
-        return None
-    seconds = _seconds(value, "timeout", key, zero_ok=True)
-    return None if math.isinf(seconds) else seconds
 
 
 _host = socket.gethostname()
@@ -208,9 +174,9 @@ class _Lease:
     ) -> None:
         self.name, tag = _name_and_tag(name, self.kind)
         self.key = keys.tagged(self._key_kind, tag, escaped=True)
-        self.ttl_ms = ttl_to_ms(ttl, self.key)
+        self.ttl_ms = validate.lease_ms(ttl, self.key)
         self.ttl = self.ttl_ms / 1000
-        self.timeout = _timeout(timeout, self.key)
+        self.timeout = validate.timeout(timeout, self.key)
         if not isinstance(auto_renew, bool):
             raise InvalidInput(
                 f"auto_renew must be True or False, got {auto_renew!r}", key=self.key
@@ -343,7 +309,7 @@ class _Lease:
             raise InvalidInput(f"blocking must be True or False, got {blocking!r}", key=self.key)
         if not blocking and timeout is not None:
             raise InvalidInput("a non-blocking acquire takes no timeout", key=self.key)
-        wait_for = self.timeout if timeout is None else _timeout(timeout, self.key)
+        wait_for = self.timeout if timeout is None else validate.timeout(timeout, self.key)
         if self._owner is not None and self.lost:
             self._cancel_renewal()
             self._clear()  # a lost lease is not held: taking it again is a new acquisition
@@ -396,7 +362,7 @@ class _Lease:
             raise self._not_owned(_TAKEN, script=op.script)
 
     def _extend_flow(self, client: Any, ttl: float | None) -> Flow[None]:
-        ttl_ms = self.ttl_ms if ttl is None else ttl_to_ms(ttl, self.key)
+        ttl_ms = self.ttl_ms if ttl is None else validate.lease_ms(ttl, self.key)
         owner = self._owner
         if owner is None:
             raise self._not_owned("extend() without a successful acquire() on this object")
@@ -822,8 +788,8 @@ def locked(
     the other arguments, waits up to ``timeout``, and raises :class:`LockNotAcquired`
     when it cannot get it, :class:`LockNotOwned` after the call if the lease was lost.
     """
-    ttl_to_ms(ttl)
-    _timeout(timeout, None)
+    validate.lease_ms(ttl)
+    validate.timeout(timeout, None)
     options = {
         "client": client,
         "timeout": timeout,

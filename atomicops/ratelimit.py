@@ -17,9 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from atomicops.calls import MAX_EXACT, Call, arun, resolve, run
+from atomicops.calls import Call, arun, resolve, run
 from atomicops.exceptions import InvalidInput, RateLimited
 from atomicops.keys import KeyLike
+from atomicops.validate import MAX_EXACT, whole
 
 __all__ = [
     "RateLimitResult",
@@ -76,24 +77,8 @@ class RateLimitResult:
 
 
 def _whole(value: Any, what: str, key: str, minimum: int | None = 1) -> int:
-    if type(value) is int and 1 <= value <= MAX_EXACT:  # every hit passes here: quick
-        return value
-    # bool is an int subclass, but True as a limit is a bug, not a 1.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(
-            f"rate limit on key {key!r}: {what} must be an integer, got {value!r}", key=key
-        )
-    if minimum is not None and value < minimum:
-        raise InvalidInput(
-            f"rate limit on key {key!r}: {what} must be >= {minimum}, got {value!r}", key=key
-        )
-    if abs(value) > MAX_EXACT:
-        # Lua numbers are doubles; and a window past this would fail PEXPIRE after the
-        # script had already counted the hit.
-        raise InvalidInput(
-            f"rate limit on key {key!r}: {what} {value} is beyond 2**53 - 1", key=key
-        )
-    return value
+    # Past 2**53 - 1 a window would also fail PEXPIRE after the script counted the hit.
+    return whole(value, what, where=f"rate limit on key {key!r}", key=key, minimum=minimum)
 
 
 def _amount(value: Any, limit: int, key: str, what: str = "amount") -> int:

@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from atomicops.calls import MAX_EXACT
 from atomicops.engine.ops import Call
 from atomicops.exceptions import InvalidInput
 from atomicops.locks import DEFAULT_RENEW_FRACTION, WAKE_TTL_MS, NameLike, _Lease
+from atomicops.validate import MAX_EXACT
 
 
 class Semaphore(_Lease):
