@@ -46,6 +46,8 @@ from atomicops.exceptions import (
     ServerRefused,
 )
 from atomicops.flushcheck import FlushCheckRow, flush_check
+from atomicops.getorset import aget_or_set, get_or_set
+from atomicops.idempotency import idempotent
 from atomicops.keys import key_for
 from atomicops.locks import Lock, LockInfo, LockScan, list_locks, locked, scan_locks
 from atomicops.ratelimit import (
@@ -101,6 +103,10 @@ __all__ = [
     "RateLimitResult",
     "RateLimited",
     "rate_limit",
+    # idempotency keys and stampede-free caching
+    "idempotent",
+    "get_or_set",
+    "aget_or_set",
     # locks and semaphores
     "Lock",
     "locked",

@@ -1,0 +1,477 @@
+"""``@idempotent``: Idempotency-Key handling for sync and async Django views.
+
+A client sends ``Idempotency-Key: <key>`` with an unsafe request. The first request with
+that key runs the view; its response is stored and replayed, byte for byte, to repeats
+of the same request. See ``docs/idempotency.md`` for the state machine of a key.
+
+Each key is one Redis hash, ``<KEY_PREFIX>:idem:{<digest>}``, where the digest is of the
+client's identity (user, else address) and the key, so the key a client chose never
+reaches a Redis key name, and one client cannot replay or block another's. Per request:
+
+* ``idempotency_claim``: one round trip claims the key, or answers with the stored
+  response, "still running" (409) or "a different request" (422);
+* the view runs; the claim is renewed in the background every third of ``lease``;
+* ``idempotency_store`` (fenced by the owner token) stores the response, or
+  ``idempotency_release`` gives the key up when the view raised or answered 5xx.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any, TypeVar
+
+from asgiref.sync import iscoroutinefunction, sync_to_async
+from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
+
+from atomicops import claims
+from atomicops.conf import get_settings
+from atomicops.exceptions import AtomicOpsError, InvalidInput, OutcomeUnknown, RedisUnavailable
+from atomicops.identity import aidentify, digest, identify
+from atomicops.registry import registry
+
+__all__ = [
+    "MAX_KEY_LENGTH",
+    "MAX_STORED_BYTES",
+    "REPLAYED_HEADER",
+    "idempotent",
+    "record_key",
+]
+
+logger = logging.getLogger("atomicops")
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+MAX_KEY_LENGTH = 255
+# The largest response kept for replays (body plus headers). A larger one, or a streaming
+# response, is not kept: its key stays used ("done") and a repeat gets 409 saying so,
+# because running the view again is what the key exists to prevent.
+MAX_STORED_BYTES = 1024 * 1024
+REPLAYED_HEADER = "Idempotent-Replayed"
+# The longest TTL and lease: the scripts add them to the server clock in Lua numbers.
+_MAX_MS = 2**53 - 1
+# Headers that describe one connection, not the response (RFC 9110 section 7.6.1), and
+# those the server sets per response anyway.
+_NOT_STORED = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "date",
+        REPLAYED_HEADER.lower(),
+    }
+)
+_FORMAT = 1  # of the stored meta JSON; a record of another format is not replayed
+
+# Claim outcomes (the first element of idempotency_claim's reply).
+CLAIMED = b"claimed"
+RUNNING = b"running"
+MISMATCH = b"mismatch"
+DONE = b"done"
+
+
+def _ms(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise InvalidInput(f"@idempotent {what} must be a number of seconds, got {value!r}")
+    if value <= 0 or value == math.inf or value > _MAX_MS / 1000:
+        raise InvalidInput(
+            f"@idempotent {what} must be > 0 and at most {_MAX_MS // 1000} seconds, got {value!r}"
+        )
+    return max(1, math.ceil(value * 1000))
+
+
+def _token(value: Any, what: str) -> str:
+    # An HTTP token (RFC 9110): what a header name or a method may be made of.
+    if (
+        not isinstance(value, str)
+        or not value
+        or not all(c.isascii() and (c.isalnum() or c in "!#$%&'*+-.^_`|~") for c in value)
+    ):
+        raise InvalidInput(f"@idempotent {what} must be an HTTP token, got {value!r}")
+    return value
+
+
+def valid_key(raw: str) -> bool:
+    """Whether ``raw`` is a usable Idempotency-Key: 1 to 255 printable ASCII characters
+    (spaces inside allowed), without surrounding whitespace."""
+    return (
+        0 < len(raw) <= MAX_KEY_LENGTH
+        and raw.isascii()
+        and raw.isprintable()
+        and raw.strip() == raw
+    )
+
+
+def record_key(identity: str, key: str) -> str:
+    """The Redis key of one client's Idempotency-Key: ``<KEY_PREFIX>:idem:{<digest>}``.
+
+    The digest (128 bits of SHA-256) covers the identity and the key, so neither appears
+    raw, and every client has its own keys.
+    """
+    prefix = get_settings()["KEY_PREFIX"]
+    scope = digest(identity + "\n" + key)
+    return f"{prefix}:idem:{{{scope}}}"
+
+
+def fingerprint(request: Any) -> str:
+    """What makes two requests "the same": method, path with query string, body digest.
+
+    The user is not in it: it is in the record's key already.
+    """
+    body = hashlib.sha256(request.body).hexdigest()
+    return digest(f"{request.method}\n{request.get_full_path()}\n{body}")
+
+
+# -- responses -------------------------------------------------------------------------
+
+
+def _text_response(status: int, message: str) -> HttpResponse:
+    return HttpResponse(message + "\n", status=status, content_type="text/plain; charset=utf-8")
+
+
+def _in_flight() -> HttpResponse:
+    response = _text_response(
+        409, "A request with this Idempotency-Key is still being processed; retry shortly."
+    )
+    # The view's duration is unknown; a second is short enough not to keep a client
+    # waiting long and long enough not to hammer the server.
+    response["Retry-After"] = "1"
+    return response
+
+
+def _unavailable() -> HttpResponse:
+    # Closed, not open: running the view without the key would do what the key prevents.
+    response = _text_response(
+        503, "Idempotency-Key could not be checked; nothing was done. Retry shortly."
+    )
+    response["Retry-After"] = "1"
+    return response
+
+
+def _serialize(response: HttpResponseBase) -> tuple[str, bytes]:
+    """``(meta JSON, body)`` of a response to store; a note instead when it cannot be kept."""
+    if response.streaming:
+        return json.dumps({"v": _FORMAT, "kept": False, "why": "a streaming response"}), b""
+    body = response.content  # type: ignore[attr-defined]
+    headers = [[k, v] for k, v in response.items() if k.lower() not in _NOT_STORED]
+    cookies = [morsel.OutputString() for morsel in response.cookies.values()]
+    meta = json.dumps(
+        {
+            "v": _FORMAT,
+            "kept": True,
+            "status": response.status_code,
+            "reason": response.reason_phrase,
+            "headers": headers,
+            "cookies": cookies,
+        },
+        separators=(",", ":"),
+    )
+    if len(body) + len(meta) > MAX_STORED_BYTES:
+        why = f"{len(body)} bytes, more than the {MAX_STORED_BYTES} kept"
+        return json.dumps({"v": _FORMAT, "kept": False, "why": why}), b""
+    return meta, body
+
+
+def _replay(meta_raw: Any, body: Any) -> HttpResponse:
+    meta = json.loads(meta_raw)
+    if meta.get("v") != _FORMAT or not meta.get("kept"):
+        why = meta.get("why", "a format this version does not read")
+        return _text_response(
+            409,
+            f"The request with this Idempotency-Key was processed, but its response ({why}) "
+            "was not kept, so it cannot be replayed. Use a new key to send a new request.",
+        )
+    if isinstance(body, str):  # a client with decode_responses=True
+        body = body.encode("utf-8")
+    response = HttpResponse(body or b"", status=meta["status"], reason=meta["reason"])
+    for name, value in meta["headers"]:
+        response[name] = value
+    for cookie in meta["cookies"]:
+        response.cookies.load(cookie)
+    response[REPLAYED_HEADER] = "true"
+    return response
+
+
+def _write_failed(op: claims.Op, error: AtomicOpsError, key: str) -> None:
+    """A store or release that could not be sent: the client has its answer already, so
+    this is logged, not raised. The claim stays until its lease runs out."""
+    logger.warning(
+        "atomicops: %s of Idempotency-Key record %s failed (%s); the key stays claimed until "
+        "its lease runs out, and a retry after that runs the view again",
+        "storing the response" if op[0] == "store" else "releasing the claim",
+        key,
+        error,
+    )
+
+
+# -- the flow --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Plan:
+    key: str  # the record's Redis key
+    owner: str
+    fingerprint: str
+    lease_ms: int
+    ttl_ms: int
+    client: Any
+
+
+def _flow(plan: _Plan) -> claims.Flow[HttpResponseBase]:
+    """One request's decisions; yields ``("claim",)``, ``("view",)``, ``("store", meta,
+    body)`` and ``("release",)``, written once for sync and async views."""
+    try:
+        reply = yield ("claim",)
+    except OutcomeUnknown:
+        # The claim may have been written: give it back (fenced by the owner token, so
+        # this frees nothing of anyone else's), and let the client retry.
+        yield ("release",)
+        return _unavailable()
+    except RedisUnavailable as exc:
+        logger.warning("atomicops: Idempotency-Key not checked (%s); answered 503", exc)
+        return _unavailable()
+    outcome = reply[0].encode() if isinstance(reply[0], str) else reply[0]
+    if outcome == DONE:
+        return _replay(reply[1], reply[2])
+    if outcome == RUNNING:
+        return _in_flight()
+    if outcome == MISMATCH:
+        return _text_response(
+            422, "This Idempotency-Key was already used with a different request."
+        )
+    try:
+        response = yield ("view",)
+    except BaseException:
+        yield ("release",)
+        raise
+    if response.status_code >= 500:
+        yield ("release",)
+        return response
+    meta, body = _serialize(response)
+    yield ("store", meta, body)
+    return response
+
+
+def _script_args(plan: _Plan, op: claims.Op) -> tuple[str, list[Any]]:
+    kind = op[0]
+    if kind == "claim":
+        return "idempotency_claim", [plan.owner, plan.fingerprint, plan.lease_ms]
+    if kind == "store":
+        return "idempotency_store", [plan.owner, plan.ttl_ms, op[1], op[2]]
+    return "idempotency_release", [plan.owner]
+
+
+def _after_write(plan: _Plan, op: claims.Op, result: Any) -> None:
+    if op[0] == "store" and not result:
+        logger.warning(
+            "atomicops: the response for Idempotency-Key record %s was not stored: the claim "
+            "had run out (the process stalled past the lease) and a retry may run the view "
+            "again",
+            plan.key,
+        )
+
+
+# -- finding the request and rendering ------------------------------------------------
+
+
+def _request_index(args: tuple[Any, ...]) -> int:
+    """Where the request is among a view's positional arguments.
+
+    A function view gets it first; a method (a DRF ``APIView.post`` decorated directly)
+    second, after ``self``. DRF's ``Request`` wraps an ``HttpRequest`` in ``_request``.
+    """
+    for index in (0, 1):
+        if index < len(args):
+            candidate = args[index]
+            if isinstance(candidate, HttpRequest) or isinstance(
+                getattr(candidate, "_request", None), HttpRequest
+            ):
+                return index
+    raise InvalidInput("@idempotent decorates a view: it takes the request first (or after self)")
+
+
+def _render(response: Any, args: tuple[Any, ...], index: int) -> Any:
+    """Render a template response now: the bytes must be stored before returning it.
+
+    A DRF ``Response`` returned by a decorated ``APIView`` method has no renderer yet
+    (``dispatch()`` finalizes it after the method returns): finalize it with the view's
+    own ``finalize_response`` first. ``dispatch()`` finalizing it again changes nothing.
+    """
+    if getattr(response, "is_rendered", True):
+        return response
+    view_self = args[0] if index == 1 else None
+    finalize = getattr(view_self, "finalize_response", None)
+    if finalize is not None and not hasattr(response, "accepted_renderer"):
+        response = finalize(args[1], response)
+    response.render()
+    return response
+
+
+def _check_response(response: Any) -> HttpResponseBase:
+    if not isinstance(response, HttpResponseBase):
+        raise TypeError(f"an @idempotent view returned {type(response).__name__}, not a response")
+    return response
+
+
+# -- the decorator ---------------------------------------------------------------------
+
+
+def idempotent(
+    ttl: float = 86400,
+    *,
+    methods: Iterable[str] = ("POST", "PUT", "PATCH", "DELETE"),
+    required: bool = False,
+    header: str = "Idempotency-Key",
+    lease: float = 30,
+    client: Any = None,
+) -> Callable[[View], View]:
+    """Make a view (sync or async, function or ``APIView`` method) honour Idempotency-Key.
+
+    For requests of ``methods`` carrying the ``header``:
+
+    * the first request with a key runs the view; its response (status, reason, body,
+      headers, cookies) is kept ``ttl`` seconds;
+    * a repeat with the same key and request (method, path and query, body digest, same
+      user, or same address when anonymous) gets that response again, byte for byte, with
+      ``Idempotent-Replayed: true``; the view does not run;
+    * a repeat while the first still runs: ``409`` with ``Retry-After``;
+    * the same key with a different request: ``422``;
+    * a malformed key (empty, over 255 characters, not printable ASCII): ``400``;
+      no header: the view runs as usual, or ``400`` with ``required=True``.
+
+    A view that raises or answers 5xx gives the key up, so the client's retry runs it
+    again. The claim has a lease of ``lease`` seconds, renewed in the background while
+    the view runs: a process that dies mid-view blocks the key (409) until the lease
+    runs out, then the next retry runs the view. Responses over ``MAX_STORED_BYTES`` and
+    streaming responses are not kept: repeats get ``409`` without ``Retry-After``.
+
+    Two round trips when the view runs (claim, then store), one for a replay, 409 or
+    422. When Redis cannot be reached the request is answered ``503`` (the view does not
+    run). ``client``: a redis-py client for sync views, a ``redis.asyncio`` one for
+    async views. Raises :class:`InvalidInput` at decoration time for bad arguments.
+    """
+    ttl_ms = _ms(ttl, "ttl")
+    lease_ms = _ms(lease, "lease")
+    header = _token(header, "header")
+    if isinstance(methods, str):
+        raise InvalidInput(f"@idempotent methods must be a list of methods, got {methods!r}")
+    only = frozenset(_token(m, "method").upper() for m in methods)
+    if not only:
+        raise InvalidInput("@idempotent methods must name at least one method")
+    if not isinstance(required, bool):
+        raise InvalidInput(f"@idempotent required must be True or False, got {required!r}")
+
+    def refusal(raw: str | None) -> HttpResponse | None:
+        if raw is None:
+            if required:
+                return _text_response(400, f"This request needs an {header} header.")
+            return None
+        if not valid_key(raw):
+            return _text_response(
+                400,
+                f"{header} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.",
+            )
+        return None
+
+    def plan_for(request: Any, identity: str, raw: str) -> _Plan:
+        return _Plan(
+            key=record_key(identity, raw),
+            owner=claims.new_owner(),
+            fingerprint=fingerprint(request),
+            lease_ms=lease_ms,
+            ttl_ms=ttl_ms,
+            client=client,
+        )
+
+    def decorate(view: View) -> View:
+        if iscoroutinefunction(view):
+
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                index = _request_index(args)
+                request = args[index]
+                if request.method not in only:
+                    return await view(*args, **kwargs)
+                raw = request.headers.get(header)
+                refused = refusal(raw)
+                if refused is not None or raw is None:
+                    return refused if refused is not None else await view(*args, **kwargs)
+                identity = await aidentify(request, "user")
+                plan = plan_for(request, identity or "ip:unknown", raw)
+
+                async def perform(op: claims.Op) -> Any:
+                    if op[0] == "view":
+                        held = claims.ahold(plan.key, plan.owner, plan.lease_ms, plan.client)
+                        try:
+                            response = await view(*args, **kwargs)
+                        finally:
+                            held.stop()
+                        if not getattr(response, "is_rendered", True):
+                            response = await sync_to_async(_render)(response, args, index)
+                        return _check_response(response)
+                    name, script_args = _script_args(plan, op)
+                    try:
+                        result = await registry.get(name).acall(
+                            keys=[plan.key], args=script_args, client=plan.client
+                        )
+                    except AtomicOpsError as exc:
+                        if op[0] == "claim":
+                            raise
+                        _write_failed(op, exc, plan.key)
+                        return None
+                    _after_write(plan, op, result)
+                    return result
+
+                return await claims.adrive(_flow(plan), perform)
+
+            return wraps(view)(async_wrapper)  # type: ignore[return-value]
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            index = _request_index(args)
+            request = args[index]
+            if request.method not in only:
+                return view(*args, **kwargs)
+            raw = request.headers.get(header)
+            refused = refusal(raw)
+            if refused is not None or raw is None:
+                return refused if refused is not None else view(*args, **kwargs)
+            identity = identify(request, "user")
+            plan = plan_for(request, identity or "ip:unknown", raw)
+
+            def perform(op: claims.Op) -> Any:
+                if op[0] == "view":
+                    held = claims.hold(plan.key, plan.owner, plan.lease_ms, plan.client)
+                    try:
+                        response = _render(view(*args, **kwargs), args, index)
+                    finally:
+                        held.stop()
+                    return _check_response(response)
+                name, script_args = _script_args(plan, op)
+                try:
+                    result = registry.get(name)(
+                        keys=[plan.key], args=script_args, client=plan.client
+                    )
+                except AtomicOpsError as exc:
+                    if op[0] == "claim":
+                        raise
+                    _write_failed(op, exc, plan.key)
+                    return None
+                _after_write(plan, op, result)
+                return result
+
+            return claims.drive(_flow(plan), perform)
+
+        return wraps(view)(wrapper)  # type: ignore[return-value]
+
+    return decorate
