@@ -18,11 +18,11 @@ from typing import Any
 
 from atomicops.engine.ops import Call
 from atomicops.exceptions import InvalidInput
-from atomicops.locks import DEFAULT_RENEW_FRACTION, WAKE_TTL_MS, NameLike, _Lease
+from atomicops.lease import DEFAULT_RENEW_FRACTION, WAKE_TTL_MS, Lease, NameLike, Wake
 from atomicops.validate import MAX_EXACT
 
 
-class Semaphore(_Lease):
+class Semaphore(Lease):
     """At most ``limit`` holders at once, each with a lease of ``ttl`` seconds.
 
     Same interface as :class:`~atomicops.Lock`: ``with``/``async with``,
@@ -69,7 +69,7 @@ class Semaphore(_Lease):
     def _keys(self) -> list[str]:
         return [self.key, f"{self.key}:tokens"]
 
-    def _acquire_op(self, owner: str, wait: int) -> Call:
+    def _acquire_op(self, owner: str, wait: Wake) -> Call:
         return Call(
             "semaphore_acquire",
             [*self._keys, f"{self.key}:fence", self._wake_key],

@@ -30,9 +30,9 @@ from atomicops import (
     LockNotOwned,
     OutcomeUnknown,
     Semaphore,
+    lease,
     list_locks,
     locked,
-    locks,
     registry,
 )
 from atomicops.engine import wire
@@ -325,7 +325,7 @@ def test_a_foreign_value_at_the_lock_key_is_a_typed_error(backend):
 class Waits:
     """The BLPOPs of blocked waiters (sync and async): each reply, None when it timed out.
 
-    One flow (:func:`atomicops.locks.wake_wait`) serves both, so one patch sees both."""
+    One flow (:func:`atomicops.lease.wake_wait`) serves both, so one patch sees both."""
 
     def __init__(self) -> None:
         self.replies: list[Any] = []
@@ -340,14 +340,14 @@ class Waits:
 @pytest.fixture
 def waits(monkeypatch) -> Waits:
     log = Waits()
-    real = locks.wake_wait
+    real = lease.wake_wait
 
     def wake_wait(client, key, seconds):
         log.started.set()
         log.replies.append(reply := (yield from real(client, key, seconds)))
         return reply
 
-    monkeypatch.setattr(locks, "wake_wait", wake_wait)
+    monkeypatch.setattr(lease, "wake_wait", wake_wait)
     return log
 
 

@@ -4,7 +4,7 @@
 -- KEYS[2] fence: the last fencing token handed out; expires ARGV[2] + 1000 ms after the last grant (the clock floor keeps tokens increasing without it)
 -- ARGV[1] owner: owner token of this acquisition (unique per acquire call)
 -- ARGV[2] ttl_ms: the lease, integer milliseconds in [1, 2^52]
--- ARGV[3] wait: 0 the caller gives up when refused; 1 it will block on the wake-up list; 2 it was woken from there (others may still wait)
+-- ARGV[3] wait: 0 NO, the caller gives up when refused; 1 BLOCKS, it will block on the wake-up list; 2 WOKEN, it was woken from there and others may still wait (atomicops.lease.Wake)
 -- returns: {1, fencing_token} granted (the token is max(last + 1, server clock in microseconds)) (also when ARGV[1] already holds it: a retry after a lost reply gets the same grant and token, lease reset); {0, pttl_ms} held by another owner (-1 if that key has no TTL)
 -- result: raw
 -- probe: atomicops-probe 1000 0
@@ -13,15 +13,16 @@ local ttl = tonumber(ARGV[2])
 if not ttl or ttl < 1 or ttl > 4503599627370496 or ttl ~= math.floor(ttl) then
   return redis.error_reply('INVALID ttl_ms must be an integer in [1, 2^52], got ' .. tostring(ARGV[2]))
 end
+local NO, BLOCKS, WOKEN = '0', '1', '2'
 local wait = ARGV[3]
-if wait ~= '0' and wait ~= '1' and wait ~= '2' then
+if wait ~= NO and wait ~= BLOCKS and wait ~= WOKEN then
   return redis.error_reply('INVALID wait must be 0, 1 or 2, got ' .. tostring(wait))
 end
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if owner then
   if owner ~= ARGV[1] then
     -- The caller is about to block: ask this holder's release to wake it.
-    if wait ~= '0' then redis.call('HSET', KEYS[1], 'w', '1') end
+    if wait ~= NO then redis.call('HSET', KEYS[1], 'w', '1') end
     return {0, redis.call('PTTL', KEYS[1])}
   end
   redis.call('PEXPIRE', KEYS[1], ttl)
@@ -33,7 +34,7 @@ end
 local t = redis.call('TIME')
 local token = math.max((tonumber(redis.call('GET', KEYS[2])) or 0) + 1, tonumber(t[1]) * 1000000 + tonumber(t[2]))
 redis.call('SET', KEYS[2], token, 'PX', ttl + 1000)
-if wait == '2' then
+if wait == WOKEN then
   -- A woken waiter cannot know whether others still wait: its release wakes the next
   -- one (at worst a token nobody takes, which expires).
   redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', token, 'w', '1')
