@@ -12,12 +12,16 @@ The header is the run of ``--`` comment lines at the top of the file::
     -- probe: 10 1
 
 ``returns`` is required (it documents the reply); ``KEYS``/``ARGV`` lines must be
-numbered 1, 2, 3... in order. ``probe`` gives ARGV values for a harmless call on scratch
-keys, used by ``manage.py atomicops_flush_check``. Other ``-- text`` lines are prose.
+numbered 1, 2, 3... in order and name their slot. ``probe`` gives ARGV values for a
+harmless call on scratch keys, used by ``manage.py atomicops_flush_check``. Other
+``-- text`` lines are prose, except that a line shaped like a field (``-- read_only: yes``)
+must be one of the fields: a misspelled field is an error naming the closest field, never
+silently ignored (a misspelled ``readonly`` would register a read-only script as writing).
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 
@@ -25,7 +29,12 @@ from atomicops.exceptions import ScriptHeaderError
 
 RESULT_CONVERSIONS = ("raw", "int", "bool", "str", "float", "decimal", "fields")
 
-_FIELD = re.compile(r"^--\s*(?P<name>[a-z_]+)\s*:\s*(?P<value>.*)$")
+FIELDS = ("description", "readonly", "returns", "result", "probe")
+
+# "(?!//)": a prose line holding a URL ("-- https://...") is not a field.
+_FIELD = re.compile(r"^--\s*(?P<name>[a-z_]+)\s*:(?!//)\s*(?P<value>.*)$")
+# A KEYS/ARGV line that _SLOT does not read ("-- ARGV[1]: who", no name): an error, not prose.
+_SLOT_LIKE = re.compile(r"^--\s*(?P<kind>KEYS|ARGV)\s*\[")
 _SLOT = re.compile(
     r"^--\s*(?P<kind>KEYS|ARGV)\[(?P<index>\d+)\]\s+(?P<name>[A-Za-z_][\w]*)\s*:?\s*(?P<doc>.*)$"
 )
@@ -66,8 +75,22 @@ def parse_header(source: str, *, origin: str) -> Header:
                 )
             slots[slot["kind"]].append((int(index), slot["name"], slot["doc"].strip()))
             continue
+        loose = _SLOT_LIKE.match(line)
+        if loose:
+            kind = loose["kind"]
+            raise ScriptHeaderError(
+                f"{origin}:{number}: a {kind} line names its slot, "
+                f"'-- {kind}[<i>] <name>: <what it is>'; got {line!r}"
+            )
         found = _FIELD.match(line)
-        if found and found["name"] in ("description", "readonly", "returns", "result", "probe"):
+        if found:
+            if found["name"] not in FIELDS:
+                close = difflib.get_close_matches(found["name"], FIELDS, n=1)
+                raise ScriptHeaderError(
+                    f"{origin}:{number}: unknown header field {found['name']!r}"
+                    + (f" (did you mean {close[0]!r}?)" if close else "")
+                    + f"; the fields are {', '.join(FIELDS)}"
+                )
             if found["name"] in values:
                 raise ScriptHeaderError(f"{origin}:{number}: '{found['name']}' given twice")
             values[found["name"]] = found["value"].strip()

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from atomicops import ScriptHeaderError
@@ -72,3 +77,79 @@ def test_discovery_errors_become_check_errors(monkeypatch):
     [message] = check_lua_headers()
     assert message.id == "atomicops.E002" and message.obj == "app/lua/bad.lua"
     assert "returns" in message.msg
+
+
+# -- misspelled fields and unnamed slots (issue #20) ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("-- read_only: yes", "unknown header field 'read_only' (did you mean 'readonly'?)"),
+        ("-- return: x", "unknown header field 'return' (did you mean 'returns'?)"),
+        ("-- probes: 1", "unknown header field 'probes' (did you mean 'probe'?)"),
+        ("-- results: int", "unknown header field 'results' (did you mean 'result'?)"),
+        ("-- author: me", "unknown header field 'author'; the fields are description, readonly"),
+    ],
+)
+def test_an_unknown_field_is_an_error_naming_the_closest(line, message):
+    text = f"-- returns: x\n-- ARGV[1] who: the caller\n{line}\nreturn 1\n"
+    with pytest.raises(ScriptHeaderError) as info:
+        parse_header(text, origin="app/lua/typo.lua")
+    assert info.value.message.startswith("app/lua/typo.lua:3: ")
+    assert message in info.value.message
+
+
+def test_prose_and_urls_in_a_header_are_still_prose():
+    text = "-- Returns nothing: it logs.\n-- see https://redis.io/docs\n-- returns: x\n"
+    assert parse_header(text, origin="f").returns == "x"
+
+
+@pytest.mark.parametrize("line", ["-- ARGV[1]: who", "-- KEYS[1]:", "-- ARGV [1] who: x"])
+def test_a_slot_line_without_a_name_says_so(line):
+    text = f"-- returns: x\n{line}\n-- ARGV[2] b: the second\n"
+    with pytest.raises(ScriptHeaderError) as info:
+        parse_header(text, origin="app/lua/slot.lua")
+    kind = "ARGV" if "ARGV" in line else "KEYS"
+    assert info.value.message == (
+        f"app/lua/slot.lua:2: a {kind} line names its slot, "
+        f"'-- {kind}[<i>] <name>: <what it is>'; got {line!r}"
+    )
+    assert "numbered" not in info.value.message
+
+
+def test_a_misspelled_readonly_fails_manage_py_but_not_the_process(tmp_path):
+    """The README's promise: E002 is an error, so management commands that run the checks
+    refuse (Django's meaning of an error); a process that does not run them goes on."""
+    root = Path(__file__).resolve().parent.parent
+    package = tmp_path / "typoapp"
+    (package / "lua").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "lua" / "typo_read.lua").write_text(
+        "-- read_only: yes\n-- KEYS[1] k: a key\n-- returns: its value\n"
+        "return redis.call('GET', KEYS[1])\n"
+    )
+    (tmp_path / "typo_settings.py").write_text(
+        "from tests.settings import *  # noqa\nINSTALLED_APPS = [*INSTALLED_APPS, 'typoapp']\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env.update(PYTHONPATH=os.pathsep.join([str(root), str(tmp_path)]))
+
+    def manage(*args: str, settings: str = "typo_settings") -> subprocess.CompletedProcess:
+        code = "import sys\nfrom django.core.management import execute_from_command_line\n"
+        code += "execute_from_command_line(['manage.py', *sys.argv[1:]])\n"
+        return subprocess.run(
+            [sys.executable, "-c", code, *args, f"--settings={settings}"],
+            cwd=root, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    migrate = manage("migrate", "--noinput")
+    assert migrate.returncode == 1
+    assert "(atomicops.E002)" in migrate.stderr and "did you mean 'readonly'?" in migrate.stderr
+    shell = manage("shell", "-c", "from atomicops import registry; print('typo_read' in registry)")
+    assert shell.returncode == 0
+    assert shell.stdout.strip().splitlines()[-1] == "False"  # not registered
+    (tmp_path / "silenced.py").write_text(
+        "from typo_settings import *  # noqa\nSILENCED_SYSTEM_CHECKS = ['atomicops.E002']\n"
+    )
+    assert manage("migrate", "--noinput", settings="silenced").returncode == 0
