@@ -128,10 +128,42 @@ def record_key(identity: str, key: str) -> str:
 def fingerprint(request: Any) -> str:
     """What makes two requests "the same": method, path with query string, body digest.
 
-    The user is not in it: it is in the record's key already.
+    The user is not in it: it is in the record's key already. A DRF ``Request`` is read
+    through the ``HttpRequest`` it wraps.
     """
-    body = hashlib.sha256(request.body).hexdigest()
-    return digest(f"{request.method}\n{request.get_full_path()}\n{body}")
+    request = getattr(request, "_request", request)
+    return digest(f"{request.method}\n{request.get_full_path()}\n{_body_digest(request)}")
+
+
+def _body_digest(request: HttpRequest) -> str:
+    """SHA-256 of the body; of the parsed fields and files for ``multipart/form-data``.
+
+    A multipart body cannot be compared byte for byte: browsers pick a new random
+    boundary for every submit, so a retry's bytes differ. And by the time a view runs,
+    ``CsrfViewMiddleware`` has usually parsed it (reading ``request.POST``), after which
+    the raw body can no longer be read.
+    """
+    if request.content_type != "multipart/form-data":
+        return hashlib.sha256(request.body).hexdigest()
+    hasher = hashlib.sha256(b"multipart")
+
+    def add(*parts: str | bytes) -> None:
+        for part in parts:
+            data = part.encode("utf-8", "surrogatepass") if isinstance(part, str) else part
+            # Length-prefixed, so no two different forms can run together into one text.
+            hasher.update(len(data).to_bytes(8, "big") + data)
+
+    for name in sorted(request.POST):
+        for value in request.POST.getlist(name):
+            add("field", name, value)
+    for name in sorted(request.FILES):
+        for upload in request.FILES.getlist(name):
+            content = hashlib.sha256()
+            for chunk in upload.chunks():
+                content.update(chunk)
+            upload.seek(0)  # the view reads it next
+            add("file", name, upload.name or "", upload.content_type or "", content.digest())
+    return hasher.hexdigest()
 
 
 # -- responses -------------------------------------------------------------------------

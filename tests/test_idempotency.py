@@ -76,6 +76,50 @@ def test_template_responses_are_rendered_and_stored(backend, client):
     assert runs("t") == 1
 
 
+def multipart(boundary: str, fields: dict[str, str], upload: bytes = b"PDF") -> bytes:
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        for k, v in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="doc"; filename="a.pdf"\r\n'
+        "Content-Type: application/pdf\r\n\r\n".encode()
+        + upload
+        + b"\r\n"
+    )
+    return b"".join(parts) + f"--{boundary}--\r\n".encode()
+
+
+def test_multipart_forms_compare_by_fields_not_boundaries(backend, client):
+    def send(boundary, fields, upload=b"PDF"):
+        return client.post(
+            "/idem/create/",
+            data=multipart(boundary, fields, upload),
+            content_type=f"multipart/form-data; boundary={boundary}",
+            HTTP_IDEMPOTENCY_KEY="form",
+        )
+
+    first = send("aaaa", {"item": "book", "qty": "1"})
+    assert first.status_code == 201
+    # A browser's retry: same fields, another random boundary, another field order.
+    again = send("bbbbbbbb", {"qty": "1", "item": "book"})
+    assert again["Idempotent-Replayed"] == "true"
+    assert send("cccc", {"item": "book", "qty": "2"}).status_code == 422
+    assert send("dddd", {"item": "book", "qty": "1"}, upload=b"other").status_code == 422
+    assert runs("form") == 1
+
+
+def test_multipart_read_by_middleware_can_still_be_fingerprinted():
+    body = multipart("zz", {"a": "1"})
+    make = lambda: RequestFactory().post(  # noqa: E731
+        "/x/", data=body, content_type="multipart/form-data; boundary=zz"
+    )
+    parsed = make()
+    assert parsed.POST["a"] == "1"  # as CsrfViewMiddleware does: request.body now raises
+    assert fingerprint(parsed) == fingerprint(make())
+    assert parsed.FILES["doc"].read() == b"PDF"  # the upload is rewound for the view
+
+
 def test_methods_outside_the_list_run_as_usual(backend, client):
     for _ in range(2):
         assert client.get("/idem/create/", HTTP_IDEMPOTENCY_KEY="g").status_code == 201
@@ -313,6 +357,14 @@ def test_drf_apiview_method(backend):
     assert again["Content-Type"] == "application/json"
     assert send({"item": "pen"}).status_code == 422
     assert runs("drf") == 1
+    # Forms through DRF's parsers too (multipart: compared by fields).
+    form = lambda: client.post(  # noqa: E731
+        "/idem/drf/", {"item": "mug"}, format="multipart", HTTP_IDEMPOTENCY_KEY="drf-form"
+    )
+    first_form = form()
+    assert first_form.status_code == 201
+    assert json.loads(first_form.content)["data"] == {"item": "mug"}
+    assert form().content == first_form.content
 
 
 # -- bad arguments ------------------------------------------------------------------------------

@@ -27,9 +27,11 @@ def runs_key(request: HttpRequest) -> str:
 
 
 def _created(request: HttpRequest, runs: int) -> JsonResponse:
-    response = JsonResponse(
-        {"id": uuid.uuid4().hex, "runs": runs, "body": request.body.decode()}, status=201
-    )
+    if request.content_type == "multipart/form-data":
+        body = json.dumps(request.POST)
+    else:
+        body = request.body.decode()
+    response = JsonResponse({"id": uuid.uuid4().hex, "runs": runs, "body": body}, status=201)
     response["Location"] = f"/orders/{runs}"
     response["X-Order"] = "yes"
     response.set_cookie("last_order", str(runs), httponly=True, samesite="Lax")
