@@ -1,6 +1,6 @@
 from django.urls import path
 
-from demo_project.demo import views
+from demo_project.demo import orders, reports, views
 
 app_name = "demo"
 
@@ -17,4 +17,8 @@ urlpatterns = [
     path("events/<int:pk>/reset/", views.reset_event, name="reset_event"),
     path("ratelimit/", views.ratelimit_page, name="ratelimit"),
     path("api/ping/", views.api_ping, name="ping"),
+    path("orders/", orders.order_page, name="orders"),
+    path("orders/place/", orders.place_order, name="place_order"),
+    path("report/", reports.report_page, name="report"),
+    path("report/expire/", reports.expire_report, name="expire_report"),
 ]
