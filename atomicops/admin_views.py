@@ -26,6 +26,7 @@ from atomicops.engine.ops import Context, Send
 from atomicops.exceptions import AtomicOpsError
 from atomicops.flushcheck import flush_check, primaries
 from atomicops.locks import LockScan, scan_locks
+from atomicops.luaheader import Header
 from atomicops.registry import Script
 
 logger = logging.getLogger("atomicops")
@@ -62,15 +63,10 @@ class ScriptRow:
 
     name: str
     sha: str
-    readonly: bool
-    keys: tuple[str, ...]
-    args: tuple[str, ...]
+    meta: Header  # description, readonly, keys, args, returns, probe: plain values
     app: str | None
     origin: str | None
     source: str
-    description: str
-    returns: str
-    probe: tuple[str, ...] | None
     loaded: str
     loaded_everywhere: bool | None
     stats: dict[str, int] = field(default_factory=dict)
@@ -80,15 +76,10 @@ class ScriptRow:
         return cls(
             name=script.name,
             sha=script.sha,
-            readonly=script.readonly,
-            keys=script.keys,
-            args=script.args,
+            meta=script.meta,
             app=script.app,
             origin=script.origin,
             source=script.source,
-            description=script.description,
-            returns=script.returns,
-            probe=script.probe,
             loaded=loaded,
             loaded_everywhere=loaded_everywhere,
             stats=dict(script.stats),

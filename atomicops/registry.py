@@ -271,18 +271,12 @@ class Script:
         registry: ScriptRegistry,
         name: str,
         source: str,
+        meta: Header,
         *,
-        readonly: bool = False,
-        keys: Sequence[str] = (),
-        args: Sequence[str] = (),
-        description: str = "",
-        returns: str = "",
-        result: str = "raw",
-        probe: Sequence[str] | None = None,
         app: str | None = None,
         origin: str | None = None,
     ) -> None:
-        if result not in _CONVERTERS:
+        if meta.result not in _CONVERTERS:
             raise RegistryError(
                 f"script {name!r}: result must be one of {', '.join(RESULT_CONVERSIONS)}",
                 script=name,
@@ -291,18 +285,42 @@ class Script:
         self.name = name
         self.source = source
         self.sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
-        self.readonly = readonly
-        self.keys = tuple(keys)
-        self.args = tuple(args)
-        self.description = description
-        self.returns = returns
-        self.result = result
-        self.probe = tuple(probe) if probe is not None else None
+        self.meta = meta  # what the header says (or register()'s arguments): held once
         self.app = app
         self.origin = origin
         self.stats = ScriptStats()
-        self.convert: Callable[[Any], Any] = _CONVERTERS[result]
+        self.convert: Callable[[Any], Any] = _CONVERTERS[meta.result]
         self._pipeline_handle = compat.PipelineScript(self.sha, source)
+
+    # The header's fields, read through from :attr:`meta`.
+
+    @property
+    def readonly(self) -> bool:
+        return self.meta.readonly
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return self.meta.keys
+
+    @property
+    def args(self) -> tuple[str, ...]:
+        return self.meta.args
+
+    @property
+    def description(self) -> str:
+        return self.meta.description
+
+    @property
+    def returns(self) -> str:
+        return self.meta.returns
+
+    @property
+    def result(self) -> str:
+        return self.meta.result
+
+    @property
+    def probe(self) -> tuple[str, ...] | None:
+        return self.meta.probe
 
     def __repr__(self) -> str:
         return f"<Script {self.name} {self.sha[:12]}{' readonly' if self.readonly else ''}>"
@@ -498,6 +516,20 @@ class ScriptRegistry:
         The SHA is computed locally. The same name with the same source again returns the
         existing script; with another source it raises :class:`RegistryError`.
         """
+        meta = Header(
+            description=description,
+            readonly=readonly,
+            keys=tuple(keys),
+            args=tuple(args),
+            returns=returns,
+            result=result,
+            probe=tuple(probe) if probe is not None else None,
+        )
+        return self._add(name, source, meta, app=app, origin=origin)
+
+    def _add(
+        self, name: str, source: str, meta: Header, *, app: str | None, origin: str | None
+    ) -> Script:
         if not isinstance(name, str) or not _NAME.match(name):
             raise RegistryError(
                 f"script name {name!r} must match {_NAME.pattern}", script=str(name)
@@ -514,20 +546,7 @@ class ScriptRegistry:
                     f"(sha {existing.sha}, from {existing.origin or existing.app or 'code'})",
                     script=name,
                 )
-            script = Script(
-                self,
-                name,
-                source,
-                readonly=readonly,
-                keys=keys,
-                args=args,
-                description=description,
-                returns=returns,
-                result=result,
-                probe=probe,
-                app=app,
-                origin=origin,
-            )
+            script = Script(self, name, source, meta, app=app, origin=origin)
             self._scripts[name] = script
             self.version += 1
             return script
@@ -554,19 +573,7 @@ class ScriptRegistry:
             header: Header = parse_header(source, origin=str(path))
         except ValueError as exc:  # the parser means to raise ScriptHeaderError only
             raise ScriptHeaderError(f"{path}: header cannot be read: {exc}", script=name) from exc
-        return self.register(
-            name,
-            source,
-            readonly=header.readonly,
-            keys=header.keys,
-            args=header.args,
-            description=header.description,
-            returns=header.returns,
-            result=header.result,
-            probe=header.probe,
-            app=app,
-            origin=str(path),
-        )
+        return self._add(name, source, header, app=app, origin=str(path))
 
     def discover(self, *, all_apps: bool = True, overrides: Any = None) -> list[Script]:
         """Register atomicops' own scripts and, with ``all_apps``, every app's ``lua/*.lua``.
