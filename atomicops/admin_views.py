@@ -9,6 +9,7 @@ scripts this process registered. Nothing a request carries is ever sent as Lua.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,7 @@ from atomicops.conf import get_settings
 from atomicops.engine import topology, wire
 from atomicops.engine.ops import Context, Send
 from atomicops.exceptions import AtomicOpsError
-from atomicops.flushcheck import flush_check, primaries
+from atomicops.flushcheck import FlushCheckRow, flush_check, primaries
 from atomicops.locks import LockScan, scan_locks
 from atomicops.luaheader import Header
 from atomicops.registry import Script
@@ -34,6 +35,11 @@ logger = logging.getLogger("atomicops")
 VIEW_PERMISSION = "atomicops.view_dashboard"
 LOAD_PERMISSION = "atomicops.load_scripts"
 FLUSH_PERMISSION = "atomicops.flush_scripts"
+
+# The last flush check's result, kept in the user's session for the page the POST
+# redirects to: reloading that page shows the result again instead of flushing again.
+FLUSH_RESULT_SESSION_KEY = "atomicops_flush_check"
+FLUSH_RESULT_MAX_AGE = 600  # seconds; after that the result page sends back to the dashboard
 
 # How many held locks the dashboard lists. scan_locks' default bounds (SCAN calls, keys
 # read, one second) keep the page quick however many keys match the lock pattern.
@@ -246,20 +252,44 @@ def load(model_admin: Any, request: HttpRequest) -> HttpResponse:
 
 
 def flush(model_admin: Any, request: HttpRequest) -> HttpResponse:
-    """POST: flush the script cache and run the flush check. Needs ``atomicops.flush_scripts``."""
+    """POST: flush the script cache, run the flush check and redirect to its result.
+    GET: that result (kept in the session for :data:`FLUSH_RESULT_MAX_AGE` seconds), or
+    back to the dashboard. Needs ``atomicops.flush_scripts``.
+
+    Post/redirect/get: a reload of the result page must not run SCRIPT FLUSH again.
+    """
     if not (request.user.has_perm(VIEW_PERMISSION) and request.user.has_perm(FLUSH_PERMISSION)):
         raise PermissionDenied
-    if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
+    site = model_admin.admin_site.name
+    if request.method == "POST":
+        # Logged before it runs: a flush affects every application using this server.
+        logger.warning(
+            "atomicops: %s runs the flush check (SCRIPT FLUSH) from the admin", request.user
+        )
+        stored: dict[str, Any] = {"at": time.time(), "rows": None, "error": None}
+        try:
+            stored["rows"] = [row.as_dict() for row in flush_check()]
+        except AtomicOpsError as exc:
+            stored["error"] = exc.message
+        request.session[FLUSH_RESULT_SESSION_KEY] = stored
+        return HttpResponseRedirect(reverse(f"{site}:atomicops_dashboard_flush_check"))
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET", "HEAD", "POST"])
+    stored = request.session.get(FLUSH_RESULT_SESSION_KEY)
+    if not stored or time.time() - stored["at"] > FLUSH_RESULT_MAX_AGE:
+        request.session.pop(FLUSH_RESULT_SESSION_KEY, None)
+        messages.info(request, "No recent flush check to show: run it from this page.")
+        return HttpResponseRedirect(reverse(f"{site}:atomicops_dashboard_changelist"))
     context = _context(model_admin, request, "Flush check")
-    # Logged before it runs: a flush affects every application using this server.
-    logger.warning("atomicops: %s runs the flush check (SCRIPT FLUSH) from the admin", request.user)
-    try:
-        rows = flush_check()
-    except AtomicOpsError as exc:
-        context.update(rows=None, error=exc.message, ok=False)
+    context["ran_at"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(stored["at"]))
+    if stored["error"] is not None:
+        context.update(rows=None, error=stored["error"], ok=False)
     else:
+        fields = set(FlushCheckRow.__dataclass_fields__)
+        rows = [
+            FlushCheckRow(**{k: v for k, v in row.items() if k in fields}) for row in stored["rows"]
+        ]
         failed = [row for row in rows if not row.ok]
         context.update(rows=rows, error=None, ok=not failed, failed=failed)
-    request.current_app = model_admin.admin_site.name
+    request.current_app = site
     return TemplateResponse(request, "admin/atomicops/flush_check.html", context)

@@ -274,9 +274,15 @@ def test_flush_action_shows_the_flush_check_table(backend, make_user):
     kind, client = backend
     client.set("user-data", "keep")
     browser = logged_in(make_user("view_dashboard", "flush_scripts"))
-    assert browser.get(reverse(FLUSH)).status_code == 405
+    # No result to show yet: back to the dashboard.
+    nothing = browser.get(reverse(FLUSH), follow=True)
+    assert nothing.redirect_chain == [(reverse(DASHBOARD), 302)]
+    assert "No recent flush check to show" in nothing.content.decode()
 
-    response = browser.post(reverse(FLUSH))
+    # Post/redirect/get: the POST answers with a redirect to the result page.
+    posted = browser.post(reverse(FLUSH))
+    assert (posted.status_code, posted["Location"]) == (302, reverse(FLUSH))
+    response = browser.get(posted["Location"])
     assert response.status_code == 200
     html = response.content.decode()
     found = dict(
@@ -288,6 +294,13 @@ def test_flush_action_shows_the_flush_check_table(backend, make_user):
     assert f"All {len(registry)} scripts passed the flush check." in html
     assert all(client.script_exists(*(s.sha for s in registry)))
     assert [k for k in client.scan_iter(count=1000)] == [b"user-data"]
+
+    # Reloading the result page shows it again and flushes nothing.
+    marker = client.script_load("return 'marker'")
+    again = browser.get(reverse(FLUSH))
+    assert again.status_code == 200 and "Ran at " in again.content.decode()
+    assert client.script_exists(marker) == [True]
+    assert browser.put(reverse(FLUSH)).status_code == 405
 
 
 @fakeredis_only
@@ -302,7 +315,7 @@ def test_actions_need_a_csrf_token(backend, make_user):
         r'name="csrfmiddlewaretoken" value="([^"]+)"',
         browser.get(reverse(DASHBOARD)).content.decode(),
     )[1]
-    assert browser.post(reverse(FLUSH), {"csrfmiddlewaretoken": token}).status_code == 200
+    assert browser.post(reverse(FLUSH), {"csrfmiddlewaretoken": token}).status_code == 302
 
 
 @fakeredis_only
@@ -327,8 +340,8 @@ def test_dashboard_renders_when_redis_is_down(settings, make_user, servers):
     assert {row.loaded for row in response.context["scripts"]} == {"unknown"}
     assert response.context["locks_error"] == "server unreachable"
 
-    response = browser.post(reverse(FLUSH))
-    assert response.status_code == 200
+    response = browser.post(reverse(FLUSH), follow=True)
+    assert response.redirect_chain == [(reverse(FLUSH), 302)]
     assert "The flush check could not run" in response.content.decode()
     response = browser.post(reverse(LOAD), follow=True)
     assert "Loading the scripts failed" in response.content.decode()
@@ -364,3 +377,15 @@ def test_a_script_in_a_template_is_not_run(backend):
     text = Template("{{ script.name }} {{ script.sha }}").render(Context({"script": script}))
     assert text == f"testapp_echo {script.sha}"
     assert script.stats["calls"] == calls
+
+
+@fakeredis_only
+def test_an_old_flush_result_is_not_shown(backend, make_user, monkeypatch):
+    from atomicops import admin_views
+
+    browser = logged_in(make_user("view_dashboard", "flush_scripts"))
+    browser.post(reverse(FLUSH))
+    monkeypatch.setattr(admin_views, "FLUSH_RESULT_MAX_AGE", -1)
+    response = browser.get(reverse(FLUSH), follow=True)
+    assert response.redirect_chain == [(reverse(DASHBOARD), 302)]
+    assert admin_views.FLUSH_RESULT_SESSION_KEY not in browser.session
