@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from atomicops.exceptions import AtomicOpsError, RedisUnavailable, ServerRefused
+
 
 def cell(value: Any) -> str:
     if value is None:
@@ -25,3 +27,16 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     for row in text:
         lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
     return "\n".join(lines)
+
+
+def failure(doing: str, exc: AtomicOpsError) -> str:
+    """``"<doing> failed: <why>"`` for a command's error, in the operator's terms.
+
+    An unreachable server is said as such, with the connection error (the library's
+    message names the internal round trip, which says nothing to whoever runs the
+    command); a refusal (``LOADING``, ``OOM``...) or a script error keeps its own words.
+    """
+    cause = exc.__cause__
+    if isinstance(exc, RedisUnavailable) and not isinstance(exc, ServerRefused) and cause:
+        return f"{doing} failed: the server is unreachable ({cause})"
+    return f"{doing} failed: {exc.message}"

@@ -11,7 +11,7 @@ from atomicops import connection
 from atomicops.exceptions import AtomicOpsError
 from atomicops.flushcheck import flush_check
 
-from ._output import table
+from ._output import failure, table
 
 
 class Command(BaseCommand):
@@ -36,7 +36,7 @@ class Command(BaseCommand):
             rows = flush_check(flush=flush)
         except AtomicOpsError as exc:
             raise CommandError(
-                f"flush check could not run against {connection.describe_source()}: {exc.message}"
+                failure(f"the flush check of {connection.describe_source()}", exc)
             ) from exc
         failed = [row for row in rows if not row.ok]
         if options["json"]:

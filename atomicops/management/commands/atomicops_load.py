@@ -11,7 +11,7 @@ from atomicops import connection
 from atomicops.exceptions import AtomicOpsError
 from atomicops.registry import registry
 
-from ._output import table
+from ._output import failure, table
 
 
 class Command(BaseCommand):
@@ -29,7 +29,7 @@ class Command(BaseCommand):
             loaded = registry.load_all()
         except AtomicOpsError as exc:
             raise CommandError(
-                f"loading scripts onto {connection.describe_source()} failed: {exc.message}"
+                failure(f"loading the scripts onto {connection.describe_source()}", exc)
             ) from exc
         if options["json"]:
             self.stdout.write(json.dumps(loaded, indent=2))

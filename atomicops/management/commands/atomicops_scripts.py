@@ -12,7 +12,7 @@ from atomicops.exceptions import AtomicOpsError
 from atomicops.flushcheck import primaries, script_exists
 from atomicops.registry import registry
 
-from ._output import table
+from ._output import failure, table
 
 
 class Command(BaseCommand):
@@ -36,7 +36,9 @@ class Command(BaseCommand):
             try:
                 per_server = [script_exists(s, shas) for s in primaries(connection.get_client())]
             except AtomicOpsError as exc:
-                raise CommandError(f"cannot ask the server: {exc.message}") from exc
+                raise CommandError(
+                    failure(f"asking {connection.describe_source()} for its scripts", exc)
+                ) from exc
             cached = [all(found) for found in zip(*per_server, strict=True)] or cached
         if options["json"]:
             entries = []
