@@ -17,8 +17,6 @@ from typing import Any
 from django.core.exceptions import DisallowedHost
 from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
 
-from atomicops.redaction import redact_url
-
 BAD_HOST = "Bad Request (400): this Host is not allowed."
 
 
@@ -28,6 +26,10 @@ class RedactingFilter(SafeExceptionReporterFilter):
     def cleanse_setting(self, key: Any, value: Any) -> Any:
         value = super().cleanse_setting(key, value)
         if isinstance(value, str) and "://" in value:
+            # Imported here: Django's logging set-up imports this module (mail_admins'
+            # reporter), before the apps, and atomicops' package imports them all.
+            from atomicops.redaction import redact_url
+
             return redact_url(value)
         return value
 
