@@ -64,12 +64,10 @@ def get_settings() -> Mapping[str, Any]:
 
 
 def _reset(*, setting: str, **kwargs: Any) -> None:
+    # CACHES too: a CONNECTION alias reads it. (atomicops.connection drops its cached
+    # clients on the same signal, with a receiver of its own.)
     if setting in ("ATOMICOPS", "CACHES"):
         get_settings.cache_clear()
-        # Clients are built from settings: drop the cached ones too.
-        from atomicops import connection
-
-        connection.reset_clients()
 
 
 setting_changed.connect(_reset, dispatch_uid="atomicops.conf.reset")

@@ -28,6 +28,7 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
+from django.core.signals import setting_changed
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -52,6 +53,16 @@ def reset_clients() -> None:
     with _lock:
         _sync_client = None
         _async_clients.clear()
+
+
+def _reset(*, setting: str, **kwargs: Any) -> None:
+    # Clients are built from settings: a test's override_settings must not keep using
+    # the client of the settings before it.
+    if setting in ("ATOMICOPS", "CACHES"):
+        reset_clients()
+
+
+setting_changed.connect(_reset, dispatch_uid="atomicops.connection.reset")
 
 
 _UNKNOWN = object()
