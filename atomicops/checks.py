@@ -98,7 +98,7 @@ def check_connection(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
     from atomicops import connection
 
     try:
-        connection._build_sync()
+        connection.build_client()
     except ConfigurationError as exc:
         return [checks.Error(exc.message, hint=NO_CONNECTION_HINT, id=NO_CONNECTION)]
     return []

@@ -216,7 +216,9 @@ def _own_client_kwargs() -> dict[str, Any]:
     }
 
 
-def _build_sync() -> Any:
+def build_client() -> Any:
+    """A new sync client from the settings (no network I/O); :class:`ConfigurationError`
+    when they cannot give one. :func:`get_client` caches what this builds."""
     conf = get_settings()
     if conf["CONNECTION"]:
         return _client_from_cache(conf["CONNECTION"])
@@ -252,7 +254,7 @@ def get_client(client: Any = None) -> Any:
     if found is None:
         with _lock:
             if _sync_client is None:
-                _sync_client = _build_sync()
+                _sync_client = build_client()
             found = _sync_client
     return found
 

@@ -28,9 +28,9 @@ from atomicops.exceptions import InvalidInput, RedisUnavailable, ScriptBusyError
 from atomicops.identity import KeyFunc, aidentify, check_key, identify
 from atomicops.ratelimit import (
     RateLimitResult,
-    _fixed_window_hit,
-    _sliding_window_hit,
-    _token_bucket_hit,
+    fixed_window_call,
+    sliding_window_call,
+    token_bucket_call,
 )
 
 __all__ = ["default_group", "limit_key", "rate_limit", "too_many_requests", "wants_json"]
@@ -192,7 +192,7 @@ def _hit_builder(
         rate = refill_rate
 
         def build(key: str) -> Call:
-            return _token_bucket_hit(key, limit, rate, amount)
+            return token_bucket_call(key, limit, rate, amount)
 
     else:
         if window_ms is None or refill_rate is not None:
@@ -200,7 +200,7 @@ def _hit_builder(
                 f"rate_limit(algorithm={algorithm!r}) takes window_ms, not refill_rate"
             )
         window = window_ms
-        make = _fixed_window_hit if algorithm == "fixed_window" else _sliding_window_hit
+        make = fixed_window_call if algorithm == "fixed_window" else sliding_window_call
 
         def build(key: str) -> Call:
             return make(key, limit, window, amount)

@@ -91,7 +91,8 @@ def _amount(value: Any, limit: int, key: str, what: str = "amount") -> int:
     return amount
 
 
-def _fixed_window_hit(key: KeyLike, limit: int, window_ms: int, amount: int) -> Call:
+def fixed_window_call(key: KeyLike, limit: int, window_ms: int, amount: int) -> Call:
+    """The fixed window hit as a prepared :class:`Call`, arguments checked (nothing sent)."""
     resolved, name = resolve(key)
     limit = _whole(limit, "limit", name)
     window_ms = _whole(window_ms, "window_ms", name)
@@ -114,7 +115,8 @@ def _fixed_window_hit(key: KeyLike, limit: int, window_ms: int, amount: int) -> 
     return Call(FIXED_WINDOW, [resolved], [window_ms, amount], interpret)
 
 
-def _sliding_window_hit(key: KeyLike, limit: int, window_ms: int, amount: int) -> Call:
+def sliding_window_call(key: KeyLike, limit: int, window_ms: int, amount: int) -> Call:
+    """The sliding window hit as a prepared :class:`Call`, arguments checked (nothing sent)."""
     resolved, name = resolve(key)
     limit = _whole(limit, "limit", name)
     window_ms = _whole(window_ms, "window_ms", name)
@@ -141,7 +143,8 @@ def _sliding_window_hit(key: KeyLike, limit: int, window_ms: int, amount: int) -
     return Call(SLIDING_WINDOW, [resolved], [limit, window_ms, amount], interpret)
 
 
-def _token_bucket_hit(key: KeyLike, capacity: int, refill_rate: float, cost: int) -> Call:
+def token_bucket_call(key: KeyLike, capacity: int, refill_rate: float, cost: int) -> Call:
+    """The token bucket hit as a prepared :class:`Call`, arguments checked (nothing sent)."""
     resolved, name = resolve(key)
     capacity = _whole(capacity, "capacity", name)
     # `not 0 < rate <= MAX` also turns away NaN, infinity and ints past float's range.
@@ -200,14 +203,14 @@ def fixed_window(
     key holds something else, :class:`RedisUnavailable` / :class:`OutcomeUnknown` when
     the server cannot be reached or the reply was lost.
     """
-    return run(_fixed_window_hit(key, limit, window_ms, amount), client)
+    return run(fixed_window_call(key, limit, window_ms, amount), client)
 
 
 async def afixed_window(
     key: KeyLike, limit: int, window_ms: int, amount: int = 1, *, client: Any = None
 ) -> RateLimitResult:
     """The async twin of :func:`fixed_window`; same script, same rules."""
-    return await arun(_fixed_window_hit(key, limit, window_ms, amount), client)
+    return await arun(fixed_window_call(key, limit, window_ms, amount), client)
 
 
 def sliding_window(
@@ -228,14 +231,14 @@ def sliding_window(
     ``limit * window_ms >= 2**51``), :class:`DataError` (the key holds something else),
     :class:`RedisUnavailable` / :class:`OutcomeUnknown`.
     """
-    return run(_sliding_window_hit(key, limit, window_ms, amount), client)
+    return run(sliding_window_call(key, limit, window_ms, amount), client)
 
 
 async def asliding_window(
     key: KeyLike, limit: int, window_ms: int, amount: int = 1, *, client: Any = None
 ) -> RateLimitResult:
     """The async twin of :func:`sliding_window`; same script, same rules."""
-    return await arun(_sliding_window_hit(key, limit, window_ms, amount), client)
+    return await arun(sliding_window_call(key, limit, window_ms, amount), client)
 
 
 def token_bucket(
@@ -252,11 +255,11 @@ def token_bucket(
     :class:`DataError` (the key holds something else), :class:`RedisUnavailable` /
     :class:`OutcomeUnknown`.
     """
-    return run(_token_bucket_hit(key, capacity, refill_rate, cost), client)
+    return run(token_bucket_call(key, capacity, refill_rate, cost), client)
 
 
 async def atoken_bucket(
     key: KeyLike, capacity: int, refill_rate: float, cost: int = 1, *, client: Any = None
 ) -> RateLimitResult:
     """The async twin of :func:`token_bucket`; same script, same rules."""
-    return await arun(_token_bucket_hit(key, capacity, refill_rate, cost), client)
+    return await arun(token_bucket_call(key, capacity, refill_rate, cost), client)

@@ -151,7 +151,7 @@ def test_sliding_window_matches_its_definition_on_server_time(backend):
     checked_retry = 0
     for _ in range(60):
         amount = rng.choice([1, 1, 1, 2])
-        hit = rl._sliding_window_hit("s", limit, window, amount)
+        hit = rl.sliding_window_call("s", limit, window, amount)
         allowed, count, reset, retry, now = raw(hit)
         win, elapsed = divmod(now, window)
         prev, cur = sliding_counts(state, now, window)
@@ -232,7 +232,7 @@ def test_token_bucket_refills_at_its_rate_on_server_time(backend):
     for _ in range(60):
         cost = rng.choice([1, 1, 2, 3, 0, -1])
         allowed, remaining, reset, retry, exact, now = raw(
-            rl._token_bucket_hit("b", capacity, rate, cost)
+            rl.token_bucket_call("b", capacity, rate, cost)
         )
         if tokens is None:
             tokens, ts = float(capacity), now

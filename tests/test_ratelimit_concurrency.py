@@ -90,7 +90,7 @@ def test_fixed_window_admits_exactly_the_limit_in_every_window(real_client, real
 
 def test_sliding_window_never_admits_more_than_the_limit_per_window(real_server):
     limit, window = 20, 200
-    hit = rl._sliding_window_hit("rl", limit, window, 1)
+    hit = rl.sliding_window_call("rl", limit, window, 1)
     batches = run_processes(_raw_for, [(real_server.url, hit, 1.0)] * PROCESSES)
     replies = [r for batch in batches for r in batch]
     admitted = sorted(now for allowed, _, _, _, now in replies if allowed)
@@ -125,7 +125,7 @@ def test_token_bucket_refills_at_its_rate_under_load(real_server):
     """Every decision, replayed in server-time order, is the bucket's: refilled at its rate
     since the call before (capped at capacity), then one token taken if there was one."""
     capacity, rate = 20, 100.0
-    hit = rl._token_bucket_hit("rl", capacity, rate, 1)
+    hit = rl.token_bucket_call("rl", capacity, rate, 1)
     batches = run_processes(_raw_for, [(real_server.url, hit, 1.0)] * PROCESSES)
     # Calls are serialised by the server; within one microsecond the earlier left more.
     replies = sorted(
