@@ -1,0 +1,204 @@
+"""Servers the fault tests own alone: restarted on the same port and dir, killed, made busy.
+
+:class:`OwnServer` extends the suite's :class:`tests.servers.Server` with what faults
+need: a restart that keeps the data directory (RDB and AOF survive), ``kill -9``, and
+waiting for ``-LOADING`` or ``+PONG`` with raw sockets, so no client library's own
+retries or error mapping can blur what the server said.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from tests.faultproxy import Incomplete, parse_value
+from tests.servers import Server
+
+
+def encode(*args: Any) -> bytes:
+    """One RESP command."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+def read_reply(sock: socket.socket) -> bytes:
+    """The raw bytes of one complete reply (``b"-LOADING ..."``, ``b"+PONG"``...)."""
+    buf = bytearray()
+    while True:
+        try:
+            _, end = parse_value(buf)
+            return bytes(buf[:end]).rstrip(b"\r\n")
+        except Incomplete:
+            pass
+        data = sock.recv(65536)
+        if not data:
+            raise ConnectionError("closed by the server")
+        buf += data
+
+
+def raw_command(port: int, *args: Any, timeout: float = 2.0) -> bytes:
+    """Send one command on a new connection and return its raw reply."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(encode(*args))
+        return read_reply(sock)
+
+
+def probe(port: int) -> bytes:
+    """What a PING gets now: ``b"+PONG"``, ``b"-LOADING..."``, ``b"-BUSY..."`` or ``b""``
+    when nothing listens or answers."""
+    try:
+        return raw_command(port, "PING", timeout=0.5)
+    except OSError:
+        return b""
+
+
+@dataclass
+class OwnServer(Server):
+    """A server one test (or one module) owns: same port and dir across restarts."""
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (it may be loading for a while)."""
+        if not self.workdir:
+            self.workdir = tempfile.mkdtemp(prefix=f"atomicops-faults-{self.name}-")
+        args = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", self.workdir,
+            "--save", "",
+            "--appendonly", "no",
+            "--logfile", os.path.join(self.workdir, "server.log"),
+            *self.extra,
+        ]  # fmt: skip
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def start(self) -> OwnServer:
+        self.launch()
+        self.wait_pong()
+        return self
+
+    def wait_pong(self, timeout: float = 30.0) -> float:
+        """Wait until PING answers PONG; return the seconds waited."""
+        started = time.monotonic()
+        while True:
+            if probe(self.port).startswith(b"+PONG"):
+                return time.monotonic() - started
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.log()}")
+            if time.monotonic() - started > timeout:
+                raise RuntimeError(f"{self.name} did not answer PONG in {timeout}s: {self.log()}")
+            time.sleep(0.01)
+
+    def wait_loading(self, timeout: float = 10.0) -> float:
+        """Wait until PING answers ``-LOADING``; return the seconds since the launch."""
+        started = time.monotonic()
+        while True:
+            reply = probe(self.port)
+            if reply.startswith(b"-LOADING"):
+                return time.monotonic() - started
+            if reply.startswith(b"+PONG"):
+                raise RuntimeError(
+                    f"{self.name} came up without a LOADING phase: give it more keys to load"
+                )
+            if time.monotonic() - started > timeout:
+                raise RuntimeError(f"{self.name} never answered LOADING: {self.log()}")
+            time.sleep(0.005)
+
+    def loading(self) -> bool:
+        return probe(self.port).startswith(b"-LOADING")
+
+    def client(self, **kwargs: Any) -> redis.Redis:
+        return redis.Redis(port=self.port, **kwargs)
+
+    def kill9(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def shutdown_save(self) -> None:
+        """``SHUTDOWN SAVE``: every write answered before it is in the RDB."""
+        try:
+            raw_command(self.port, "SHUTDOWN", "SAVE", timeout=30)
+        except OSError:
+            pass  # the server closes the connection as it exits
+        if self.process is not None:
+            self.process.wait(30)
+
+    def remove(self) -> None:
+        self.stop()
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def fill(client: redis.Redis, count: int, prefix: str = "filler", size: int = 16) -> None:
+    """``count`` string keys of ``size`` bytes, in pipelined batches."""
+    value = b"x" * size
+    for start in range(0, count, 1000):
+        pipe = client.pipeline(transaction=False)
+        for index in range(start, min(count, start + 1000)):
+            pipe.set(f"{prefix}:{index}", value)
+        pipe.execute()
+
+
+def snapshot(client: redis.Redis, match: str = "*") -> dict[bytes, tuple[Any, bool]]:
+    """Every key matching ``match`` -> (its DUMP, whether it has a TTL)."""
+    keys = sorted(client.scan_iter(match=match, count=1000))
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.dump(key)
+        pipe.pttl(key)
+    replies = pipe.execute() if keys else []
+    return {key: (replies[2 * i], replies[2 * i + 1] >= 0) for i, key in enumerate(keys)}
+
+
+def diff(before: dict, after: dict) -> list[str]:
+    """Human-readable differences between two snapshots."""
+    changes = []
+    for key in sorted(set(before) | set(after)):
+        if key not in after:
+            changes.append(f"{key!r} deleted")
+        elif key not in before:
+            changes.append(f"{key!r} created")
+        elif before[key] != after[key]:
+            changes.append(f"{key!r} changed")
+    return changes
+
+
+class BusyScript:
+    """A Lua script that spins until ``SCRIPT KILL``, run on its own raw connection."""
+
+    SPIN = "local n = 0 while true do n = n + 1 end"
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+
+    def start(self, timeout: float = 10.0) -> float:
+        """Send the script; return once other clients get ``-BUSY`` (seconds waited)."""
+        started = time.monotonic()
+        self.sock.sendall(encode("EVAL", self.SPIN, 0))
+        while not probe(self.port).startswith(b"-BUSY"):
+            if time.monotonic() - started > timeout:
+                raise RuntimeError("the server never answered BUSY")
+            time.sleep(0.01)
+        return time.monotonic() - started
+
+    def kill(self) -> bytes:
+        """``SCRIPT KILL``; returns the script's own reply (an error: killed)."""
+        raw_command(self.port, "SCRIPT", "KILL")
+        try:
+            return read_reply(self.sock)
+        finally:
+            self.sock.close()
