@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
+from redis._parsers.socket import SocketBuffer
 from redis.exceptions import AuthenticationError, BusyLoadingError, ResponseError
 
 # Errors the server *replied* with: the reply was read whole, the stream is in step.
@@ -27,17 +28,28 @@ def read_reply(client: Any, conn: Any, command: Any) -> Any:
     """The next reply on ``conn``, converted like ``client.parse_response`` would.
 
     ``Connection.read_response(disconnect_on_error=False)``: redis-py raises the error
-    replies it classes as connection errors (LOADING) and by default drops the
-    connection on them, so a batch's later replies could not be read; the error line
-    was read whole, so the stream is in step. ``client.response_callbacks``: what
+    replies it classes as connection errors (LOADING, NOAUTH) and by default drops the
+    connection on them, so a batch's later replies could not be read. The error line
+    was read whole; the pure-Python parsers then rewind their ``SocketBuffer`` to its
+    start (to resume after a timeout), so it is skipped here to keep the stream in step
+    (hiredis consumed it already). ``client.response_callbacks``: what
     ``parse_response`` applies (``SCRIPT LOAD`` -> str, ``INFO`` -> dict).
     """
     try:
         reply = conn.read_response(disconnect_on_error=False)
     except REPLY_ERRORS as exc:
+        if not isinstance(exc, ResponseError):  # raised by the parser, after a rewind
+            _skip_rewound_line(conn)
         return exc
     callback = client.response_callbacks.get(command)
     return reply if callback is None else callback(reply)
+
+
+def _skip_rewound_line(conn: Any) -> None:
+    buffer = getattr(getattr(conn, "_parser", None), "_buffer", None)
+    if isinstance(buffer, SocketBuffer):
+        buffer.readline()
+        buffer.purge()
 
 
 async def aread_reply(client: Any, conn: Any, command: Any) -> Any:

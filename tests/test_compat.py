@@ -1,0 +1,223 @@
+"""Contract tests for every redis-py and Django internal in ``atomicops.engine.compat``.
+
+Each test pins one behaviour atomicops relies on and no public API promises. When an
+upgrade of redis-py or Django changes one of them, the failure is here, named, instead
+of a wrong answer somewhere in a call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import socket
+import threading
+
+import pytest
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
+
+from atomicops.engine import compat
+from tests.servers import free_port
+from tests.test_cluster import cluster_server  # noqa: F401  (a fixture: one-node clusters)
+
+
+class ScriptedServer:
+    """A RESP server on loopback answering each command by its name from ``replies``.
+
+    Anything else (the client's handshake: CLIENT SETINFO, HELLO...) gets ``+OK``.
+    """
+
+    def __init__(self, replies: dict[bytes, bytes]) -> None:
+        self.replies = replies
+        self.port = free_port()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.listen()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+
+    def _talk(self, conn: socket.socket) -> None:
+        buffer = b""
+        with conn:
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buffer += data
+                while True:
+                    parsed = _parse(buffer)
+                    if parsed is None:
+                        break
+                    command, buffer = parsed
+                    conn.sendall(self.replies.get(command[0].upper(), b"+OK\r\n"))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _parse(buffer: bytes) -> tuple[list[bytes], bytes] | None:
+    """One RESP array of bulk strings off the front of ``buffer`` (None: incomplete)."""
+    if not buffer.startswith(b"*") or b"\r\n" not in buffer:
+        return None
+    head, rest = buffer.split(b"\r\n", 1)
+    items = []
+    for _ in range(int(head[1:])):
+        if b"\r\n" not in rest:
+            return None
+        size_line, rest = rest.split(b"\r\n", 1)
+        size = int(size_line[1:])
+        if len(rest) < size + 2:
+            return None
+        items.append(rest[:size])
+        rest = rest[size + 2 :]
+    return items, rest
+
+
+@pytest.fixture
+def scripted():
+    server = ScriptedServer(
+        {
+            b"FIRST": b"-LOADING Redis is loading the dataset in memory\r\n",
+            b"SECOND": b":7\r\n",
+            b"HELLO": b"%1\r\n$5\r\nproto\r\n:3\r\n",  # RESP3's handshake
+        }
+    )
+    yield server
+    server.close()
+
+
+def test_read_response_takes_disconnect_on_error():
+    for connection_class in (redis.Connection, redis.asyncio.Connection):
+        parameters = inspect.signature(connection_class.read_response).parameters
+        assert "disconnect_on_error" in parameters, connection_class
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_a_loading_reply_leaves_the_sync_stream_in_step(scripted, protocol):
+    """read_reply() returns LOADING as an object, and the next reply is the next one.
+
+    redis-py's Python parsers rewind their buffer to the start of a reply they raise
+    for (to resume after a timeout): read naively, the LOADING line comes back for every
+    later reply of the batch, and the real replies stay unread for the next caller.
+    """
+    client = redis.Redis(port=scripted.port, protocol=protocol)
+    try:
+        with compat.connection_of(client) as conn:
+            conn.send_packed_command(conn.pack_commands([("FIRST",), ("SECOND",), ("FIRST",)]))
+            replies = [compat.read_reply(client, conn, name) for name in ("F", "S", "F")]
+            conn.send_packed_command(conn.pack_command("SECOND"))
+            after = compat.read_reply(client, conn, "SECOND")  # the stream is in step
+    finally:
+        client.close()
+    assert [type(reply) for reply in replies] == [
+        redis.BusyLoadingError,
+        int,
+        redis.BusyLoadingError,
+    ]
+    assert replies[1] == 7 and after == 7
+
+
+def test_a_loading_reply_leaves_the_async_stream_in_step(scripted):
+    async def main():
+        client = redis.asyncio.Redis(port=scripted.port, protocol=2)
+        try:
+            async with compat.aconnection_of(client) as conn:
+                batch = [("FIRST",), ("SECOND",), ("FIRST",), ("SECOND",)]
+                await conn.send_packed_command(conn.pack_commands(batch))
+                return [await compat.aread_reply(client, conn, cmd[0]) for cmd in batch]
+        finally:
+            await client.aclose()
+
+    replies = asyncio.run(main())
+    assert [type(reply) for reply in replies] == [redis.BusyLoadingError, int] * 2
+    assert replies[1] == replies[3] == 7
+
+
+def test_response_callbacks_convert_like_parse_response(real_client):
+    """SCRIPT LOAD's reply goes through the client's callback (bytes -> str)."""
+    with compat.connection_of(real_client) as conn:
+        conn.send_packed_command(conn.pack_command("SCRIPT", "LOAD", "return 1"))
+        sha = compat.read_reply(real_client, conn, "SCRIPT LOAD")
+    assert isinstance(sha, str) and len(sha) == 40
+
+
+def test_single_connection_clients_keep_their_connection_behind_a_lock(real_server):
+    sync = redis.Redis(port=real_server.port, single_connection_client=True)
+    try:
+        with compat.connection_of(sync) as conn:
+            assert conn is sync.connection
+            other: list[bool] = []  # another thread cannot take the connection meanwhile
+            thread = threading.Thread(
+                target=lambda: other.append(sync.single_connection_lock.acquire(blocking=False))
+            )
+            thread.start()
+            thread.join()
+            assert other == [False]
+    finally:
+        sync.close()
+
+    async def main():
+        client = redis.asyncio.Redis(port=real_server.port, single_connection_client=True)
+        try:
+            async with compat.aconnection_of(client) as conn:
+                assert conn is client.connection and client._single_conn_lock.locked()
+        finally:
+            await client.aclose()
+
+    asyncio.run(main())
+
+
+def test_pipelines_load_queued_scripts_through_pipe_scripts(real_client):
+    real_client.script_flush()
+    source = "return ARGV[1]"
+    import hashlib
+
+    handle = compat.PipelineScript(hashlib.sha1(source.encode()).hexdigest(), source)
+    pipe = real_client.pipeline()
+    assert isinstance(pipe.scripts, set)
+    compat.queue_script(pipe, handle, [], ["x"])
+    assert pipe.execute() == [b"x"]  # SCRIPT EXISTS, then SCRIPT LOAD, then EVALSHA
+
+
+def test_cluster_clients_expose_what_topology_reads(cluster_server):  # noqa: F811
+    client = redis.cluster.RedisCluster(host="127.0.0.1", port=cluster_server.port)
+    try:
+        assert compat.is_cluster_client(client)
+        [(name, primary)] = compat.cluster_primaries(client)
+        assert name.endswith(f":{cluster_server.port}") and primary.ping()
+        assert compat.cluster_node_client(client, 1234).ping()
+        assert compat.cluster_node_client(client, None).ping()
+    finally:
+        client.close()
+    assert hasattr(redis.cluster.NodesManager, "get_node_from_slot")
+    for name in ("get_default_node", "get_primaries"):
+        assert callable(getattr(redis.cluster.RedisCluster, name))
+    node = redis.cluster.ClusterNode("127.0.0.1", 7000)
+    assert node.name == "127.0.0.1:7000" and hasattr(node, "redis_connection")
+    assert not compat.is_cluster_client(redis.Redis())
+
+
+def test_django_redis_cache_hands_out_its_client(real_server, settings):
+    from django.core.cache import caches
+
+    settings.CACHES = {
+        "rc": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": real_server.url,
+        }
+    }
+    client = compat.django_redis_cache_client("rc")
+    assert isinstance(client, redis.Redis)
+    assert client.ping()
+    caches["rc"].close()
