@@ -46,6 +46,8 @@ Flow = Generator[Op, Any, T]
 RENEW_FRACTION = 1 / 3
 # After a failed renewal, try again this soon (or at the next third, if sooner).
 RETRY_S = 0.5
+# Every this many new claims, the renewer's heap is rid of finished ones.
+COMPACT_EVERY = 1024
 # Longest single BLPOP when the client has no socket timeout; callers loop past it.
 MAX_WAIT_S = 30.0
 
@@ -140,6 +142,7 @@ class _Renewer:
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, Hold, float]] = []
         self._seq = itertools.count()
+        self._adds = 0
 
     def add(self, held: Hold) -> None:
         with self._guard:
@@ -153,6 +156,17 @@ class _Renewer:
             cond = self._cond
         now = time.monotonic()
         self._push(held, now + held.interval, now, cond)
+        self._adds += 1
+        if self._adds % COMPACT_EVERY == 0:
+            self._compact(cond)
+
+    def _compact(self, cond: threading.Condition) -> None:
+        """Drop the entries of stopped holds: most claims end long before their first
+        renewal, and the thread only pops entries as they come due (a third of a lease
+        later), so at many requests a second they would pile up in between."""
+        with cond:
+            self._heap = [entry for entry in self._heap if not entry[2].stopped]
+            heapq.heapify(self._heap)
 
     def _next_due(self) -> tuple[Hold, float]:
         with self._cond:

@@ -24,6 +24,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from django.core.cache import InvalidCacheBackendError, caches
@@ -61,28 +62,35 @@ def _wake_key(claim: str, owner: str) -> str:
     return f"{claim}:wake:{owner}"
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Plan:
     cache: BaseCache
+    alias: str
     key: str  # the caller's cache key
     timeout: Any  # as Django's cache.set takes it
-    claim: str
     lease_ms: int
     fresh_ms: int
     client: Any
 
+    @cached_property
+    def claim(self) -> str:
+        # Only a miss needs it: a hit stays the cache's get and nothing else.
+        return claim_key(self.alias, self.cache.make_key(self.key))
 
-def _plan(
-    key: Any, compute: Any, timeout: Any, cache: Any, lease: Any, client: Any, *, sync: bool
-) -> _Plan:
-    """Check every argument before anything is sent; :class:`InvalidInput` otherwise."""
+
+def _checked(
+    key: Any, compute: Any, timeout: Any, cache: Any, lease: Any, *, sync: bool
+) -> BaseCache:
+    """The cache backend, once every argument is checked; :class:`InvalidInput` otherwise.
+
+    Kept to plain type checks: it runs on every hit, which is otherwise one cache get.
+    """
     if not isinstance(key, str) or not key:
         raise InvalidInput(f"get_or_set key must be a non-empty string, got {key!r}")
     if not callable(compute):
         raise InvalidInput(f"get_or_set compute must be callable, got {compute!r}", key=key)
     if sync and inspect.iscoroutinefunction(compute):
         raise InvalidInput("get_or_set got an async compute(); use aget_or_set", key=key)
-    fresh_ms = FRESH_MS
     if timeout is not None and timeout is not DEFAULT_TIMEOUT:
         if (
             isinstance(timeout, bool)
@@ -95,7 +103,6 @@ def _plan(
                 "in turn",
                 key=key,
             )
-        fresh_ms = max(1, min(FRESH_MS, math.floor(timeout * 1000)))
     if isinstance(lease, bool) or not isinstance(lease, (int, float)) or lease != lease:
         raise InvalidInput(f"get_or_set lease must be a number of seconds, got {lease!r}", key=key)
     if not 0 < lease <= _MAX_MS / 1000:
@@ -106,14 +113,23 @@ def _plan(
     if not isinstance(cache, str):
         raise InvalidInput(f"get_or_set cache must be a CACHES alias, got {cache!r}", key=key)
     try:
-        backend = caches[cache]
+        return caches[cache]
     except InvalidCacheBackendError as exc:
         raise InvalidInput(f"get_or_set cache {cache!r} is not in CACHES", key=key) from exc
+
+
+def _plan(
+    backend: BaseCache, alias: str, key: str, timeout: Any, lease: float, client: Any
+) -> _Plan:
+    """What a miss needs, from arguments :func:`_checked` accepted."""
+    fresh_ms = FRESH_MS
+    if timeout is not None and timeout is not DEFAULT_TIMEOUT:
+        fresh_ms = max(1, min(FRESH_MS, math.floor(timeout * 1000)))
     return _Plan(
         cache=backend,
+        alias=alias,
         key=key,
         timeout=timeout,
-        claim=claim_key(cache, backend.make_key(key)),
         lease_ms=max(1, math.ceil(lease * 1000)),
         fresh_ms=fresh_ms,
         client=client,
@@ -125,12 +141,9 @@ def _text(value: Any) -> str:
 
 
 def _flow(plan: _Plan) -> claims.Flow[Any]:
-    """One caller's decisions, written once for sync and async; yields ``("get",)``,
-    ``("set", value)``, ``("claim", owner, force)``, ``("wait", key, seconds)``,
-    ``("compute", owner)`` and ``("done", owner, stored)``."""
-    value = yield ("get",)
-    if value is not _MISSING:
-        return value
+    """One caller's decisions after a miss, written once for sync and async; yields
+    ``("get",)``, ``("set", value)``, ``("claim", owner, force)``, ``("wait", key,
+    seconds)``, ``("compute", owner)`` and ``("done", owner, stored)``."""
     force = False
     while True:
         owner = claims.new_owner()
@@ -229,7 +242,11 @@ def get_or_set(
     ``get_or_set`` would. Raises :class:`InvalidInput` for bad arguments, before
     anything is read or sent.
     """
-    plan = _plan(key, compute, timeout, cache, lease, client, sync=True)
+    backend = _checked(key, compute, timeout, cache, lease, sync=True)
+    value = backend.get(key, _MISSING)
+    if value is not _MISSING:
+        return value
+    plan = _plan(backend, cache, key, timeout, lease, client)
 
     def perform(op: claims.Op) -> Any:
         kind = op[0]
@@ -271,7 +288,11 @@ async def aget_or_set(
     """The async twin of :func:`get_or_set`: the cache's ``aget``/``aset``, ``redis.asyncio``
     for the claim and the wait. ``compute`` may be a plain or an async callable (a plain
     one runs in the event loop, as with Django's ``aget_or_set``)."""
-    plan = _plan(key, compute, timeout, cache, lease, client, sync=False)
+    backend = _checked(key, compute, timeout, cache, lease, sync=False)
+    value = await backend.aget(key, _MISSING)
+    if value is not _MISSING:
+        return value
+    plan = _plan(backend, cache, key, timeout, lease, client)
 
     async def run_compute() -> Any:
         value = compute()

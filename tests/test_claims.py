@@ -1,0 +1,96 @@
+"""atomicops.claims: background renewal of claims and the flow drivers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from atomicops import InvalidInput, claims, registry
+
+
+def claim(client, key: str, owner: str, lease_ms: int) -> None:
+    client.hset(key, "owner", owner)
+    client.pexpire(key, lease_ms)
+
+
+def test_a_held_claim_outlives_its_lease_and_lapses_after_stop(backend):
+    client = backend[1]
+    claim(client, "c", "me", 300)
+    held = claims.hold("c", "me", 300)
+    time.sleep(0.7)
+    assert client.exists("c") and not held.lost
+    held.stop()
+    time.sleep(0.45)
+    assert not client.exists("c")
+
+
+def test_a_claim_taken_over_is_reported_lost(backend):
+    client = backend[1]
+    claim(client, "c", "me", 300)
+    held = claims.hold("c", "me", 300)
+    client.hset("c", "owner", "someone else")
+    deadline = time.monotonic() + 2
+    while not held.lost:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    held.stop()
+    assert client.hget("c", "owner") == b"someone else"
+
+
+async def test_async_hold_renews_in_a_task(backend):
+    client = backend[1]
+    claim(client, "a", "me", 300)
+    held = claims.ahold("a", "me", 300)
+    await asyncio.sleep(0.7)
+    assert client.exists("a")
+    held.stop()
+    await asyncio.sleep(0)
+    assert held._task is not None and held._task.cancelled()
+
+
+def test_finished_claims_do_not_pile_up_in_the_renewer():
+    for _ in range(claims.COMPACT_EVERY * 3):
+        claims.hold("k", "o", 30_000).stop()
+    assert len(claims._renewer._heap) < claims.COMPACT_EVERY
+
+
+def test_wait_returns_on_a_token_or_times_out(backend):
+    client = backend[1]
+    client.rpush("wake", "1")
+    assert claims.wait("wake", 1) is True
+    started = time.monotonic()
+    assert claims.wait("wake", 0.05) is False
+    assert time.monotonic() - started < 1
+
+
+def test_drive_throws_failures_into_the_flow():
+    seen = []
+
+    def flow():
+        try:
+            yield ("fail",)
+        except ValueError as exc:
+            seen.append(exc)
+            result = yield ("ok",)
+            return result
+
+    def perform(op):
+        if op[0] == "fail":
+            raise ValueError("boom")
+        return "done"
+
+    assert claims.drive(flow(), perform) == "done"
+    assert len(seen) == 1
+
+
+def test_extend_script_is_fenced(backend):
+    client = backend[1]
+    claim(client, "c", "me", 1000)
+    extend = registry.get("claim_extend")
+    assert extend(keys=["c"], args=["thief", 50_000]) == 0
+    assert extend(keys=["c"], args=["me", 50_000]) == 1
+    assert client.pttl("c") > 1000
+    with pytest.raises(InvalidInput, match="lease_ms"):
+        extend(keys=["c"], args=["me", 0])
