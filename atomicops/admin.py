@@ -6,7 +6,7 @@ Registered on ``admin.site`` by admin autodiscovery, so ``INSTALLED_APPS +=
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
@@ -15,9 +15,15 @@ from django.urls import URLPattern, path
 from atomicops import admin_views
 from atomicops.models import Dashboard
 
+# django-stubs makes ModelAdmin generic; Django itself cannot subscript it at runtime.
+if TYPE_CHECKING:
+    _ModelAdmin = admin.ModelAdmin[Dashboard]
+else:
+    _ModelAdmin = admin.ModelAdmin
+
 
 @admin.register(Dashboard)
-class DashboardAdmin(admin.ModelAdmin):
+class DashboardAdmin(_ModelAdmin):
     """No add/change/delete: the changelist URL is the dashboard itself."""
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:

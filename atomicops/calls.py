@@ -13,19 +13,21 @@ from typing import Any
 
 from atomicops import connection
 from atomicops.engine import run as engine_run
-from atomicops.engine.ops import Call, Flow, text
+from atomicops.engine.ops import Call, Flow, R, text
 from atomicops.exceptions import InvalidInput
 from atomicops.keys import KeyLike, resolve_key
 from atomicops.registry import registry
+
+__all__ = ["Call", "arun", "call_flow", "resolve", "run"]
 
 
 def resolve(key: KeyLike) -> tuple[str | bytes, str]:
     """The resolved key and its text for messages."""
     resolved = resolve_key(key)
-    return resolved, text(resolved)
+    return resolved, text(resolved) or ""
 
 
-def _no_pipeline(call: Call, client: Any) -> None:
+def _no_pipeline(call: Call[Any], client: Any) -> None:
     if client is not None and connection.is_pipeline(client):
         # The reply is needed to build the result; queue the script itself instead:
         # registry.get(name)(keys=..., args=..., client=pipe).
@@ -35,19 +37,19 @@ def _no_pipeline(call: Call, client: Any) -> None:
         )
 
 
-def call_flow(call: Call, client: Any) -> Flow[Any]:
+def call_flow(call: Call[R], client: Any) -> Flow[R]:
     """``call`` as a flow: its script's round trips, then its reply read by ``interpret``."""
     reply = yield from registry.get(call.script).flow(call.keys, call.args, client)
     return call.interpret(reply)
 
 
-def run(call: Call, client: Any) -> Any:
+def run(call: Call[R], client: Any) -> R:
     """Send ``call`` now (sync); ``client`` None means the configured one."""
     _no_pipeline(call, client)
     return engine_run.run(call_flow(call, connection.get_client(client)))
 
 
-async def arun(call: Call, client: Any) -> Any:
+async def arun(call: Call[R], client: Any) -> R:
     """The async twin of :func:`run`."""
     _no_pipeline(call, client)
     return await engine_run.arun(call_flow(call, connection.get_async_client(client)))

@@ -49,7 +49,7 @@ def _value(value: Any, what: str, key: str) -> str | bytes:
     return str(value)
 
 
-def _compare_and_set(key: KeyLike, expected: Value | None, new: Value, ttl: TTL) -> Call:
+def _compare_and_set(key: KeyLike, expected: Value | None, new: Value, ttl: TTL) -> Call[bool]:
     resolved, name = resolve(key)
     if new is None:
         raise InvalidInput(
@@ -63,7 +63,7 @@ def _compare_and_set(key: KeyLike, expected: Value | None, new: Value, ttl: TTL)
     return Call(CAS_SET, [resolved], args, bool)
 
 
-def _compare_and_delete(key: KeyLike, expected: Value) -> Call:
+def _compare_and_delete(key: KeyLike, expected: Value) -> Call[bool]:
     resolved, name = resolve(key)
     if expected is None:
         raise InvalidInput(

@@ -124,7 +124,7 @@ def is_pipeline(kind: type) -> bool:
 
 def is_async(client: Any) -> bool:
     """Whether a client is a redis.asyncio one (plain or cluster)."""
-    return client_kind(client) == ASYNC
+    return bool(client_kind(client) == ASYNC)
 
 
 def is_cluster(client: Any) -> bool:
@@ -191,13 +191,13 @@ def _cache_backend(alias: str) -> str:
         raise ConfigurationError(
             f"ATOMICOPS['CONNECTION'] names the cache alias {alias!r}, which is not in CACHES"
         )
-    return caches[alias].get("BACKEND", "")
+    return str(caches[alias].get("BACKEND", ""))
 
 
 def _client_from_cache(alias: str) -> Any:
     backend = _cache_backend(alias)
     if backend in DJANGO_REDIS_BACKENDS or backend.startswith("django_redis."):
-        from django_redis import get_redis_connection
+        from django_redis import get_redis_connection  # type: ignore[import-untyped]
 
         return get_redis_connection(alias, write=True)
     if backend == DJANGO_BUILTIN_BACKEND:

@@ -80,7 +80,7 @@ def _counter_result(reply: Any) -> CounterResult:
     return CounterResult(value=int(value), applied=bool(applied))
 
 
-def _bounded_incr(key: KeyLike, limit: int, amount: int, ttl: TTL) -> Call:
+def _bounded_incr(key: KeyLike, limit: int, amount: int, ttl: TTL) -> Call[CounterResult]:
     resolved, name = resolve(key)
     limit = _int(limit, "limit", name, minimum=0)
     amount = _int(amount, "amount", name, minimum=1)
@@ -88,7 +88,7 @@ def _bounded_incr(key: KeyLike, limit: int, amount: int, ttl: TTL) -> Call:
     return Call(BOUNDED_INCR, [resolved], [limit, amount, expiry], _counter_result)
 
 
-def _bounded_decr(key: KeyLike, floor: int, amount: int, ttl: TTL) -> Call:
+def _bounded_decr(key: KeyLike, floor: int, amount: int, ttl: TTL) -> Call[CounterResult]:
     resolved, name = resolve(key)
     floor = _int(floor, "floor", name)
     amount = _int(amount, "amount", name, minimum=1)
@@ -96,7 +96,7 @@ def _bounded_decr(key: KeyLike, floor: int, amount: int, ttl: TTL) -> Call:
     return Call(BOUNDED_DECR, [resolved], [floor, amount, expiry], _counter_result)
 
 
-def _incr(key: KeyLike, amount: int, ttl: TTL) -> Call:
+def _incr(key: KeyLike, amount: int, ttl: TTL) -> Call[int]:
     resolved, name = resolve(key)
     amount = _int(amount, "amount", name)
     expiry = ttl_ms(ttl, name)
@@ -121,19 +121,19 @@ def _float_text(value: Any, key: str) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def _incr_float(key: KeyLike, amount: int | float | Decimal, ttl: TTL) -> Call:
+def _incr_float(key: KeyLike, amount: int | float | Decimal, ttl: TTL) -> Call[Decimal]:
     resolved, name = resolve(key)
     amount_text = _float_text(amount, name)
     expiry = ttl_ms(ttl, name)
     return Call(INCR_FLOAT, [resolved], [amount_text, expiry], lambda reply: reply)
 
 
-def _get(key: KeyLike) -> Call:
+def _get(key: KeyLike) -> Call[int]:
     resolved, _ = resolve(key)
     return Call(GET, [resolved], [], int)
 
 
-def _reset(key: KeyLike) -> Call:
+def _reset(key: KeyLike) -> Call[int]:
     resolved, _ = resolve(key)
     return Call(RESET, [resolved], [], int)
 

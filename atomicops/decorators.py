@@ -181,7 +181,7 @@ def _hit_builder(
     window_ms: int | None,
     refill_rate: float | None,
     amount: int,
-) -> Callable[[str], Call]:
+) -> Callable[[str], Call[RateLimitResult]]:
     if algorithm not in ALGORITHMS:
         raise InvalidInput(f"rate_limit algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
     if algorithm == "token_bucket":
@@ -191,7 +191,7 @@ def _hit_builder(
             )
         rate = refill_rate
 
-        def build(key: str) -> Call:
+        def build(key: str) -> Call[RateLimitResult]:
             return token_bucket_call(key, limit, rate, amount)
 
     else:
@@ -202,7 +202,7 @@ def _hit_builder(
         window = window_ms
         make = fixed_window_call if algorithm == "fixed_window" else sliding_window_call
 
-        def build(key: str) -> Call:
+        def build(key: str) -> Call[RateLimitResult]:
             return make(key, limit, window, amount)
 
     build("@rate_limit")  # bad numbers fail when the view is decorated, not on a request
@@ -281,7 +281,7 @@ def rate_limit(
                 f"{getattr(view, '__qualname__', view)!r}; stacked limits need groups of their own"
             )
 
-        def hit_for(ident: str) -> Call:
+        def hit_for(ident: str) -> Call[RateLimitResult]:
             return build(limit_key(algorithm, name, ident))
 
         if iscoroutinefunction(view):

@@ -38,7 +38,7 @@ def escape_part(part: object) -> str:
 
 
 def prefix() -> str:
-    return get_settings()["KEY_PREFIX"]
+    return str(get_settings()["KEY_PREFIX"])
 
 
 def tagged(kind: str, name: object, *, escaped: bool = False) -> str:

@@ -105,7 +105,7 @@ def _wait_cap(client: Any) -> float:
     socket_timeout = kwargs.get("socket_timeout")
     if not socket_timeout:
         return _MAX_WAIT
-    return max(0.01, min(_MAX_WAIT, socket_timeout * 0.8))
+    return max(0.01, min(_MAX_WAIT, float(socket_timeout) * 0.8))
 
 
 def wake_wait(client: Any, key: str, seconds: float) -> Flow[Any]:
@@ -197,7 +197,7 @@ class Lease:
         self._deadline: float | None = None  # monotonic time the lease surely still runs until
         self._lost = False
         self._reported = False  # a LockNotOwned for this loss was already raised
-        self._stop_renewal: Callable[[], None] | None = None
+        self._stop_renewal: Callable[[], object] | None = None
 
     _key_kind = "lock"
 
@@ -211,18 +211,18 @@ class Lease:
     def _wake_key(self) -> str:
         return f"{self.key}:wake"
 
-    def _acquire_op(self, owner: str, wait: Wake) -> Call:
+    def _acquire_op(self, owner: str, wait: Wake) -> Call[Any]:
         """The acquire script call; ``wait`` tells it whether a refusal should ask for a
         wake-up (see :class:`Wake` and the script's header)."""
         raise NotImplementedError
 
-    def _release_op(self, owner: str) -> Call:
+    def _release_op(self, owner: str) -> Call[Any]:
         raise NotImplementedError
 
-    def _extend_op(self, owner: str, ttl_ms: int) -> Call:
+    def _extend_op(self, owner: str, ttl_ms: int) -> Call[Any]:
         raise NotImplementedError
 
-    def _check_op(self, owner: str) -> Call:
+    def _check_op(self, owner: str) -> Call[Any]:
         raise NotImplementedError
 
     # -- state ------------------------------------------------------------------
@@ -417,7 +417,7 @@ class Lease:
     # -- running flows ----------------------------------------------------------
 
     @staticmethod
-    def _call(client: Any, call: Call) -> Flow[Any]:
+    def _call(client: Any, call: Call[Any]) -> Flow[Any]:
         # Ops are built here from checked names and numbers: no re-check.
         return registry.get(call.script).flow(call.keys, call.args, client)
 

@@ -85,17 +85,17 @@ class Lock(Lease):
     def _fence_key(self) -> str:
         return f"{self.key}:fence"
 
-    def _acquire_op(self, owner: str, wait: Wake) -> Call:
+    def _acquire_op(self, owner: str, wait: Wake) -> Call[Any]:
         keys = [self.key, self._fence_key]
         return Call("lock_acquire", keys, [owner, self.ttl_ms, int(wait)])
 
-    def _release_op(self, owner: str) -> Call:
+    def _release_op(self, owner: str) -> Call[Any]:
         return Call("lock_release", [self.key, self._wake_key], [owner, WAKE_TTL_MS])
 
-    def _extend_op(self, owner: str, ttl_ms: int) -> Call:
+    def _extend_op(self, owner: str, ttl_ms: int) -> Call[Any]:
         return Call("lock_extend", [self.key], [owner, ttl_ms])
 
-    def _check_op(self, owner: str) -> Call:
+    def _check_op(self, owner: str) -> Call[Any]:
         return Call("lock_check", [self.key], [owner])
 
     def locked(self) -> bool:
@@ -136,7 +136,7 @@ def locked(
         "on_lost": on_lost,
     }
 
-    def lock_for(args: tuple, kwargs: dict) -> Lock:
+    def lock_for(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Lock:
         return Lock(name(*args, **kwargs) if callable(name) else name, ttl, **options)
 
     if not callable(name):

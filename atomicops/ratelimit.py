@@ -91,7 +91,9 @@ def _amount(value: Any, limit: int, key: str, what: str = "amount") -> int:
     return amount
 
 
-def fixed_window_call(key: KeyLike, limit: int, window_ms: int, amount: int) -> Call:
+def fixed_window_call(
+    key: KeyLike, limit: int, window_ms: int, amount: int
+) -> Call[RateLimitResult]:
     """The fixed window hit as a prepared :class:`Call`, arguments checked (nothing sent)."""
     resolved, name = resolve(key)
     limit = _whole(limit, "limit", name)
@@ -115,7 +117,9 @@ def fixed_window_call(key: KeyLike, limit: int, window_ms: int, amount: int) -> 
     return Call(FIXED_WINDOW, [resolved], [window_ms, amount], interpret)
 
 
-def sliding_window_call(key: KeyLike, limit: int, window_ms: int, amount: int) -> Call:
+def sliding_window_call(
+    key: KeyLike, limit: int, window_ms: int, amount: int
+) -> Call[RateLimitResult]:
     """The sliding window hit as a prepared :class:`Call`, arguments checked (nothing sent)."""
     resolved, name = resolve(key)
     limit = _whole(limit, "limit", name)
@@ -143,7 +147,9 @@ def sliding_window_call(key: KeyLike, limit: int, window_ms: int, amount: int) -
     return Call(SLIDING_WINDOW, [resolved], [limit, window_ms, amount], interpret)
 
 
-def token_bucket_call(key: KeyLike, capacity: int, refill_rate: float, cost: int) -> Call:
+def token_bucket_call(
+    key: KeyLike, capacity: int, refill_rate: float, cost: int
+) -> Call[RateLimitResult]:
     """The token bucket hit as a prepared :class:`Call`, arguments checked (nothing sent)."""
     resolved, name = resolve(key)
     capacity = _whole(capacity, "capacity", name)

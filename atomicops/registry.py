@@ -368,7 +368,9 @@ class Script:
             self.stats.bump("errors")
             raise
 
-    def _check(self, keys: Sequence[Any], args: Sequence[Any]) -> tuple[tuple, tuple]:
+    def _check(
+        self, keys: Sequence[Any], args: Sequence[Any]
+    ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
         keys, args = tuple(keys), tuple(args)
         if self.keys and len(keys) != len(self.keys):
             raise InvalidInput(
@@ -396,7 +398,7 @@ class Script:
                 )
         return keys, tuple(str(a) if isinstance(a, Decimal) else a for a in args)
 
-    def _queue(self, pipe: Any, keys: tuple, args: tuple) -> Any:
+    def _queue(self, pipe: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         # Pipeline.execute() runs SCRIPT EXISTS for its scripts and loads the missing
         # ones before sending the batch, so a flush between batches is harmless.
         if topology.is_cluster(pipe):

@@ -69,24 +69,24 @@ class Semaphore(Lease):
     def _keys(self) -> list[str]:
         return [self.key, f"{self.key}:tokens"]
 
-    def _acquire_op(self, owner: str, wait: Wake) -> Call:
+    def _acquire_op(self, owner: str, wait: Wake) -> Call[Any]:
         return Call(
             "semaphore_acquire",
             [*self._keys, f"{self.key}:fence", self._wake_key],
             [owner, self.limit, self.ttl_ms],
         )
 
-    def _release_op(self, owner: str) -> Call:
+    def _release_op(self, owner: str) -> Call[Any]:
         return Call(
             "semaphore_release",
             [*self._keys, self._wake_key],
             [owner, WAKE_TTL_MS, self.limit],
         )
 
-    def _extend_op(self, owner: str, ttl_ms: int) -> Call:
+    def _extend_op(self, owner: str, ttl_ms: int) -> Call[Any]:
         return Call("semaphore_extend", self._keys, [owner, ttl_ms])
 
-    def _check_op(self, owner: str) -> Call:
+    def _check_op(self, owner: str) -> Call[Any]:
         return Call("semaphore_check", self._keys, [owner])
 
     def holders(self) -> int:

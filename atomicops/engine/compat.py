@@ -154,4 +154,4 @@ def django_redis_cache_client(alias: str) -> Any:
     """The redis-py client behind Django's own ``RedisCache`` (``cache._cache``)."""
     from django.core.cache import caches
 
-    return caches[alias]._cache.get_client(write=True)
+    return caches[alias]._cache.get_client(write=True)  # type: ignore[attr-defined]

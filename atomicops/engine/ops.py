@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
-from typing import Any, NamedTuple, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from atomicops.exceptions import OutcomeUnknown, RedisUnavailable
 
 T = TypeVar("T")
+R = TypeVar("R")
 Command = Sequence[Any]
 
 
@@ -60,7 +62,14 @@ class Send(NamedTuple):
     context: Context
 
 
-class Call(NamedTuple):
+def _raw(reply: Any) -> Any:
+    return reply
+
+
+# A dataclass, not a NamedTuple: it is generic in its result (a generic NamedTuple needs
+# Python 3.11), and not frozen, which would cost every hit a few object.__setattr__.
+@dataclass(slots=True)
+class Call(Generic[R]):
     """One prepared script call: which script, with what, and how to read its reply.
 
     Primitives validate their arguments while they build a Call, so bad input raises
@@ -70,7 +79,7 @@ class Call(NamedTuple):
     script: str
     keys: list[Any]
     args: list[Any]
-    interpret: Callable[[Any], Any] = lambda reply: reply
+    interpret: Callable[[Any], R] = _raw
 
 
 # A flow yields Send operations, is sent each one's replies, and returns its result.
