@@ -18,7 +18,7 @@ the model's table and no migration is needed. Every method is one script call; t
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, overload
+from typing import Any, NoReturn, overload
 
 from atomicops import counters
 from atomicops.counters import CounterResult
@@ -80,9 +80,10 @@ class AtomicCounter:
             return self
         return BoundCounter(self, instance)
 
-    def __set__(self, instance: Any, value: Any) -> None:
+    def __set__(self, instance: Any, value: NoReturn) -> None:
         # A data descriptor, so an assignment cannot silently shadow the counter with a
-        # plain attribute that never reaches Redis.
+        # plain attribute that never reaches Redis; NoReturn makes a type checker say so
+        # before it runs.
         raise AttributeError(
             f"{self.attname} is an AtomicCounter kept in Redis; use "
             f".{self.attname}.incr(), .decr() or .reset() instead of assigning"
