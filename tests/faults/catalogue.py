@@ -49,6 +49,12 @@ def _semaphore_holders(raw: redis.Redis, key: str) -> int:
     return int(raw.zcard(Semaphore(key, 2, 30).key))
 
 
+def _halves(raw: redis.Redis, key: str) -> Any:
+    """incr_float of 0.5: how many were added (an int when whole)."""
+    halves = Decimal((raw.get(key) or b"0").decode()) / Decimal("0.5")
+    return int(halves) if halves == halves.to_integral_value() else halves
+
+
 def _tokens_taken(raw: redis.Redis, key: str) -> int:
     tokens = raw.hget(key, "tokens")
     return 0 if tokens is None else round(10 - float(tokens))
@@ -129,7 +135,7 @@ PRIMITIVES = [
         run=lambda key, c: atomicops.incr_float(key, Decimal("0.5"), client=c),
         arun=lambda key, c: atomicops.aincr_float(key, Decimal("0.5"), client=c),
         ok=lambda r: r == Decimal("0.5"),
-        applied=lambda raw, key: Decimal((raw.get(key) or b"0").decode()) / Decimal("0.5"),
+        applied=lambda raw, key: _halves(raw, key),
     ),
     Primitive(
         "get_counter",

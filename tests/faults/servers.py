@@ -152,27 +152,33 @@ def fill(client: redis.Redis, count: int, prefix: str = "filler", size: int = 16
         pipe.execute()
 
 
-def snapshot(client: redis.Redis, match: str = "*") -> dict[bytes, tuple[Any, bool]]:
-    """Every key matching ``match`` -> (its DUMP, whether it has a TTL)."""
+def snapshot(client: redis.Redis, match: str = "*") -> dict[bytes, tuple[Any, int]]:
+    """Every key matching ``match`` -> (its DUMP, its PTTL in ms: -1 when it has none)."""
     keys = sorted(client.scan_iter(match=match, count=1000))
     pipe = client.pipeline(transaction=False)
     for key in keys:
         pipe.dump(key)
         pipe.pttl(key)
     replies = pipe.execute() if keys else []
-    return {key: (replies[2 * i], replies[2 * i + 1] >= 0) for i, key in enumerate(keys)}
+    return {key: (replies[2 * i], replies[2 * i + 1]) for i, key in enumerate(keys)}
 
 
-def diff(before: dict, after: dict) -> list[str]:
-    """Human-readable differences between two snapshots."""
+def diff(before: dict, after: dict, *, expiring_ms: int = 2000) -> list[str]:
+    """What changed between two snapshots: created, deleted, a value changed, a TTL set
+    or removed. A key that had under ``expiring_ms`` to live and is gone has expired,
+    which is no change of anyone's making."""
     changes = []
     for key in sorted(set(before) | set(after)):
         if key not in after:
-            changes.append(f"{key!r} deleted")
+            pttl = before[key][1]
+            if not 0 <= pttl < expiring_ms:
+                changes.append(f"{key!r} deleted")
         elif key not in before:
             changes.append(f"{key!r} created")
-        elif before[key] != after[key]:
+        elif before[key][0] != after[key][0]:
             changes.append(f"{key!r} changed")
+        elif (before[key][1] >= 0) != (after[key][1] >= 0):
+            changes.append(f"{key!r} TTL {'removed' if before[key][1] >= 0 else 'set'}")
     return changes
 
 

@@ -884,10 +884,11 @@ FAMILY_NAMES = [
 
 
 @pytest.mark.parametrize("name", FAMILY_NAMES)
-def test_fuzz(name, harness):
+def test_fuzz(name, harness, figures):
     """Random arguments, at most two of them out of the domain at a time."""
     family = families()[name]
     specs = family.specs()
+    figures("e. fuzz: random arguments (Hypothesis)", harness.kind, examples=harness.examples)
 
     @settings(FUZZ, max_examples=harness.examples)
     @given(drawn(specs), st.booleans())
@@ -898,13 +899,14 @@ def test_fuzz(name, harness):
 
 
 @pytest.mark.parametrize("name", FAMILY_NAMES)
-def test_edges(name, harness):
+def test_edges(name, harness, figures):
     """Every edge of every argument, with all the other arguments good: sync and async."""
     family = families()[name]
     baseline = family.baseline()
     cases = [(None, None)] + [
         (arg_name, edge) for arg_name, spec in family.specs().items() for edge in spec.edges
     ]
+    figures("e. fuzz: every edge value of every argument", harness.kind, calls=2 * len(cases))
     failures = []
     for arg_name, edge in cases:
         args = dict(baseline) if arg_name is None else {**baseline, arg_name: edge}
@@ -953,7 +955,8 @@ def _held(lease):
 
 @pytest.mark.parametrize("backend_kind", ["fakeredis", "real"])
 @pytest.mark.parametrize("offender", list(offenders()))
-def test_known_offender(offender, backend_kind, request):
+def test_known_offender(offender, backend_kind, request, figures):
+    figures("e. fuzz: known offenders (issue #11)", backend_kind)
     if backend_kind == "fakeredis":
         import fakeredis
 
@@ -983,10 +986,11 @@ def test_known_offender(offender, backend_kind, request):
     assert not changes, f"{offender}: InvalidInput, yet the keyspace changed: {changes}"
 
 
-def test_lock_names_from_pairs_do_not_collide():
+def test_lock_names_from_pairs_do_not_collide(figures):
     """(User(pk="1:a"), "b"), (User(pk=1), "a:b") and "auth.user:1:a:b" are three locks."""
     import fakeredis
 
+    figures("e. fuzz: known offenders (issue #11)", "fakeredis")
     User = users()
     client = fakeredis.FakeRedis()
     names = [(User(pk="1:a"), "b"), (User(pk=1), "a:b"), "auth.user:1:a:b"]

@@ -51,6 +51,13 @@ RAISES = {
     "down": RedisUnavailable,  # nothing could even be written: never OutcomeUnknown
 }
 APPLIED = {"drop": 1, "delay": 1, "reset": 0, "half_open": 0, "down": 0}
+SCENARIOS = {
+    "drop": "f. proxy: reply dropped after the write ran, then connection closed",
+    "reset": "f. proxy: connection reset before the write reached the server",
+    "delay": f"f. proxy: reply delayed past the socket timeout ({TIMEOUT} s)",
+    "half_open": "f. proxy: half-open connection (only the socket timeout ends it)",
+    "down": "f. proxy: server unreachable (every connection reset)",
+}
 _keys = itertools.count()
 
 
@@ -164,7 +171,7 @@ async def test_fault(through_proxy, fault, primitive, mode, who, figures):
         await close(client)
 
     figures(
-        f"proxy: {fault}",
+        SCENARIOS[fault],
         kind,
         error=type(outcome).__name__ if isinstance(outcome, Exception) else "none: answered",
         applied=applied,
@@ -190,7 +197,7 @@ async def test_fault_on_a_fresh_clients_first_call(through_proxy, fault, mode, f
     finally:
         await close(client)
     figures(
-        f"proxy: {fault}",
+        SCENARIOS[fault],
         kind,
         error=type(outcome).__name__ if isinstance(outcome, Exception) else "none: answered",
         applied=applied,
