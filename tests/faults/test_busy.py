@@ -17,7 +17,7 @@ import pytest
 
 from atomicops import ScriptBusyError, registry
 from tests.faults.catalogue import BY_NAME, WHO, Clients, describe, run_case
-from tests.faults.servers import BusyScript, probe
+from tests.faults.servers import BusyScript, probe, raw_command
 
 pytestmark = [pytest.mark.faults, pytest.mark.real]
 
@@ -42,7 +42,7 @@ async def test_busy_server(kind, make_server, settings, caplog, figures):
                     PRIMITIVE, f"faults:busy:warmup:{who}:{mode}", warm.pick(who, mode), mode
                 )
         # Empty the script cache: the fresh clients' loads are what the server must get.
-        server.client().script_flush()
+        raw_command(server.port, "SCRIPT", "FLUSH")
         # atomicops builds its own clients anew when the settings change: fresh ones.
         settings.ATOMICOPS = {"URL": server.url, "LOAD_ON_STARTUP": False}
         busy = BusyScript(server.port)
