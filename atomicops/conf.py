@@ -22,6 +22,9 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         # CONNECTION is None). When both are None the "default" cache is used if
         # it is Redis-backed.
         "URL": None,
+        # URL names one node of a Redis Cluster (any node): atomicops builds a
+        # redis.cluster.RedisCluster (and a redis.asyncio one for async calls) from it.
+        "CLUSTER": False,
         # Socket timeouts for clients atomicops creates itself (seconds).
         "SOCKET_TIMEOUT": 5.0,
         "SOCKET_CONNECT_TIMEOUT": 2.0,

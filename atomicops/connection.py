@@ -33,8 +33,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from atomicops.conf import get_settings
-from atomicops.engine import compat
-from atomicops.exceptions import ConfigurationError
+from atomicops.engine import compat, topology
+from atomicops.exceptions import ConfigurationError, RedisUnavailable
 from atomicops.redaction import redact_url
 
 DJANGO_REDIS_BACKENDS = ("django_redis.cache.RedisCache",)
@@ -216,10 +216,56 @@ def _own_client_kwargs() -> dict[str, Any]:
     }
 
 
+def _check_cluster_setting(conf: Any) -> bool:
+    """Whether ``ATOMICOPS['CLUSTER']`` asks for a cluster client built from ``URL``."""
+    cluster = conf["CLUSTER"]
+    if not isinstance(cluster, bool):
+        raise ConfigurationError(f"ATOMICOPS['CLUSTER'] must be True or False, got {cluster!r}")
+    if cluster and (conf["CONNECTION"] or not conf["URL"]):
+        raise ConfigurationError(
+            "ATOMICOPS['CLUSTER'] = True needs ATOMICOPS['URL'] (any node of the cluster) "
+            "and no CONNECTION: a cache alias's client is used as it is"
+        )
+    return cluster
+
+
+def _cluster_kwargs(retry: Any) -> dict[str, Any]:
+    # redis-py's own retries off: atomicops sends its calls itself, at most once, and
+    # follows the cluster's redirects only when they prove nothing ran.
+    return {"retry": retry, **_own_client_kwargs()}
+
+
+def build_cluster_client(url: str) -> Any:
+    """A ``redis.cluster.RedisCluster`` from one node's URL. It reads the slot map now
+    (redis-py's sync cluster client does so when built): :class:`RedisUnavailable` when
+    no node answers."""
+    try:
+        return redis.cluster.RedisCluster.from_url(url, **_cluster_kwargs(Retry(NoBackoff(), 0)))
+    except ValueError as exc:
+        raise ConfigurationError(f"ATOMICOPS['URL'] is not a Redis URL: {exc}") from exc
+    except (redis.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
+        raise RedisUnavailable(
+            f"cannot read the slot map of the Redis Cluster at {redact_url(url)}: {exc}"
+        ) from exc
+
+
+def build_async_cluster_client(url: str) -> Any:
+    """A ``redis.asyncio.cluster.RedisCluster`` from one node's URL (it connects on first use)."""
+    try:
+        return redis.asyncio.cluster.RedisCluster.from_url(
+            url, **_cluster_kwargs(redis.asyncio.retry.Retry(NoBackoff(), 0))
+        )
+    except (ValueError, redis.exceptions.RedisClusterException) as exc:
+        raise ConfigurationError(f"ATOMICOPS['URL'] is not a Redis Cluster URL: {exc}") from exc
+
+
 def build_client() -> Any:
-    """A new sync client from the settings (no network I/O); :class:`ConfigurationError`
-    when they cannot give one. :func:`get_client` caches what this builds."""
+    """A new sync client from the settings (no network I/O, except a cluster client, which
+    reads its slot map); :class:`ConfigurationError` when they cannot give one.
+    :func:`get_client` caches what this builds."""
     conf = get_settings()
+    if _check_cluster_setting(conf):
+        return build_cluster_client(conf["URL"])
     if conf["CONNECTION"]:
         return _client_from_cache(conf["CONNECTION"])
     if conf["URL"]:
@@ -350,8 +396,27 @@ def async_twin(sync_client: Any) -> Any:
     return redis.asyncio.Redis(connection_pool=async_pool)
 
 
+def async_cluster_twin(sync_cluster: Any) -> Any:
+    """An asyncio cluster client for the nodes, credentials and timeouts of a sync one."""
+    nodes = topology.primaries(sync_cluster)
+    names = [name for name, _ in nodes]
+    first = nodes[0][1]
+    kwargs = async_connection_kwargs(
+        first.connection_pool.connection_kwargs, redis.asyncio.connection.Connection
+    )
+    for where in ("host", "port", "path", "db"):
+        kwargs.pop(where, None)
+    startup = [
+        redis.asyncio.cluster.ClusterNode(host, int(port))
+        for host, port in (name.rsplit(":", 1) for name in names)
+    ]
+    return redis.asyncio.cluster.RedisCluster(startup_nodes=startup, **kwargs)
+
+
 def _build_async() -> Any:
     conf = get_settings()
+    if _check_cluster_setting(conf):
+        return build_async_cluster_client(conf["URL"])
     if conf["URL"] and not conf["CONNECTION"]:
         try:
             return redis.asyncio.Redis.from_url(
@@ -360,9 +425,7 @@ def _build_async() -> Any:
         except ValueError as exc:
             raise ConfigurationError(f"ATOMICOPS['URL'] is not a Redis URL: {exc}") from exc
     if is_cluster(get_client()):
-        raise ConfigurationError(
-            "async calls on a Redis Cluster need client= (a redis.asyncio cluster client)"
-        )
+        return async_cluster_twin(get_client())
     return async_twin(get_client())
 
 

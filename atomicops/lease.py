@@ -31,6 +31,7 @@ from atomicops.exceptions import (
     LockError,
     LockNotAcquired,
     LockNotOwned,
+    RedisUnavailable,
 )
 from atomicops.registry import registry, reply_error
 from atomicops.renewal import Renewal
@@ -112,16 +113,35 @@ def wake_wait(client: Any, key: str, seconds: float) -> Flow[Any]:
     """Block on the wake-up list ``key`` for at most ``seconds`` (one BLPOP), as a flow.
 
     Returns the popped token, or None when the time ran out. The wait goes to the
-    server owning the lock's slot, like the scripts.
+    server owning the lock's slot, like the scripts; when that slot moves meanwhile, the
+    wait goes on at its new owner for the time left.
     """
-    target = topology.target_for(client, [key], "BLPOP")
-    # Redis reads BLPOP's timeout as decimal seconds; 0 would mean "forever".
-    seconds = max(0.001, min(seconds, _wait_cap(target)))
+    route = topology.Route(client, [key], "BLPOP")
+    yield from route.start()
     context = Context("BLPOP", key, write=False)
-    [reply] = yield Send(target, [("BLPOP", key, f"{seconds:.3f}")], context)
-    if isinstance(reply, Exception):  # LOADING arrives as a ConnectionError, not a ResponseError
+    until = time.monotonic() + seconds
+    while True:
+        # Redis reads BLPOP's timeout as decimal seconds; 0 would mean "forever".
+        wait = max(0.001, min(until - time.monotonic(), _wait_cap(route.target)))
+        try:
+            replies = yield Send(
+                route.target, [*route.prefix, ("BLPOP", key, f"{wait:.3f}")], context
+            )
+        except RedisUnavailable as exc:
+            if (yield from route.unreachable(exc)):
+                continue
+            raise
+        reply = replies[-1]
+        if not isinstance(reply, Exception):
+            return reply
+        # A cluster unblocks a waiter whose slot moved away with MOVED: wait on the new
+        # owner for the time left (a wake-up pushed meanwhile moved with the list).
+        if (yield from route.redirected(reply)):
+            if time.monotonic() >= until:
+                return None
+            continue
+        # LOADING arrives as a ConnectionError, not a ResponseError
         raise reply_error(reply, script="BLPOP", keys=[key])
-    return reply
 
 
 # -- the lease: what Lock and Semaphore share ------------------------------------

@@ -371,6 +371,13 @@ class Script:
     def _check(
         self, keys: Sequence[Any], args: Sequence[Any]
     ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        for what, given in (("keys", keys), ("args", args)):
+            # A string is a sequence too: "abc" would become three keys.
+            if isinstance(given, (str, bytes)) or not isinstance(given, (list, tuple)):
+                raise InvalidInput(
+                    f"script {self.name!r}: {what} must be a list or tuple, got {given!r}",
+                    script=self.name,
+                )
         keys, args = tuple(keys), tuple(args)
         if self.keys and len(keys) != len(self.keys):
             raise InvalidInput(
@@ -409,49 +416,10 @@ class Script:
         return pipe
 
     def _rounds(self, keys: Sequence[Any], args: Sequence[Any], client: Any) -> Flow[Any]:
-        target = topology.target_for(client, keys, self.name)
-        context = Context(self.name, keys[0] if keys else None, write=not self.readonly)
-        registry = self.registry
-        state = registry.server_state(target)
-        ro = self.readonly and state.has_ro is not False
-        # The version before the batch: a script registered meanwhile is then loaded
-        # next time, instead of being taken as loaded.
-        version = registry.version
-        loads = registry.load_commands() if state.loaded_version != version else []
-        replies = yield Send(
-            target,
-            [*loads, ("EVALSHA_RO" if ro else "EVALSHA", self.sha, len(keys), *keys, *args)],
-            context,
-        )
-        reply = replies[-1]
-        if loads:
-            registry.note_loads(replies[:-1], state, version)
-        if ro:
-            if _is_unknown_command(reply):
-                # fakeredis and Redis < 7: explicit downgrade, said once in the log.
-                state.has_ro = False
-                logger.warning(
-                    "atomicops: server has no EVALSHA_RO; read-only scripts run with EVALSHA, "
-                    "so a stray write in one is not rejected by the server"
-                )
-                ro = False
-                replies = yield Send(
-                    target, [("EVALSHA", self.sha, len(keys), *keys, *args)], context
-                )
-                reply = replies[-1]
-            else:
-                state.has_ro = True
-        if isinstance(reply, NoScriptError):
-            self.stats.bump("fallbacks")
-            version = registry.version
-            loads = registry.load_commands()
-            replies = yield Send(
-                target,
-                [*loads, ("EVAL_RO" if ro else "EVAL", self.source, len(keys), *keys, *args)],
-                context,
-            )
-            registry.note_loads(replies[:-1], state, version)
-            reply = replies[-1]
+        if topology.is_cluster(client):
+            reply = yield from self._routed(keys, args, client)
+        else:
+            reply = yield from self._attempt(client, keys, args)
         # Any error object, not only ResponseError: a -LOADING reply arrives as
         # redis-py's BusyLoadingError, a ConnectionError, and must never reach convert().
         if isinstance(reply, Exception):
@@ -467,6 +435,90 @@ class Script:
                 script=self.name,
                 key=key,
             ) from exc
+
+    def _attempt(
+        self,
+        target: Any,
+        keys: Sequence[Any],
+        args: Sequence[Any],
+        prefix: Sequence[tuple[Any, ...]] = (),
+    ) -> Flow[Any]:
+        """The call on one server: its reply, an error reply as the exception object.
+
+        ``prefix``: commands that must come right before the call (``ASKING``).
+        """
+        context = Context(self.name, keys[0] if keys else None, write=not self.readonly)
+        registry = self.registry
+        state = registry.server_state(target)
+        ro = self.readonly and state.has_ro is not False
+        # The version before the batch: a script registered meanwhile is then loaded
+        # next time, instead of being taken as loaded.
+        version = registry.version
+        loads = registry.load_commands() if state.loaded_version != version else []
+        replies = yield Send(
+            target,
+            [
+                *loads,
+                *prefix,
+                ("EVALSHA_RO" if ro else "EVALSHA", self.sha, len(keys), *keys, *args),
+            ],
+            context,
+        )
+        reply = replies[-1]
+        if loads:
+            registry.note_loads(replies[: len(loads)], state, version)
+        if ro:
+            if _is_unknown_command(reply):
+                # fakeredis and Redis < 7: explicit downgrade, said once in the log.
+                state.has_ro = False
+                logger.warning(
+                    "atomicops: server has no EVALSHA_RO; read-only scripts run with EVALSHA, "
+                    "so a stray write in one is not rejected by the server"
+                )
+                ro = False
+                replies = yield Send(
+                    target, [*prefix, ("EVALSHA", self.sha, len(keys), *keys, *args)], context
+                )
+                reply = replies[-1]
+            else:
+                state.has_ro = True
+        if isinstance(reply, NoScriptError):
+            self.stats.bump("fallbacks")
+            version = registry.version
+            loads = registry.load_commands()
+            replies = yield Send(
+                target,
+                [
+                    *loads,
+                    *prefix,
+                    ("EVAL_RO" if ro else "EVAL", self.source, len(keys), *keys, *args),
+                ],
+                context,
+            )
+            registry.note_loads(replies[: len(loads)], state, version)
+            reply = replies[-1]
+        return reply
+
+    def _routed(self, keys: Sequence[Any], args: Sequence[Any], client: Any) -> Flow[Any]:
+        """The call on a cluster: sent again, invisibly, while the nodes prove it did not run.
+
+        A redirect (MOVED, ASK, TRYAGAIN, READONLY) is a refusal given before the script
+        runs, and a :class:`RedisUnavailable` from the wire means nothing was written:
+        either way :class:`~atomicops.engine.topology.Route` says where to send the call
+        now, within its bounds. :class:`OutcomeUnknown` and every other reply pass
+        through unchanged.
+        """
+        route = topology.Route(client, keys, self.name)
+        yield from route.start()
+        while True:
+            try:
+                reply = yield from self._attempt(route.target, keys, args, route.prefix)
+            except RedisUnavailable as exc:
+                if (yield from route.unreachable(exc)):
+                    continue
+                raise
+            if not isinstance(reply, Exception) or not (yield from route.redirected(reply)):
+                return reply
 
     def error_from_reply(self, reply: Exception, keys: Sequence[Any] = ()) -> AtomicOpsError:
         """Map an error reply of this script to the matching atomicops error."""

@@ -8,6 +8,7 @@ of a wrong answer somewhere in a call.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import socket
 import threading
@@ -193,19 +194,86 @@ def test_pipelines_load_queued_scripts_through_pipe_scripts(real_client):
 def test_cluster_clients_expose_what_topology_reads(cluster_server):  # noqa: F811
     client = redis.cluster.RedisCluster(host="127.0.0.1", port=cluster_server.port)
     try:
-        assert compat.is_cluster_client(client)
-        [(name, primary)] = compat.cluster_primaries(client)
-        assert name.endswith(f":{cluster_server.port}") and primary.ping()
-        assert compat.cluster_node_client(client, 1234).ping()
-        assert compat.cluster_node_client(client, None).ping()
+        assert compat.is_cluster_client(client) and not compat.is_async_cluster(client)
+        assert not compat.cluster_needs_initialize(client)  # a sync one reads it when built
+        [primary] = compat.cluster_primary_nodes(client)
+        assert compat.node_name(primary) == f"127.0.0.1:{cluster_server.port}"
+        assert compat.cluster_slot_node(client, 1234) is primary
+        assert compat.cluster_slot_node(client, None) is primary
+        assert compat.cluster_node_at(client, "127.0.0.1", cluster_server.port) is primary
+        assert compat.cluster_node_at(client, "127.0.0.1", 1) is None
+        assert compat.cluster_node_client(client, primary).ping()
     finally:
         client.close()
-    assert hasattr(redis.cluster.NodesManager, "get_node_from_slot")
-    for name in ("get_default_node", "get_primaries"):
-        assert callable(getattr(redis.cluster.RedisCluster, name))
-    node = redis.cluster.ClusterNode("127.0.0.1", 7000)
-    assert node.name == "127.0.0.1:7000" and hasattr(node, "redis_connection")
     assert not compat.is_cluster_client(redis.Redis())
+
+
+def test_a_sync_refresh_rereads_the_map_and_patches_a_slot_as_moved_says(cluster_server):  # noqa: F811
+    """NodesManager.initialize(additional_startup_nodes_info=, disconnect_startup_nodes_pools=,
+    last_failed_node_name=) and move_slot(MovedError): what compat.cluster_refresh calls."""
+    params = inspect.signature(redis.cluster.NodesManager.initialize).parameters
+    for name in ("additional_startup_nodes_info", "disconnect_startup_nodes_pools"):
+        assert name in params
+    assert "last_failed_node_name" in params
+    client = redis.cluster.RedisCluster(host="127.0.0.1", port=cluster_server.port)
+    try:
+        node = compat.cluster_slot_node(client, 7)
+        pool = compat.cluster_node_client(client, node).connection_pool
+        client.nodes_manager.slots_cache[7] = []  # a stale map: nobody serves slot 7
+        compat.cluster_refresh(client)
+        assert compat.cluster_slot_node(client, 7).name == node.name
+        # The node answering CLUSTER SLOTS has not heard of the move yet: the slot is
+        # patched as MOVED said, so the call goes where the refusing node pointed.
+        elsewhere = redis.exceptions.MovedError("7 127.0.0.1:1")
+        compat.cluster_refresh(client, moved=elsewhere, failed="127.0.0.1:1")
+        assert compat.node_name(compat.cluster_slot_node(client, 7)) == "127.0.0.1:1"
+        assert compat.cluster_slot_node(client, 8).name == node.name
+        assert compat.cluster_node_client(client, node).connection_pool is pool  # kept
+    finally:
+        client.close()
+
+
+def test_async_cluster_nodes_lend_connections_through_asyncnode(cluster_server):  # noqa: F811
+    """redis.asyncio's ClusterNode: acquire_connection, release, disconnect_if_needed,
+    response_callbacks, connection_kwargs; RedisCluster._initialize and initialize();
+    NodesManager.initialize(last_failed_node_name=) and move_slot."""
+    from atomicops.engine import wire
+    from atomicops.engine.ops import Context, Send
+
+    params = inspect.signature(redis.asyncio.cluster.NodesManager.initialize).parameters
+    assert {"additional_startup_nodes_info", "last_failed_node_name"} <= set(params)
+
+    async def main():
+        client = redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=cluster_server.port)
+        try:
+            assert compat.is_cluster_client(client) and compat.is_async_cluster(client)
+            assert compat.cluster_needs_initialize(client)
+            await compat.cluster_initialize(client)
+            assert not compat.cluster_needs_initialize(client)
+            node = compat.cluster_slot_node(client, 99)
+            assert compat.cluster_primary_nodes(client) == [node]
+            target = compat.AsyncNode(node)
+            assert target.connection_pool.connection_kwargs["port"] == cluster_server.port
+            context = Context("test", write=False, script=False)
+            send = Send(target, [("PING",), ("SCRIPT LOAD", "return 1")], context)
+            assert await wire.aroundtrip(send) == [True, hashlib.sha1(b"return 1").hexdigest()]
+            # A pooled connection the server closed is replaced before anything is written.
+            [conn] = node._connections
+            with redis.Redis(port=cluster_server.port) as other:
+                other.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+            await asyncio.sleep(0.05)
+            # (a write context: a lost reply would be OutcomeUnknown, not a second try)
+            ping = Send(target, [("PING",)], Context("test", script=False))
+            assert await wire.aroundtrip(ping) == [True]
+            assert conn in node._free
+            await compat.acluster_refresh(client)
+            patched = redis.exceptions.MovedError("99 127.0.0.1:1")
+            await compat.acluster_refresh(client, moved=patched)
+            assert compat.node_name(compat.cluster_slot_node(client, 99)) == "127.0.0.1:1"
+        finally:
+            await client.aclose()
+
+    asyncio.run(main())
 
 
 def test_django_redis_cache_hands_out_its_client(real_server, settings):

@@ -15,6 +15,8 @@ from typing import Any
 
 from redis._parsers.socket import SocketBuffer
 from redis.exceptions import AuthenticationError, BusyLoadingError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # Errors the server *replied* with: the reply was read whole, the stream is in step.
 # redis-py raises LOADING and NOAUTH as ConnectionError subclasses.
@@ -133,18 +135,150 @@ def is_cluster_client(client: Any) -> bool:
     return hasattr(client, "nodes_manager")
 
 
-def cluster_node_client(client: Any, slot: int | None) -> Any:
-    """The plain client of the node serving ``slot`` (the default node for None)."""
+def is_async_cluster(client: Any) -> bool:
+    """A ``redis.asyncio`` cluster client: its nodes are not clients (see :class:`AsyncNode`)."""
+    import redis.asyncio.cluster
+
+    return isinstance(client, redis.asyncio.cluster.RedisCluster)
+
+
+def cluster_needs_initialize(client: Any) -> bool:
+    """Whether an asyncio ``RedisCluster`` has not read its slot map yet (``_initialize``).
+
+    A sync one reads it when built; an asyncio one on its first command, so until then
+    its ``nodes_manager`` knows no node.
+    """
+    return bool(getattr(client, "_initialize", False))
+
+
+async def cluster_initialize(client: Any) -> None:
+    """Read an asyncio ``RedisCluster``'s slot map the way its first command would."""
+    await client.initialize()
+
+
+def cluster_slot_node(client: Any, slot: int | None) -> Any:
+    """The node object serving ``slot`` now, by the client's map (the default node for
+    None); ``SlotNotCoveredError`` when no node does. Same call, sync or asyncio."""
     if slot is None:
-        node = client.get_default_node()
-    else:
-        node = client.nodes_manager.get_node_from_slot(slot)
-    return node.redis_connection
+        return client.get_default_node()
+    return client.nodes_manager.get_node_from_slot(slot)
 
 
-def cluster_primaries(client: Any) -> list[tuple[str, Any]]:
-    """``(name, plain client)`` of every primary of a sync cluster client."""
-    return [(node.name, node.redis_connection) for node in client.get_primaries()]
+def cluster_node_at(client: Any, host: str, port: int) -> Any:
+    """The node object at ``host:port`` if the client knows it, else None."""
+    return client.nodes_manager.get_node(host=host, port=port)
+
+
+def cluster_node_client(client: Any, node: Any) -> Any:
+    """The plain ``redis.Redis`` of a sync cluster's node (created on first use)."""
+    return client.get_redis_connection(node)
+
+
+def cluster_primary_nodes(client: Any) -> list[Any]:
+    """Every primary node object the client's map knows (sync or asyncio)."""
+    return list(client.get_primaries())
+
+
+def node_name(node: Any) -> str:
+    """``host:port`` of a node object (sync or asyncio)."""
+    return str(node.name)
+
+
+def cluster_refresh(client: Any, moved: Any = None, failed: str | None = None) -> None:
+    """Re-read a sync cluster's slot map: ``CLUSTER SLOTS`` through ``NodesManager.initialize``.
+
+    ``moved`` (a ``MovedError``): its node is asked too, and when the node that answered
+    has not heard of the move yet, that one slot is patched as MOVED said
+    (``move_slot``), so the call goes where the server that refused it pointed.
+    ``failed``: a node name asked last. The pools of the node asked are kept
+    (``disconnect_startup_nodes_pools=False``): redis-py drops them to clear a replica's
+    READONLY mode, which atomicops never sets, and reconnecting costs every next call.
+    Concurrent refreshes of one client collapse into one (redis-py's epoch check).
+    """
+    manager = client.nodes_manager
+    extra = [(moved.host, moved.port)] if moved is not None else None
+    manager.initialize(
+        additional_startup_nodes_info=extra,
+        disconnect_startup_nodes_pools=False,
+        last_failed_node_name=failed,
+    )
+    if moved is not None and not _points_at(manager, moved):
+        manager.move_slot(moved)
+
+
+async def acluster_refresh(client: Any, moved: Any = None, failed: str | None = None) -> None:
+    """The asyncio twin of :func:`cluster_refresh` (its ``initialize`` keeps pools anyway)."""
+    manager = client.nodes_manager
+    extra = [(moved.host, moved.port)] if moved is not None else None
+    await manager.initialize(additional_startup_nodes_info=extra, last_failed_node_name=failed)
+    if moved is not None and not _points_at(manager, moved):
+        await manager.move_slot(moved)
+
+
+def _points_at(manager: Any, moved: Any) -> bool:
+    nodes = manager.slots_cache.get(moved.slot_id)
+    return bool(nodes) and nodes[0].name == f"{moved.host}:{moved.port}"
+
+
+class AsyncNode:
+    """One node of a ``redis.asyncio`` cluster, with the face of a plain client for wire.
+
+    redis.asyncio's ``ClusterNode`` is not a client: it keeps its own connections
+    (``acquire_connection`` / ``release``, lazy reconnects after a topology change via
+    ``disconnect_if_needed``) and ``response_callbacks``. ``connection_pool`` lends one
+    of them and takes it back, and it is what ``registry.server_state`` remembers the
+    node by (the ``ClusterNode`` itself has ``__slots__`` and no weak references).
+    """
+
+    __slots__ = ("node", "connection_pool", "response_callbacks", "__weakref__")
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+        self.connection_pool = _AsyncNodePool(node)
+        self.response_callbacks = node.response_callbacks
+
+    def __repr__(self) -> str:
+        return f"<AsyncNode {self.node.name}>"
+
+
+class _AsyncNodePool:
+    """``get_connection`` / ``release`` over an asyncio ``ClusterNode``'s own connections."""
+
+    __slots__ = ("node", "connection_kwargs", "__weakref__")
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+        self.connection_kwargs = node.connection_kwargs
+
+    async def get_connection(self) -> Any:
+        node = self.node
+        conn = node.acquire_connection()
+        try:
+            await node.disconnect_if_needed(conn)
+            await conn.connect()
+            # As redis.asyncio's own pool checks (``ensure_connection``): a pooled socket
+            # the server closed (a killed node) reads as ready; reconnect now, before
+            # anything is written, so the call is refused rather than lost.
+            try:
+                stale = await conn.can_read()
+            except (RedisConnectionError, RedisTimeoutError, OSError):
+                stale = True
+            if stale:
+                await conn.disconnect()
+                await conn.connect()
+                if await conn.can_read():
+                    raise RedisConnectionError("connection not ready")
+        except BaseException:
+            await conn.disconnect()
+            node.release(conn)
+            raise
+        return conn
+
+    async def release(self, conn: Any) -> None:
+        try:
+            await self.node.disconnect_if_needed(conn)
+        finally:
+            self.node.release(conn)
 
 
 # -- Django ----------------------------------------------------------------------------

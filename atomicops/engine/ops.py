@@ -62,6 +62,24 @@ class Send(NamedTuple):
     context: Context
 
 
+class Pause(NamedTuple):
+    """Wait ``seconds`` before the next round trip (a server said: try again shortly)."""
+
+    seconds: float
+
+
+class Refresh(NamedTuple):
+    """Re-read a cluster client's slot map (redis-py's own round trips, done by the runner).
+
+    ``moved``: the MOVED reply that said where one slot went; ``failed``: the name of a
+    node that could not be reached (asked last). The flow is sent back whether it worked.
+    """
+
+    client: Any
+    moved: Any = None
+    failed: str | None = None
+
+
 def _raw(reply: Any) -> Any:
     return reply
 
@@ -82,5 +100,6 @@ class Call(Generic[R]):
     interpret: Callable[[Any], R] = _raw
 
 
-# A flow yields Send operations, is sent each one's replies, and returns its result.
-Flow = Generator[Send, Any, T]
+# A flow yields Send operations (and, on a cluster, the rare Pause or Refresh), is sent
+# each one's replies, and returns its result.
+Flow = Generator[Send | Pause | Refresh, Any, T]

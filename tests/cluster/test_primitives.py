@@ -1,0 +1,194 @@
+"""Every primitive's contract on a 3-primary cluster with replicas, sync and async.
+
+The settings are what a project writes, ``{"URL": <any node>, "CLUSTER": True}``; some
+calls pass ``client=`` a RedisCluster instead. Keys are spread over every primary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+import redis.asyncio.cluster
+from redis.crc import key_slot
+
+from atomicops import (
+    CrossSlotError,
+    Lock,
+    Semaphore,
+    abounded_incr,
+    acompare_and_set,
+    afixed_window,
+    asliding_window,
+    atoken_bucket,
+    bounded_incr,
+    compare_and_set,
+    connection,
+    fixed_window,
+    key_for,
+    registry,
+    sliding_window,
+    token_bucket,
+)
+from atomicops.engine import compat, topology
+from tests.factories import ArticleFactory
+
+pytestmark = pytest.mark.slow
+
+KEYS = [f"contract:{i}" for i in range(24)]
+
+
+def spread(cluster, keys) -> set[int]:
+    """The ports of the primaries owning ``keys`` (all three, or the test proves less)."""
+    return {cluster.owner(key_slot(key.encode())).port for key in keys}
+
+
+def test_keys_reach_every_primary(cluster, atomic_cluster):
+    assert len(spread(cluster, KEYS)) == 3
+
+
+def test_counters_compare_and_set(atomic_cluster):
+    for key in KEYS:
+        assert [bounded_incr(key, 3).value for _ in range(4)] == [1, 2, 3, 3]
+        assert bounded_incr(key, 5, client=atomic_cluster).value == 4
+        assert atomic_cluster.get(key) == b"4"
+    for key in KEYS:
+        assert compare_and_set(f"{key}:cas", None, "a") is True
+        assert compare_and_set(f"{key}:cas", "b", "c") is False
+        assert compare_and_set(f"{key}:cas", "a", "c", client=atomic_cluster) is True
+        assert atomic_cluster.get(f"{key}:cas") == b"c"
+    assert topology.redirects["moved"] == 0  # the map was right: no hop
+
+
+async def test_async_counters_compare_and_set(cluster, atomic_cluster):
+    assert compat.is_async_cluster(connection.get_async_client())  # built from the settings
+    own = redis.asyncio.cluster.RedisCluster.from_url(cluster.startup_url)
+    try:
+        for key in KEYS:
+            assert [(await abounded_incr(key, 3)).value for _ in range(4)] == [1, 2, 3, 3]
+            assert (await abounded_incr(key, 5, client=own)).value == 4
+            assert await acompare_and_set(f"{key}:cas", None, "a") is True
+            assert await acompare_and_set(f"{key}:cas", "a", "c", client=own) is True
+        assert [atomic_cluster.get(key) for key in KEYS] == [b"4"] * len(KEYS)
+    finally:
+        await own.aclose()
+
+
+def test_rate_limits(atomic_cluster):
+    for key in KEYS[:6]:
+        assert [fixed_window(f"fw:{key}", 2, 60_000).allowed for _ in range(3)] == [
+            True, True, False,
+        ]  # fmt: skip
+        assert [sliding_window(f"sw:{key}", 2, 60_000).allowed for _ in range(3)] == [
+            True, True, False,
+        ]  # fmt: skip
+        hits = [token_bucket(f"tb:{key}", 2, 0.001, client=atomic_cluster) for _ in range(3)]
+        assert [hit.allowed for hit in hits] == [True, True, False]
+
+
+async def test_async_rate_limits(atomic_cluster):
+    for key in KEYS[:6]:
+        assert [(await afixed_window(f"fw:{key}", 2, 60_000)).allowed for _ in range(3)] == [
+            True, True, False,
+        ]  # fmt: skip
+        assert [(await asliding_window(f"sw:{key}", 2, 60_000)).allowed for _ in range(3)] == [
+            True, True, False,
+        ]  # fmt: skip
+        assert [(await atoken_bucket(f"tb:{key}", 2, 0.001)).allowed for _ in range(3)] == [
+            True, True, False,
+        ]  # fmt: skip
+
+
+def test_a_registry_script_and_cross_slot_keys(atomic_cluster, fresh_registry):
+    pair = fresh_registry.register(
+        "pair", "redis.call('MSET', KEYS[1], ARGV[1], KEYS[2], ARGV[1]) return 1"
+    )
+    for index in range(12):
+        assert pair([f"{{t{index}}}:a", f"{{t{index}}}:b"], ["v"]) == 1
+        assert atomic_cluster.get(f"{{t{index}}}:b") == b"v"
+    with pytest.raises(CrossSlotError):
+        pair(["a", "b"], ["v"])
+
+
+async def test_async_registry_script(atomic_cluster):
+    script = registry.register(
+        "cluster_echo", "return redis.call('SET', KEYS[1], ARGV[1])", keys=["k"], args=["v"]
+    )
+    try:
+        for key in KEYS:
+            assert await script.acall([key], ["x"]) == b"OK"
+        assert {atomic_cluster.get(key) for key in KEYS} == {b"x"}
+    finally:
+        registry.unregister("cluster_echo")
+
+
+def test_registry_loads_every_primary(cluster, atomic_cluster, fresh_registry):
+    script = fresh_registry.register("one", "return 1")
+    assert fresh_registry.load_all() == {"one": script.sha}
+    for node in cluster.primaries():
+        with node.client() as client:
+            assert client.script_exists(script.sha) == [True]
+
+
+def test_lock_blocking_wake_up_and_semaphore(atomic_cluster):
+    for name in ("alpha", "beta", "gamma"):  # three names, on different slots
+        holder = Lock(f"contract-{name}", ttl=30)
+        assert holder.acquire()
+        waited: list[float] = []
+
+        def wait(name=name, waited=waited):
+            started = time.monotonic()
+            with Lock(f"contract-{name}", ttl=30, timeout=10):
+                waited.append(time.monotonic() - started)
+
+        thread = threading.Thread(target=wait)
+        thread.start()
+        time.sleep(0.3)
+        holder.release()
+        thread.join(15)
+        # Woken by the release's wake-up on the lock's node, not by the 30 s lease.
+        assert waited and 0.25 < waited[0] < 3
+    seats = [Semaphore("contract-seats", limit=2, ttl=30) for _ in range(3)]
+    assert [seat.acquire(blocking=False) for seat in seats] == [True, True, False]
+    seats[0].release()
+    assert seats[2].acquire(blocking=False)
+
+
+async def test_async_lock_blocking_wake_up_and_semaphore(atomic_cluster):
+    holder = Lock("contract-async", ttl=30)
+    assert await holder.aacquire()
+
+    async def wait() -> float:
+        started = time.monotonic()
+        async with Lock("contract-async", ttl=30, timeout=10):
+            return time.monotonic() - started
+
+    waiter = asyncio.create_task(wait())
+    await asyncio.sleep(0.3)
+    await holder.arelease()
+    assert 0.25 < await asyncio.wait_for(waiter, 15) < 3
+    seats = [Semaphore("contract-aseats", limit=2, ttl=30) for _ in range(3)]
+    assert [await seat.aacquire(blocking=False) for seat in seats] == [True, True, False]
+
+
+@pytest.mark.django_db
+def test_atomic_counter(atomic_cluster):
+    articles = [ArticleFactory() for _ in range(6)]
+    for article in articles:
+        assert [article.views.incr().value for _ in range(3)] == [1, 2, 3]
+        assert atomic_cluster.get(key_for(article, "views")) == b"3"
+
+
+@pytest.mark.django_db
+def test_rate_limit_decorator_through_the_test_client(atomic_cluster, client, django_user_model):
+    for name in ("ann", "bo", "cy"):
+        client.force_login(django_user_model.objects.create_user(name, password="x"))
+        assert [client.get("/rl/user/").status_code for _ in range(3)] == [200, 200, 429]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_rate_limit_decorator_on_an_async_view(atomic_cluster, async_client):
+    statuses = [(await async_client.get("/rl/user_async/")).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
