@@ -289,3 +289,26 @@ def test_django_redis_cache_hands_out_its_client(real_server, settings):
     assert isinstance(client, redis.Redis)
     assert client.ping()
     caches["rc"].close()
+
+
+def test_a_connection_closed_by_the_server_is_seen_before_the_loop_runs(real_server):
+    """redis.asyncio's can_read() misses an EOF the loop has not read yet; a select sees it."""
+    import time
+
+    async def main():
+        client = redis.asyncio.Redis(port=real_server.port)
+        try:
+            await client.ping()
+            conn = await client.connection_pool.get_connection()
+            assert not compat.socket_closed_under(conn)
+            killer = redis.Redis(port=real_server.port)
+            killer.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+            killer.close()
+            time.sleep(0.1)  # the loop does not run: the EOF waits in the socket
+            assert not await conn._parser.can_read()  # what the pool asks: why atomicops looks
+            assert compat.socket_closed_under(conn)
+            await client.connection_pool.release(conn)
+        finally:
+            await client.aclose()
+
+    asyncio.run(main())

@@ -9,6 +9,7 @@ covers. Nothing else in atomicops touches these names.
 from __future__ import annotations
 
 import inspect
+import select
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -103,9 +104,31 @@ async def aconnection_of(client: Any) -> AsyncIterator[Any]:
     pool = client.connection_pool
     conn = await pool.get_connection()
     try:
+        if socket_closed_under(conn):
+            await conn.disconnect()  # send_packed_command connects it afresh
         yield conn
     finally:
         await pool.release(conn)
+
+
+def socket_closed_under(conn: Any) -> bool:
+    """Whether an idle asyncio connection's socket already holds EOF (or stray data).
+
+    redis.asyncio's pool asks ``can_read()``, which sees an EOF only once the event
+    loop has run the transport's read callback. A server that restarted while the loop
+    was busy leaves a connection that looks fine: a write on it then reads EOF and must
+    be reported as OutcomeUnknown, although it never reached any server. A zero-timeout
+    ``select`` on the socket sees the EOF at once. (``_writer``: redis.asyncio's stream.)
+    """
+    writer = getattr(conn, "_writer", None)
+    sock = None if writer is None else writer.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock.fileno()], [], [], 0)
+    except (OSError, ValueError):  # closed meanwhile
+        return True
+    return bool(readable)
 
 
 # -- pipelines and clusters -------------------------------------------------------------
