@@ -148,6 +148,10 @@ def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)  # (math.isnan(10**400) overflows)
+
+
 def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -225,7 +229,7 @@ def timeout_ok(timeout: Any) -> bool | None:
         return True
     if isinstance(timeout, Decimal):
         return None
-    if not is_number(timeout) or math.isnan(timeout):
+    if not is_number(timeout) or is_nan(timeout):
         return False
     return timeout >= 0
 
@@ -474,7 +478,7 @@ def _window_domain(a: dict, sliding: bool) -> bool | None:
 def _bucket_domain(a: dict) -> bool | None:
     capacity, rate, cost = a["capacity"], a["refill_rate"], a["cost"]
     capacity_ok = in_range(capacity, 1, MAX)
-    rate_ok = is_number(rate) and not math.isnan(rate) and 0 < rate <= MAX
+    rate_ok = is_number(rate) and not is_nan(rate) and 0 < rate <= MAX
     fills: bool | None = True
     if capacity_ok and rate_ok:  # the bucket's expiry is its time to fill up, in ms
         ratio = Fraction(capacity * 1000) / Fraction(rate)
@@ -514,7 +518,8 @@ def _lease_specs(kind: str) -> dict[str, Arg]:
         ),
         "ttl": LEASE,
         "timeout": arg(
-            st.one_of(st.none(), st.floats(0, 10)), -1, math.nan, math.inf, Decimal("1"), True
+            st.one_of(st.none(), st.floats(0, 10)),
+            *(-1, math.nan, math.inf, 10**400, Decimal("1"), True),
         ),
         "auto_renew": arg(st.just(False), True, None, 1, "yes"),
         "renew_fraction": arg(
