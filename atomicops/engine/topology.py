@@ -14,7 +14,7 @@ load scripts onto or scan (:func:`primaries`).
   node (any more): the call is sent to that node preceded by ``ASKING``, in the same
   batch. The map is not changed (the slot still belongs here until the move ends).
 * ``TRYAGAIN``: mid-migration, the call's keys are split between the two nodes. It is
-  sent again after a short pause (:data:`TRYAGAIN_WAITS`), routed from the start.
+  sent again after a short pause (5 ms, doubling), routed from the start.
 * ``READONLY``: the node was a primary and is a replica now (a failover). The map is read
   again and the call sent to the slot's primary.
 
@@ -25,7 +25,7 @@ not be written (:class:`~atomicops.exceptions.RedisUnavailable`; never
 again, and when the slot has another owner now (a replica promoted after its primary
 died), the call goes there. Everything else keeps its meaning: ``CLUSTERDOWN`` and a node
 nobody replaced are :class:`~atomicops.exceptions.RedisUnavailable`, "nothing applied".
-The redirects of one call are bounded (:data:`MAX_HOPS` hops, :data:`TRYAGAIN_WAITS`),
+The redirects of one call are bounded (:data:`MAX_HOPS` hops, :data:`TRYAGAIN_BUDGET`),
 so two nodes that disagree cannot bounce a call forever; the last refusal is then raised
 as :class:`~atomicops.exceptions.ServerRefused`.
 
@@ -65,9 +65,12 @@ logger = logging.getLogger("atomicops")
 # Redirects (MOVED, ASK, READONLY, a re-route after a refused connection) one call may
 # follow. Two are enough for a move or a failover; more means the nodes disagree.
 MAX_HOPS = 5
-# Pauses after TRYAGAIN (seconds), one per retry: the keys of a half-moved slot are
-# together again once the migration tool's next MIGRATE batch lands (milliseconds).
-TRYAGAIN_WAITS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.25, 0.25, 0.25)
+# Pauses after TRYAGAIN: the keys of a half-moved slot are together again once the
+# migration tool's next MIGRATE batch lands, milliseconds usually, longer on a loaded
+# host. Doubling from the first, at most the longest, until a call has paused the budget.
+TRYAGAIN_FIRST_WAIT = 0.005
+TRYAGAIN_LONGEST_WAIT = 0.25
+TRYAGAIN_BUDGET = 3.0
 
 _ASKING: tuple[Command, ...] = (("ASKING",),)
 _NO_PREFIX: tuple[Command, ...] = ()
@@ -241,7 +244,8 @@ class Route:
     """
 
     __slots__ = (
-        "client", "cluster", "slot", "what", "key", "node", "target", "asking", "hops", "waits",
+        "client", "cluster", "slot", "what", "key", "node", "target", "asking", "hops", "tries",
+        "waited",
     )  # fmt: skip
 
     def __init__(self, client: Any, keys: Sequence[Any], what: str) -> None:
@@ -254,7 +258,8 @@ class Route:
         self.target: Any = None if self.cluster else client
         self.asking = False
         self.hops = 0  # redirects followed
-        self.waits = 0  # TRYAGAIN pauses taken
+        self.tries = 0  # TRYAGAIN pauses taken
+        self.waited = 0.0  # and their seconds
 
     def start(self) -> Flow[Any]:
         """The first target; an asyncio cluster client that has not read its map yet
@@ -293,12 +298,14 @@ class Route:
             self.node, self.target, self.asking = node, client_of(self.client, node), True
             return True
         if isinstance(reply, TryAgainError):
-            if self.waits >= len(TRYAGAIN_WAITS):
+            wait = min(TRYAGAIN_LONGEST_WAIT, TRYAGAIN_FIRST_WAIT * 2**self.tries)
+            if self.waited + wait > TRYAGAIN_BUDGET:
                 redirects.bump("exhausted")
                 return False
             redirects.bump("tryagain")
-            yield Pause(TRYAGAIN_WAITS[self.waits])
-            self.waits += 1
+            yield Pause(wait)
+            self.tries += 1
+            self.waited += wait
             self._to_owner()
             return True
         if isinstance(reply, ReadOnlyError):

@@ -168,7 +168,8 @@ class TestCluster:
 
     @property
     def startup_url(self) -> str:
-        return f"redis://127.0.0.1:{self.nodes[0].port}/0"
+        """One running node's URL: what a project's settings name (any node will do)."""
+        return f"redis://127.0.0.1:{self.running_node().port}/0"
 
     def running_node(self) -> Node:
         return next(node for node in self.nodes if node.running)
@@ -281,6 +282,7 @@ class TestCluster:
         slot is half-migrated (some keys moved, some not)."""
         moved = 0
         src, dst = source.client(), target.client()
+        others = [node.client() for node in self.primaries() if node not in (source, target)]
         try:
             for slot in slots:
                 dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id)
@@ -290,20 +292,19 @@ class TestCluster:
                     keys = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 10)
                     if not keys:
                         break
-                    src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000,
-                                        "KEYS", *keys)  # fmt: skip
+                    src.execute_command(
+                        "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys
+                    )
                     moved += len(keys)
                     if first and pause is not None:
                         pause(slot)
                     first = False
-                for node in (dst, src):  # the target first, as redis-cli does
-                    node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target.node_id)
-                for other in self.primaries():
-                    if other not in (source, target):
-                        other.command("CLUSTER", "SETSLOT", slot, "NODE", target.node_id)
+                # The target first, as redis-cli does; the others learn it by gossip too.
+                for client in (dst, src, *others):
+                    client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target.node_id)
         finally:
-            src.close()
-            dst.close()
+            for client in (src, dst, *others):
+                client.close()
         return moved
 
     def failover(self, replica: Node, timeout: float = 30) -> None:

@@ -1,0 +1,155 @@
+"""Slots moving under load: every call completes, the data is exact, redirects are counted.
+
+The test moves a range of slots from one primary to another and back the way
+``redis-cli --cluster reshard`` does (``SETSLOT IMPORTING/MIGRATING``, ``MIGRATE`` in
+batches of 10 keys, ``SETSLOT NODE``), pausing while each slot is half-moved, while 8
+processes call atomicops on keys of those slots and of others. Callers meet ASK (a key
+already moved), TRYAGAIN (a two-key call whose keys are split) and MOVED (a slot done),
+and never see any of them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from atomicops import Lock
+from atomicops.engine import topology
+from tests.cluster.load import (
+    Load,
+    Plan,
+    cas_key,
+    incr_key,
+    pair_keys,
+    tags_for,
+    totals,
+    window_key,
+)
+
+pytestmark = pytest.mark.slow
+
+MOVING = 48  # slots moved there and back
+FILL = 25  # extra keys per moving slot: each slot takes three MIGRATE batches
+HALF_MOVED_S = 0.02  # how long each slot stays half-moved
+
+
+def slot_range(cluster, node) -> range:
+    spec = cluster.view()[node.node_id]["slots"][0]
+    low, _, high = spec.partition("-")
+    return range(int(low), int(high or low) + 1)
+
+
+def check_exact(client, records, tags) -> None:
+    """The final data is exactly what the replies said, for every key the workers used."""
+    for tag in tags:
+        values = sorted(v for r in records for _, v in r.incr.get(incr_key(tag), []))
+        assert values == list(range(1, len(values) + 1)), tag  # no gap, nothing twice
+        assert int(client.get(incr_key(tag)) or 0) == len(values), tag
+        pairs = sum(r.pair[tag] for r in records)
+        assert [int(client.get(k) or 0) for k in pair_keys(tag)] == [pairs, pairs], tag
+        hits = sum(r.window[window_key(tag)] for r in records)
+        assert int(client.get(window_key(tag)) or 0) == hits, tag
+        tokens = [t for r in records for t in r.tokens.get(tag, [])]
+        assert len(tokens) == len(set(tokens)), tag  # fencing tokens never handed out twice
+    for record in records:
+        assert record.cas_refused == 0
+        for key, value in record.cas.items():
+            assert int(client.get(key)) == value, key
+
+
+def test_resharding_under_load(cluster, atomic_cluster):
+    source, target = cluster.primaries()[:2]
+    moving = list(slot_range(cluster, source))[:MOVING]
+    outside = [slot_range(cluster, node)[-1] for node in cluster.primaries()]
+    tag_of = tags_for(moving + outside)
+    for slot in moving:
+        atomic_cluster.mset({f"{{{tag_of[slot]}}}:fill:{i}": i for i in range(FILL)})
+    tags = list(tag_of.values())
+    started = time.monotonic()
+    with Load(Plan(tags)) as load:
+        time.sleep(1.0)
+        there = cluster.move_slots(moving, source, target, lambda _: time.sleep(HALF_MOVED_S))
+        time.sleep(0.3)
+        back = cluster.move_slots(moving, target, source, lambda _: time.sleep(HALF_MOVED_S))
+        time.sleep(0.5)
+        records = load.stop()
+    elapsed = time.monotonic() - started
+    met = totals(records)
+    calls = sum(r.rounds for r in records) * 4
+    print(
+        f"\n[{cluster.kind}] resharding {MOVING} slots there and back ({there}+{back} keys) "
+        f"in {elapsed:.1f}s under 8 processes: ~{calls} calls, redirects met {met}, "
+        f"errors {len([e for r in records for e in r.errors])}"
+    )
+    assert [e for r in records for e in r.errors][:5] == []
+    check_exact(atomic_cluster, records, tags)
+    assert met["ask"] > 0 and met["moved"] > 0  # the paths were taken
+    assert met["exhausted"] == 0
+    # All 8 took part in the half-moved windows: not a test of one lucky process.
+    assert sum(1 for r in records if r.redirects.get("moved")) >= 4
+    for record in records:
+        assert cas_key(tags[0], record.worker) in record.cas
+
+
+def test_a_waiter_blocked_on_a_moving_slot_is_woken_at_its_new_owner(cluster, atomic_cluster):
+    source, target = cluster.primaries()[:2]
+    slot = slot_range(cluster, source)[100]
+    tag = tags_for([slot])[slot]
+    holder = Lock(tag, ttl=30)
+    assert holder.acquire()
+    woken: list[float] = []
+
+    def wait() -> None:
+        with Lock(tag, ttl=30, timeout=20):
+            woken.append(time.monotonic())
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(0.5)  # blocked in BLPOP on the source now
+    moved_before = topology.redirects["moved"]
+    cluster.move_slots([slot], source, target)
+    time.sleep(0.5)  # the source unblocks it with MOVED; it waits on the target now
+    released = time.monotonic()
+    holder.release()  # runs on the target (MOVED on the way), pushes the wake-up there
+    waiter.join(20)
+    cluster.move_slots([slot], target, source)
+    assert woken, "the waiter never got the lock"
+    # Woken by the release, not by its BLPOP timing out (4 s) nor by the 30 s lease.
+    assert woken[0] - released < 1.0
+    assert topology.redirects["moved"] > moved_before
+
+
+def test_a_call_that_keeps_meeting_tryagain_gives_up_unapplied(cluster, atomic_cluster):
+    """A slot left half-moved: a two-key call cannot run anywhere, and says so in time."""
+    from atomicops import ServerRefused
+    from atomicops.registry import ScriptRegistry
+    from tests.cluster.load import PAIR_SOURCE
+
+    source, target = cluster.primaries()[:2]
+    slot = slot_range(cluster, source)[200]
+    tag = tags_for([slot])[slot]
+    first, second = pair_keys(tag)
+    atomic_cluster.set(first, 0)
+    atomic_cluster.set(second, 0)
+    pair = ScriptRegistry().register("stuck_pair", PAIR_SOURCE)
+    with source.client() as src, target.client() as dst:
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id)
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id)
+        src.execute_command("MIGRATE", "127.0.0.1", target.port, first, 0, 5000)
+        try:
+            started = time.monotonic()
+            with pytest.raises(ServerRefused) as info:
+                pair([first, second])
+            took = time.monotonic() - started
+        finally:
+            src.execute_command("MIGRATE", "127.0.0.1", target.port, second, 0, 5000)
+            for node in (dst, src):
+                node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target.node_id)
+    cluster.move_slots([slot], target, source)
+    assert info.value.code == "TRYAGAIN"
+    assert topology.TRYAGAIN_BUDGET - 0.3 < took < topology.TRYAGAIN_BUDGET + 2
+    assert [int(atomic_cluster.get(k)) for k in (first, second)] == [0, 0]
+    assert Counter(topology.redirects)["exhausted"] == 1
