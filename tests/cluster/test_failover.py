@@ -11,6 +11,7 @@ twice.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 
@@ -20,6 +21,8 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.retry import Retry
 
+from atomicops import Lock, abounded_incr
+from atomicops.engine import topology
 from tests.cluster.load import Load, Plan, incr_key, tags_for, totals
 from tests.cluster.test_reshard import check_exact, slot_range
 
@@ -61,6 +64,35 @@ def test_graceful_failover_under_load(cluster, atomic_cluster):
     with RedisCluster.from_url(cluster.startup_url, retry=Retry(NoBackoff(), 0)) as client:
         check_exact(client, records, tags)
     assert met["moved"] + met["readonly"] > 0  # the old primary sent callers away
+
+
+async def test_async_calls_through_a_graceful_failover(cluster, atomic_cluster):
+    """The same on redis.asyncio: 16 tasks on one loop, CLUSTER FAILOVER from a thread."""
+    tags = spread_tags(cluster, per_primary=4)
+    primary = cluster.owner(key_slot(tags[0].encode()))
+    stop = asyncio.Event()
+    values: dict[str, list[int]] = {tag: [] for tag in tags}
+
+    async def work(index: int) -> None:
+        while not stop.is_set():
+            for tag in tags[index:] + tags[:index]:
+                values[tag].append((await abounded_incr(incr_key(tag), 10**9)).value)
+                async with Lock(tag, ttl=10, timeout=10):
+                    pass
+
+    tasks = [asyncio.create_task(work(i)) for i in range(16)]
+    await asyncio.sleep(0.5)
+    await asyncio.to_thread(cluster.failover, cluster.replica_of(primary))
+    await asyncio.sleep(0.5)
+    stop.set()
+    await asyncio.gather(*tasks)
+    met = dict(topology.redirects)
+    print(f"\n[{cluster.kind}] async CLUSTER FAILOVER, 16 tasks: redirects met {met}")
+    with RedisCluster.from_url(cluster.startup_url, retry=Retry(NoBackoff(), 0)) as client:
+        for tag in tags:
+            assert sorted(values[tag]) == list(range(1, len(values[tag]) + 1))
+            assert int(client.get(incr_key(tag))) == len(values[tag])
+    assert met["moved"] + met["readonly"] > 0
 
 
 def test_kill_9_of_a_primary_under_load(cluster, atomic_cluster):

@@ -10,15 +10,18 @@ and never see any of them.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import Counter
 
 import pytest
 
-from atomicops import Lock
+from atomicops import Lock, ServerRefused, abounded_incr
 from atomicops.engine import topology
+from atomicops.registry import ScriptRegistry
 from tests.cluster.load import (
+    PAIR_SOURCE,
     Load,
     Plan,
     cas_key,
@@ -124,7 +127,6 @@ def test_a_waiter_blocked_on_a_moving_slot_is_woken_at_its_new_owner(cluster, at
 
 def test_a_call_that_keeps_meeting_tryagain_gives_up_unapplied(cluster, atomic_cluster):
     """A slot left half-moved: a two-key call cannot run anywhere, and says so in time."""
-    from atomicops import ServerRefused
     from atomicops.registry import ScriptRegistry
     from tests.cluster.load import PAIR_SOURCE
 
@@ -153,3 +155,47 @@ def test_a_call_that_keeps_meeting_tryagain_gives_up_unapplied(cluster, atomic_c
     assert topology.TRYAGAIN_BUDGET - 0.3 < took < topology.TRYAGAIN_BUDGET + 2
     assert [int(atomic_cluster.get(k)) for k in (first, second)] == [0, 0]
     assert Counter(topology.redirects)["exhausted"] == 1
+
+
+async def test_async_calls_follow_a_reshard(cluster, atomic_cluster):
+    """The same on redis.asyncio: 16 tasks, one event loop, the slots moved by a thread."""
+    source, target = cluster.primaries()[:2]
+    moving = list(slot_range(cluster, source))[MOVING : MOVING + 16]
+    tags = list(tags_for(moving).values())
+    for tag in tags:
+        atomic_cluster.mset({f"{{{tag}}}:fill:{i}": i for i in range(FILL)})
+    pair = ScriptRegistry().register("async_pair", PAIR_SOURCE)
+    stop = asyncio.Event()
+    values: dict[str, list[int]] = {tag: [] for tag in tags}
+    pairs: Counter = Counter()
+    tokens: dict[str, list[int]] = {tag: [] for tag in tags}
+
+    async def work(index: int) -> None:
+        rounds = 0
+        while not stop.is_set():
+            for tag in tags[index % len(tags) :] + tags[: index % len(tags)]:
+                values[tag].append((await abounded_incr(incr_key(tag), 10**9)).value)
+                a, b = await pair.acall(pair_keys(tag))
+                assert a == b
+                pairs[tag] += 1
+                rounds += 1
+                if rounds % 3 == 0:
+                    async with Lock(tag, ttl=10, timeout=10) as lock:
+                        tokens[tag].append(lock.fencing_token)
+
+    tasks = [asyncio.create_task(work(i)) for i in range(16)]
+    await asyncio.sleep(0.5)
+    half_moved = lambda _: time.sleep(HALF_MOVED_S)  # noqa: E731
+    await asyncio.to_thread(cluster.move_slots, moving, source, target, half_moved)
+    await asyncio.to_thread(cluster.move_slots, moving, target, source, half_moved)
+    await asyncio.sleep(0.3)
+    stop.set()
+    await asyncio.gather(*tasks)
+    met = dict(topology.redirects)
+    print(f"\n[{cluster.kind}] async resharding of 16 slots, 16 tasks: redirects met {met}")
+    for tag in tags:
+        assert sorted(values[tag]) == list(range(1, len(values[tag]) + 1))
+        assert int(atomic_cluster.get(incr_key(tag))) == len(values[tag])
+        assert [int(atomic_cluster.get(k)) for k in pair_keys(tag)] == [pairs[tag]] * 2
+        assert len(tokens[tag]) == len(set(tokens[tag]))
+    assert met["moved"] > 0 and met["ask"] > 0 and met["exhausted"] == 0
