@@ -261,7 +261,7 @@ class _Plan:
     client: Any
 
 
-def _flow(plan: _Plan) -> claims.Flow[HttpResponseBase]:
+def _flow() -> claims.Flow[HttpResponseBase]:
     """One request's decisions; yields ``("claim",)``, ``("view",)``, ``("store", meta,
     body)`` and ``("release",)``, written once for sync and async views."""
     try:
@@ -465,7 +465,7 @@ def idempotent(
                     _after_write(plan, op, result)
                     return result
 
-                return await claims.adrive(_flow(plan), perform)
+                return await claims.adrive(_flow(), perform)
 
             return wraps(view)(async_wrapper)  # type: ignore[return-value]
 
@@ -502,7 +502,7 @@ def idempotent(
                 _after_write(plan, op, result)
                 return result
 
-            return claims.drive(_flow(plan), perform)
+            return claims.drive(_flow(), perform)
 
         return wraps(view)(wrapper)  # type: ignore[return-value]
 
