@@ -69,21 +69,32 @@ def primaries(client: Any) -> list[Any]:
     return [target for _, target in topology.primaries(client)]
 
 
-def script_exists(target: Any, shas: Sequence[str]) -> list[bool]:
-    """``SCRIPT EXISTS`` on one server, in one round trip (no Lua runs)."""
+def script_exists(target: Any, shas: Sequence[str], where: str | None = None) -> list[bool]:
+    """``SCRIPT EXISTS`` on one server (named ``where`` in errors), in one round trip."""
     if not shas:
         return []
-    context = Context("SCRIPT EXISTS", write=False, script=False)
+    what = "SCRIPT EXISTS" + (f" on {where}" if where else "")
+    context = Context(what, write=False, script=False)
     [reply] = wire.roundtrip(Send(target, [("SCRIPT EXISTS", *shas)], context))
     if isinstance(reply, Exception):
-        raise RedisUnavailable(f"SCRIPT EXISTS failed: {reply}") from reply
+        raise RedisUnavailable(f"{what} failed: {reply}") from reply
     return [bool(found) for found in reply]
 
 
-def probe_keys(script: Script) -> list[str]:
-    """Scratch keys for one probe of ``script``: reserved prefix, one fresh hash tag."""
-    tag = uuid.uuid4().hex
-    return [f"{keys.prefix()}:{PROBE_KIND}:{{{tag}}}:{keys.escape(name)}" for name in script.keys]
+def probe_keys(script: Script, client: Any = None, on: str | None = None) -> list[str]:
+    """Scratch keys for one probe of ``script``: reserved prefix, one fresh hash tag.
+
+    ``on``: the cluster primary (``host:port``) whose slot the tag should land in, so
+    the probes of a flush check go round every primary.
+    """
+    for _ in range(200):  # a third of the tags land on each of three primaries
+        tag = uuid.uuid4().hex
+        scratch = [
+            f"{keys.prefix()}:{PROBE_KIND}:{{{tag}}}:{keys.escape(name)}" for name in script.keys
+        ]
+        if on is None or not scratch or topology.owner_name(client, scratch) == on:
+            break
+    return scratch
 
 
 def flush_check(
@@ -114,20 +125,26 @@ def flush_check(
     except AtomicOpsError:
         # load_all names only the first script that failed; ask each missing one below.
         pass
-    servers = primaries(client)
+    servers = topology.primaries(client)
     before = [all(found) for found in zip(*_exists_on(servers, scripts), strict=True)]
     for script, loaded in zip(scripts, before, strict=True):
         if not loaded:
             load_errors[script.name] = _load_error(servers, script)
 
     rows = []
+    # On a cluster the probes take the primaries in turn: each one's cache is flushed
+    # and proved to recover.
+    names = [name for name, _ in topology.primaries(client)] if topology.is_cluster(client) else []
+    probed = 0
     for script, loaded in zip(scripts, before, strict=True):
         if not loaded:
             rows.append(_row(script, False, None, 0, FAILED, load_errors[script.name]))
         elif script.probe is None:
             rows.append(_row(script, True, None, 0, NO_PROBE))
         else:
-            rows.append(_probe(script, client, flush))
+            on = names[probed % len(names)] if names else None
+            rows.append(_probe(script, client, flush, on))
+            probed += 1
     if flush:
         # Leave every script loaded (scripts without a probe too) and, on a cluster,
         # every primary in step; only failures that already show in rows can occur.
@@ -160,30 +177,33 @@ def _row(
     )
 
 
-def _exists_on(servers: list[Any], scripts: list[Script]) -> list[list[bool]]:
+def _exists_on(servers: list[tuple[str, Any]], scripts: list[Script]) -> list[list[bool]]:
     shas = [script.sha for script in scripts]
-    return [script_exists(server, shas) for server in servers] or [[False] * len(scripts)]
+    found = [script_exists(server, shas, name) for name, server in servers]
+    return found or [[False] * len(scripts)]
 
 
-def _load_error(servers: list[Any], script: Script) -> str:
+def _load_error(servers: list[tuple[str, Any]], script: Script) -> str:
     context = Context(script.name, write=False)
-    for server in servers:
+    for name, server in servers:
         [reply] = wire.roundtrip(Send(server, [("SCRIPT LOAD", script.source)], context))
         if isinstance(reply, Exception):
-            return script.error_from_reply(reply).message
+            message = script.error_from_reply(reply).message
+            return f"{message} (on {name})" if len(servers) > 1 else message
     # Loaded now, but was missing right after load_all: another client flushed meanwhile.
     return "not cached right after SCRIPT LOAD (flushed meanwhile?)"
 
 
-def _probe(script: Script, client: Any, flush: bool) -> FlushCheckRow:
+def _probe(script: Script, client: Any, flush: bool, on: str | None = None) -> FlushCheckRow:
     probe_args = script.probe or ()
-    scratch = probe_keys(script)
+    scratch = probe_keys(script, client, on)
     target = topology.target_for(client, scratch, script.name)
+    where = f" on {on}" if on else ""
     context = Context(script.name, scratch[0] if scratch else None, write=False)
     if flush:
         [reply] = wire.roundtrip(Send(target, [("SCRIPT FLUSH",)], context))
         if isinstance(reply, Exception):
-            return _row(script, True, None, 0, FAILED, f"SCRIPT FLUSH failed: {reply}")
+            return _row(script, True, None, 0, FAILED, f"SCRIPT FLUSH{where} failed: {reply}")
     fallbacks = script.stats["fallbacks"]
     error = None
     try:
@@ -197,9 +217,11 @@ def _probe(script: Script, client: Any, flush: bool) -> FlushCheckRow:
             # DEL is idempotent, so the read-only context (one retry) is fine here.
             wire.roundtrip(Send(target, [("DEL", *scratch)], context))
     went_through = script.stats["fallbacks"] - fallbacks
-    [after] = script_exists(target, [script.sha])
+    [after] = script_exists(target, [script.sha], on)
     if error is not None:
-        return _row(script, True, after, went_through, FAILED, f"probe failed: {error}")
+        return _row(script, True, after, went_through, FAILED, f"probe{where} failed: {error}")
     if not after:
-        return _row(script, True, after, went_through, FAILED, "not cached again after the probe")
+        return _row(
+            script, True, after, went_through, FAILED, f"not cached again{where} after the probe"
+        )
     return _row(script, True, after, went_through, RECOVERED if went_through else CACHED)

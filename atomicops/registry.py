@@ -33,15 +33,16 @@ from typing import Any
 from redis import exceptions as redis_errors
 from redis.exceptions import NoScriptError, ResponseError
 
-from atomicops import connection
+from atomicops import connection, observe
 from atomicops.engine import compat, topology
-from atomicops.engine.ops import Context, Flow, Send, text
+from atomicops.engine.ops import Context, Flow, Refresh, Send, text
 from atomicops.engine.run import arun, run
 from atomicops.exceptions import (
     AtomicOpsError,
     ConfigurationError,
     DataError,
     InvalidInput,
+    OutcomeUnknown,
     ReadOnlyViolation,
     RedisUnavailable,
     RegistryError,
@@ -362,8 +363,11 @@ class Script:
         hit a few microseconds for nothing); composed operations ``yield from`` it.
         """
         self.stats.bump("calls")
+        rounds = self._rounds(keys, args, client)
+        if observe.watch is not None:  # a Prometheus or OpenTelemetry sink is attached
+            rounds = observe.watch(self, rounds)
         try:
-            return (yield from self._rounds(keys, args, client))
+            return (yield from rounds)
         except AtomicOpsError:
             self.stats.bump("errors")
             raise
@@ -527,6 +531,13 @@ class Script:
 
 def _first(keys: Sequence[Any]) -> str | None:
     return text(keys[0]) if keys else None
+
+
+def _unreachable(error: AtomicOpsError) -> bool:
+    """Nothing answered (not a refusal, not a lost reply): the node may be gone."""
+    return isinstance(error, RedisUnavailable) and not isinstance(
+        error, (ServerRefused, OutcomeUnknown)
+    )
 
 
 def _is_unknown_command(reply: Any) -> bool:
@@ -755,22 +766,48 @@ class ScriptRegistry:
     def load_all(self, client: Any = None) -> dict[str, str]:
         """Load every registered script (one round trip per server) and return name -> SHA.
 
-        On a cluster every primary gets them. Raises :class:`ScriptCompileError` naming the
-        first script that does not compile (after loading all the others).
+        On a cluster every primary gets them, each tried even when another fails; a
+        primary that cannot be reached makes the slot map be read again, and the
+        primaries that replaced it are loaded. Raises the first failure, naming the node
+        (:class:`RedisUnavailable`), or :class:`ScriptCompileError` naming the first
+        script that does not compile (after loading all the others).
         """
         client = connection.get_client(client)
         if connection.is_pipeline(client):
             raise ConfigurationError("load_all() needs a client, not a pipeline")
-        for name, target in topology.primaries(client):
-            run(self._load_flow(name, target))
+        run(self._load_everywhere(client))
         return {script.name: script.sha for script in self._scripts.values()}
 
     async def aload_all(self, client: Any = None) -> dict[str, str]:
-        """The async twin of :meth:`load_all` (standalone servers)."""
+        """The async twin of :meth:`load_all`, for redis.asyncio clients and clusters."""
         client = connection.get_async_client(client)
-        for name, target in topology.primaries(client):
-            await arun(self._load_flow(name, target))
+        await topology.aprimaries(client)  # an asyncio cluster client reads its map here
+        await arun(self._load_everywhere(client))
         return {script.name: script.sha for script in self._scripts.values()}
+
+    def _load_everywhere(self, client: Any) -> Flow[None]:
+        done: set[str] = set()
+        failures: dict[str, AtomicOpsError] = {}
+        for attempt in range(2 if topology.is_cluster(client) else 1):
+            if attempt:
+                unreachable = [name for name, e in failures.items() if _unreachable(e)]
+                if not unreachable:
+                    break
+                # The node may have been replaced (a failover): ask the cluster again.
+                yield Refresh(client, failed=unreachable[0])
+                failures = {}
+            for name, target in topology.primaries(client):
+                if name in done:
+                    continue
+                try:
+                    yield from self._load_flow(name, target)
+                except AtomicOpsError as exc:
+                    failures[name] = exc
+                else:
+                    done.add(name)
+            if not failures:
+                break
+        self._raise_first(list(failures.values()))
 
     def _load_flow(self, name: str, target: Any) -> Flow[None]:
         version = self.version

@@ -171,6 +171,17 @@ def target_for(client: Any, keys: Sequence[Any], what: str) -> Any:
     return client_of(client, compat.cluster_slot_node(client, slot))
 
 
+def owner_name(client: Any, keys: Sequence[Any]) -> str | None:
+    """``host:port`` of the cluster node serving ``keys`` by the client's map (None when
+    ``client`` is no cluster client or no node serves them)."""
+    if not compat.is_cluster_client(client):
+        return None
+    try:
+        return compat.node_name(compat.cluster_slot_node(client, slot_of(keys, "keys")))
+    except _MAP_ERRORS:
+        return None
+
+
 def primaries(client: Any) -> list[tuple[str, Any]]:
     """``(name, plain client)`` of every server holding data: each primary of a cluster
     (``host:port``), or the one server of any other client (named by its address)."""
@@ -306,6 +317,11 @@ class Route:
             yield Pause(wait)
             self.tries += 1
             self.waited += wait
+            # Mid-migration a call whose keys are all missing on the source is sent on
+            # (ASK) and refused there until they are together (TRYAGAIN), round after
+            # round: that is the migration, not two nodes disagreeing, so the hops start
+            # again; the pauses bound it.
+            self.hops = 0
             self._to_owner()
             return True
         if isinstance(reply, ReadOnlyError):
