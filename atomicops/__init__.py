@@ -50,6 +50,7 @@ from atomicops.getorset import aget_or_set, get_or_set
 from atomicops.idempotency import idempotent
 from atomicops.keys import key_for
 from atomicops.locks import Lock, LockInfo, LockScan, list_locks, locked, scan_locks
+from atomicops.metrics import metrics_view
 from atomicops.ratelimit import (
     RateLimitResult,
     afixed_window,
@@ -119,6 +120,7 @@ __all__ = [
     "LockNotAcquired",
     "LockNotOwned",
     # operations (manage.py atomicops_flush_check, the admin's flush action)
+    "metrics_view",
     "flush_check",
     "FlushCheckRow",
     # errors

@@ -20,7 +20,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from redis.exceptions import RedisError
 
-from atomicops import connection
+from atomicops import chart, connection, timeline
 from atomicops.conf import get_settings
 from atomicops.engine import topology, wire
 from atomicops.engine.ops import Context, Send
@@ -29,6 +29,7 @@ from atomicops.flushcheck import FlushCheckRow, flush_check, primaries
 from atomicops.locks import LockScan, scan_locks
 from atomicops.luaheader import Header
 from atomicops.registry import Script
+from atomicops.timeline import SCRIPT_FIELDS
 
 logger = logging.getLogger("atomicops")
 
@@ -76,9 +77,17 @@ class ScriptRow:
     loaded: str
     loaded_everywhere: bool | None
     stats: dict[str, int] = field(default_factory=dict)
+    # The last hour, every process that flushed to this Redis (None: timeline not read).
+    hour: dict[str, int] | None = None
 
     @classmethod
-    def of(cls, script: Script, loaded: str, loaded_everywhere: bool | None) -> ScriptRow:
+    def of(
+        cls,
+        script: Script,
+        loaded: str,
+        loaded_everywhere: bool | None,
+        hour: dict[str, int] | None = None,
+    ) -> ScriptRow:
         return cls(
             name=script.name,
             sha=script.sha,
@@ -89,6 +98,7 @@ class ScriptRow:
             loaded=loaded,
             loaded_everywhere=loaded_everywhere,
             stats=dict(script.stats),
+            hour=hour,
         )
 
 
@@ -184,10 +194,13 @@ def collect(client: Any = None) -> dict[str, Any]:
         for facts, (name, _) in zip(servers, topology.primaries(client), strict=True):
             facts.address = name
     context["servers"] = servers
+    context.update(_timeline(client if targets else None))
+    hour = context["timeline"].scripts if context["timeline"] is not None else None
     rows = []
     for index, script in enumerate(scripts):
         text, everywhere = _loaded(index, servers)
-        rows.append(ScriptRow.of(script, text, everywhere))
+        sums = None if hour is None else hour.get(script.name, dict.fromkeys(SCRIPT_FIELDS, 0))
+        rows.append(ScriptRow.of(script, text, everywhere, sums))
     context["scripts"] = rows
     if targets and not any(facts.error for facts in servers):
         context["lock_scan"], context["locks_error"] = _locks(client)
@@ -196,6 +209,29 @@ def collect(client: Any = None) -> dict[str, Any]:
     elif targets:
         context["locks_error"] = "server unreachable"
     return context
+
+
+def _timeline(client: Any) -> dict[str, Any]:
+    """The last hour of every process (:mod:`atomicops.timeline`) and its chart."""
+    found: dict[str, Any] = {"timeline": None, "timeline_error": None, "chart": None}
+    found["timeline_interval"] = timeline.interval()
+    found["timeline_on"] = found["timeline_interval"] > 0
+    if client is None or not found["timeline_on"]:
+        return found
+    try:
+        timeline.flusher.flush(client)  # this process's own counts belong on the page too
+    except AtomicOpsError as exc:
+        logger.debug("atomicops: dashboard could not flush this process's counts: %s", exc)
+    try:
+        read = timeline.read(client)
+    except AtomicOpsError as exc:
+        found["timeline_error"] = exc.message
+        return found
+    found["timeline"] = read
+    found["chart"] = chart.render(read)
+    found["timeline_rows"] = [(chart.minute_label(m.start), m) for m in reversed(read.minutes)]
+    found["rate_limit_groups"] = sorted(read.groups.items())
+    return found
 
 
 def _locks(client: Any) -> tuple[LockScan | None, str | None]:

@@ -24,6 +24,12 @@ class AtomicOpsConfig(AppConfig):
         registry.discover(all_apps=conf["DISCOVER_SCRIPTS"], overrides=conf["OVERRIDE_SCRIPTS"])
         if conf["LOAD_ON_STARTUP"]:
             request_started.connect(_load_on_first_request, dispatch_uid=_UID)
+        # Sinks for Prometheus / OpenTelemetry when installed; the timeline's flusher
+        # thread, which only writes once this process has counted something.
+        from atomicops import observe, timeline
+
+        observe.configure()
+        timeline.flusher.start()
 
 
 _UID = "atomicops.load_on_first_request"

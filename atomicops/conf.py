@@ -53,6 +53,14 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         # what the client sent ("X-Real-IP", "CF-Connecting-IP"). Not both.
         "TRUSTED_PROXY_COUNT": 0,
         "CLIENT_IP_HEADER": None,
+        # Observability (docs/observability.md). Prometheus metrics and OpenTelemetry
+        # spans are recorded when their package is installed, unless turned off here.
+        "PROMETHEUS": True,
+        "OPENTELEMETRY": True,
+        # Seconds between the background flushes of this process's counts to Redis, where
+        # the admin dashboard sums every process (atomicops.timeline). Read when Django
+        # starts (0 or None: no flusher thread) and by each flush after that.
+        "STATS_FLUSH_INTERVAL": 10.0,
     }
 )
 

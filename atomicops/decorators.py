@@ -26,6 +26,7 @@ from atomicops.calls import Call, arun, run
 from atomicops.conf import get_settings
 from atomicops.exceptions import InvalidInput, RedisUnavailable, ScriptBusyError
 from atomicops.identity import KeyFunc, aidentify, check_key, identify
+from atomicops.observe import rate_limit_hit
 from atomicops.ratelimit import (
     RateLimitResult,
     fixed_window_call,
@@ -293,7 +294,7 @@ def rate_limit(
                 if ident is None:
                     return await view(request, *args, **kwargs)
                 try:
-                    result = await arun(hit_for(ident), client)
+                    result = rate_limit_hit(name, await arun(hit_for(ident), client))
                 except _UNAVAILABLE as exc:
                     refused = on_unavailable(exc, name, request)
                     return refused if refused is not None else await view(request, *args, **kwargs)
@@ -315,7 +316,7 @@ def rate_limit(
             if ident is None:
                 return view(request, *args, **kwargs)
             try:
-                result = run(hit_for(ident), client)
+                result = rate_limit_hit(name, run(hit_for(ident), client))
             except _UNAVAILABLE as exc:
                 refused = on_unavailable(exc, name, request)
                 return refused if refused is not None else view(request, *args, **kwargs)

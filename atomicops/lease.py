@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from atomicops import connection, keys, renewal, validate
+from atomicops import connection, keys, observe, renewal, validate
 from atomicops.engine import run as engine_run
 from atomicops.engine import topology
 from atomicops.engine.ops import Call, Context, Flow, Send
@@ -215,6 +215,7 @@ class Lease:
         # drop the token, and the other waiters would sleep until their own timeouts.
         self._woken = False
         self._deadline: float | None = None  # monotonic time the lease surely still runs until
+        self._granted_at: float | None = None  # monotonic time of the grant (hold-time metric)
         self._lost = False
         self._reported = False  # a LockNotOwned for this loss was already raised
         self._stop_renewal: Callable[[], object] | None = None
@@ -277,6 +278,7 @@ class Lease:
         self._pending = None
         self.fencing_token = token
         self._deadline = sent + lease_ms / 1000
+        self._granted_at = time.monotonic()
         self._lost = False
         self._reported = False
         self.renewals = 0
@@ -285,6 +287,7 @@ class Lease:
         self._owner = None
         self._pending = None
         self._deadline = None
+        self._granted_at = None
 
     def _mark_lost(self, owner: str, *, reported: bool) -> None:
         """Record that ``owner``'s lease is gone; tell ``on_lost`` once."""
@@ -323,6 +326,7 @@ class Lease:
         deadline = None if wait_for is None else time.monotonic() + wait_for
         # Whether a refusal should ask the holder's release to wake us (see lock_acquire.lua).
         will_wait = blocking and wait_for != 0
+        started = time.monotonic()
         while True:
             sent = time.monotonic()
             self._pending = owner
@@ -331,9 +335,11 @@ class Lease:
             self._woken = False  # a grant carried the flag on, or a refusal set it
             if granted:
                 self._granted(owner, int(value), sent, self.ttl_ms)
+                observe.lease_waited(self.kind, self.name, started, True)
                 return True
             self._pending = None
             if not blocking:
+                observe.lease_waited(self.kind, self.name, started, False)
                 return False
             now = time.monotonic()
             wait = _MAX_WAIT
@@ -341,6 +347,7 @@ class Lease:
                 wait = min(wait, value / 1000 + 0.001)
             if deadline is not None:
                 if now >= deadline:
+                    observe.lease_waited(self.kind, self.name, started, False)
                     return False
                 wait = min(wait, deadline - now)
             if (yield from wake_wait(client, self._wake_key, wait)) is not None:
@@ -353,6 +360,7 @@ class Lease:
         self._cancel_renewal()
         op = self._release_op(owner)
         released = yield from self._call(client, op)
+        observe.lease_held(self.kind, self.name, self._granted_at)
         if not released:
             self._mark_lost(owner, reported=True)
         self._clear()

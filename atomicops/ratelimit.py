@@ -20,6 +20,7 @@ from typing import Any
 from atomicops.calls import Call, arun, resolve, run
 from atomicops.exceptions import InvalidInput, RateLimited
 from atomicops.keys import KeyLike
+from atomicops.observe import rate_limit_hit
 from atomicops.validate import MAX_EXACT, whole
 
 __all__ = [
@@ -209,14 +210,19 @@ def fixed_window(
     key holds something else, :class:`RedisUnavailable` / :class:`OutcomeUnknown` when
     the server cannot be reached or the reply was lost.
     """
-    return run(fixed_window_call(key, limit, window_ms, amount), client)
+    # Direct calls have no group: their hits are counted under the function's name.
+    return rate_limit_hit(
+        "fixed_window", run(fixed_window_call(key, limit, window_ms, amount), client)
+    )
 
 
 async def afixed_window(
     key: KeyLike, limit: int, window_ms: int, amount: int = 1, *, client: Any = None
 ) -> RateLimitResult:
     """The async twin of :func:`fixed_window`; same script, same rules."""
-    return await arun(fixed_window_call(key, limit, window_ms, amount), client)
+    return rate_limit_hit(
+        "fixed_window", await arun(fixed_window_call(key, limit, window_ms, amount), client)
+    )
 
 
 def sliding_window(
@@ -237,14 +243,18 @@ def sliding_window(
     ``limit * window_ms >= 2**51``), :class:`DataError` (the key holds something else),
     :class:`RedisUnavailable` / :class:`OutcomeUnknown`.
     """
-    return run(sliding_window_call(key, limit, window_ms, amount), client)
+    return rate_limit_hit(
+        "sliding_window", run(sliding_window_call(key, limit, window_ms, amount), client)
+    )
 
 
 async def asliding_window(
     key: KeyLike, limit: int, window_ms: int, amount: int = 1, *, client: Any = None
 ) -> RateLimitResult:
     """The async twin of :func:`sliding_window`; same script, same rules."""
-    return await arun(sliding_window_call(key, limit, window_ms, amount), client)
+    return rate_limit_hit(
+        "sliding_window", await arun(sliding_window_call(key, limit, window_ms, amount), client)
+    )
 
 
 def token_bucket(
@@ -261,11 +271,15 @@ def token_bucket(
     :class:`DataError` (the key holds something else), :class:`RedisUnavailable` /
     :class:`OutcomeUnknown`.
     """
-    return run(token_bucket_call(key, capacity, refill_rate, cost), client)
+    return rate_limit_hit(
+        "token_bucket", run(token_bucket_call(key, capacity, refill_rate, cost), client)
+    )
 
 
 async def atoken_bucket(
     key: KeyLike, capacity: int, refill_rate: float, cost: int = 1, *, client: Any = None
 ) -> RateLimitResult:
     """The async twin of :func:`token_bucket`; same script, same rules."""
-    return await arun(token_bucket_call(key, capacity, refill_rate, cost), client)
+    return rate_limit_hit(
+        "token_bucket", await arun(token_bucket_call(key, capacity, refill_rate, cost), client)
+    )

@@ -39,7 +39,7 @@ def atomicops_fakeredis(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """
     import fakeredis
 
-    from atomicops import connection
+    from atomicops import connection, timeline
     from atomicops.registry import registry
 
     server = fakeredis.FakeServer()
@@ -66,7 +66,8 @@ def atomicops_fakeredis(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setattr(connection, "get_client", fake_client)
     monkeypatch.setattr(connection, "get_async_client", fake_async_client)
     registry.load_all(client)
-    yield client
+    with timeline.flusher.paused():  # the dashboard timeline's keys stay out of the test
+        yield client
     client.close()
 
 
@@ -94,6 +95,7 @@ def atomicops_valkey(atomicops_valkey_server: Any) -> Iterator[Any]:
     from django.conf import settings
     from django.test import override_settings
 
+    from atomicops import timeline
     from atomicops.registry import registry
 
     url = f"{atomicops_valkey_server.connection_url}/0"
@@ -102,7 +104,7 @@ def atomicops_valkey(atomicops_valkey_server: Any) -> Iterator[Any]:
     client.script_flush()
     ours = {**(getattr(settings, "ATOMICOPS", None) or {}), "URL": url, "CONNECTION": None}
     try:
-        with override_settings(ATOMICOPS=ours):
+        with override_settings(ATOMICOPS=ours), timeline.flusher.paused():
             registry.load_all()
             yield client
     finally:

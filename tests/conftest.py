@@ -56,7 +56,9 @@ def real_server(request, servers) -> Server:
 
 
 def _configure(settings, url: str, **extra) -> None:
-    settings.ATOMICOPS = {"URL": url, "LOAD_ON_STARTUP": False, **extra}
+    # STATS_FLUSH_INTERVAL 0: the dashboard neither flushes nor reads the timeline (keys
+    # and commands other tests count); tests/test_timeline.py turns it on.
+    settings.ATOMICOPS = {"URL": url, "LOAD_ON_STARTUP": False, "STATS_FLUSH_INTERVAL": 0, **extra}
 
 
 @pytest.fixture

@@ -41,5 +41,7 @@ TEMPLATES = [
 STATIC_URL = "/static/"
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 # Tests point this at the server they started (see conftest); never at a shared one.
-ATOMICOPS = {"URL": "redis://127.0.0.1:1/0", "LOAD_ON_STARTUP": False}
+# No timeline flusher thread (STATS_FLUSH_INTERVAL 0 when Django starts): it would add
+# keys to whichever server a later test points at. tests/test_timeline.py starts its own.
+ATOMICOPS = {"URL": "redis://127.0.0.1:1/0", "LOAD_ON_STARTUP": False, "STATS_FLUSH_INTERVAL": 0}
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

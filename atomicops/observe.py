@@ -1,0 +1,214 @@
+"""Where atomicops is observed: every script call, lease and rate-limit hit passes here.
+
+Three kinds of event, each with one hook point:
+
+* a script call (:data:`watch`, used by :meth:`~atomicops.registry.Script.flow`): its
+  start, a NOSCRIPT fallback, its end with the error or None;
+* a lease (:func:`lease_waited` from acquire's start to granted or given up,
+  :func:`lease_held` from granted to release), for locks and semaphores;
+* a rate-limit hit (:func:`rate_limit_hit`), per group.
+
+Sinks are attached by :func:`configure` from the settings, when their package is
+installed: Prometheus (:mod:`atomicops.metrics`) and OpenTelemetry
+(:mod:`atomicops.tracing`). Without them :data:`watch` is None and the other hooks return
+at once, so a call pays one global lookup: nothing of either package is imported.
+
+The per-process counts the dashboard's timeline sums across processes are not sinks:
+:class:`~atomicops.registry.ScriptStats` (always counted) and :data:`rate_limits` here.
+:mod:`atomicops.timeline` reads them from a background thread, off every call's path.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
+
+from django.core.signals import setting_changed
+
+from atomicops.engine.ops import Flow, Send
+
+__all__ = [
+    "CallSink",
+    "EventSink",
+    "RateLimitStats",
+    "configure",
+    "lease_held",
+    "lease_prefix",
+    "lease_waited",
+    "rate_limit_hit",
+    "rate_limits",
+    "watch",
+]
+
+# A NOSCRIPT recovery is the call sent again as EVAL (EVAL_RO) with its body: Script's
+# only round trip that carries one of these as its last command (see registry.py).
+FALLBACK_COMMANDS = frozenset({"EVAL", "EVAL_RO"})
+
+
+class CallSink(Protocol):
+    """Receives the script calls: ``start`` returns what ``fallback`` and ``end`` get."""
+
+    def start(self, script: Any) -> Any: ...
+
+    def fallback(self, state: Any) -> None: ...
+
+    def end(self, state: Any, seconds: float, error: BaseException | None) -> None: ...
+
+
+class EventSink(Protocol):
+    """Receives lease waits and holds and rate-limit hits (seconds are durations)."""
+
+    def lease_wait(self, kind: str, prefix: str, seconds: float, acquired: bool) -> None: ...
+
+    def lease_hold(self, kind: str, prefix: str, seconds: float) -> None: ...
+
+    def rate_limit(self, group: str, allowed: bool) -> None: ...
+
+
+class RateLimitStats(Mapping[tuple[str, bool], int]):
+    """Per-process counts of rate-limit hits: ``(group, allowed) -> hits``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, bool], int] = {}
+
+    def bump(self, group: str, allowed: bool) -> None:
+        with self._lock:
+            self._counts[group, allowed] = self._counts.get((group, allowed), 0) + 1
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts = {}
+
+    def __getitem__(self, item: tuple[str, bool]) -> int:
+        return self._counts[item]
+
+    def __iter__(self) -> Iterator[tuple[str, bool]]:
+        return iter(list(self._counts))
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+
+rate_limits = RateLimitStats()
+
+# The hook of Script.flow: None while no call sink is attached, else a function that
+# wraps a call's rounds (a flow) in one that reports to the sinks.
+watch: Callable[[Any, Flow[Any]], Flow[Any]] | None = None
+_call_sinks: tuple[CallSink, ...] = ()
+_event_sinks: tuple[EventSink, ...] = ()
+
+
+def _watched(script: Any, rounds: Flow[Any]) -> Flow[Any]:
+    """``rounds`` (one script call), reported to the call sinks.
+
+    Driven by hand rather than with ``yield from`` so each round trip can be seen: the
+    one that carries the script's body is its NOSCRIPT fallback.
+    """
+    sinks = _call_sinks
+    states = [sink.start(script) for sink in sinks]
+    started = time.perf_counter()
+    error: BaseException | None = None
+    try:
+        op = next(rounds)
+        while True:
+            if op.__class__ is Send and op.commands[-1][0] in FALLBACK_COMMANDS:
+                for sink, state in zip(sinks, states, strict=True):
+                    sink.fallback(state)
+            try:
+                reply = yield op
+            except GeneratorExit:
+                raise
+            except BaseException as exc:  # thrown in by the runner: the flow decides
+                op = rounds.throw(exc)
+            else:
+                op = rounds.send(reply)
+    except StopIteration as done:
+        return done.value
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        rounds.close()
+        seconds = time.perf_counter() - started
+        for sink, state in zip(sinks, states, strict=True):
+            sink.end(state, seconds, error)
+
+
+def lease_prefix(name: str) -> str:
+    """What a lease's metrics are labelled with: its name up to the first ``:``.
+
+    ``"order:42"`` -> ``"order"``; an ``(instance, name)`` pair's ``"shop.order:42:pay"``
+    -> ``"shop.order"``. Per name would give every order its own time series.
+    """
+    return name.partition(":")[0]
+
+
+def lease_waited(kind: str, name: str, started: float, acquired: bool) -> None:
+    """An acquire that began at ``started`` (``time.monotonic()``) was granted or not."""
+    if not _event_sinks:
+        return
+    seconds = time.monotonic() - started
+    prefix = lease_prefix(name)
+    for sink in _event_sinks:
+        sink.lease_wait(kind, prefix, seconds, acquired)
+
+
+def lease_held(kind: str, name: str, granted: float | None) -> None:
+    """A lease granted at ``granted`` (``time.monotonic()``) is being released."""
+    if not _event_sinks or granted is None:
+        return
+    seconds = time.monotonic() - granted
+    prefix = lease_prefix(name)
+    for sink in _event_sinks:
+        sink.lease_hold(kind, prefix, seconds)
+
+
+def rate_limit_hit(group: str, result: Any) -> Any:
+    """Count a rate-limit result under ``group``; returns ``result``."""
+    allowed = bool(result.allowed)
+    rate_limits.bump(group, allowed)
+    for sink in _event_sinks:
+        sink.rate_limit(group, allowed)
+    return result
+
+
+def attach(call_sinks: tuple[CallSink, ...] = (), event_sinks: tuple[EventSink, ...] = ()) -> None:
+    """Report to exactly these sinks from now on (what :func:`configure` and tests use)."""
+    global watch, _call_sinks, _event_sinks
+    _call_sinks, _event_sinks = tuple(call_sinks), tuple(event_sinks)
+    watch = _watched if _call_sinks else None
+
+
+def configure() -> None:
+    """Attach the sinks the settings ask for and the installed packages allow.
+
+    Called when Django starts and when ``ATOMICOPS`` changes; imports a sink's package
+    only when it is installed and its setting is on.
+    """
+    from atomicops import metrics, tracing
+    from atomicops.conf import get_settings
+
+    conf = get_settings()
+    calls: list[Any] = []
+    events: list[Any] = []
+    if conf["PROMETHEUS"] and metrics.available():
+        sink = metrics.default_sink()
+        calls.append(sink)
+        events.append(sink)
+    if conf["OPENTELEMETRY"] and tracing.available():
+        try:
+            calls.append(tracing.default_sink())
+        except ImportError:  # an opentelemetry package, but not the API
+            pass
+    attach(tuple(calls), tuple(events))
+
+
+def _reconfigure(*, setting: str, **kwargs: Any) -> None:
+    if setting == "ATOMICOPS":
+        configure()
+
+
+setting_changed.connect(_reconfigure, dispatch_uid="atomicops.observe.reconfigure")

@@ -1,0 +1,88 @@
+"""A known sequence of atomicops calls, and the metrics it must produce.
+
+Run in the test process (tests/test_metrics.py) and, for prometheus_client's
+multiprocess mode, in fresh interpreters: ``python -m tests.observe_worker <url> <tag>
+[flush]`` sets Django up on ``tests.settings`` pointed at ``url`` and runs the sequence
+(PROMETHEUS_MULTIPROC_DIR must be in the environment before prometheus_client loads).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# (metric sample name, labels, value) after one run of known_sequence with the flush.
+EXPECTED = [
+    ("atomicops_script_calls_total", {"script": "counter_bounded_incr"}, 4),
+    ("atomicops_script_fallbacks_total", {"script": "counter_bounded_incr"}, 1),
+    ("atomicops_script_duration_seconds_count", {"script": "counter_bounded_incr"}, 4),
+    ("atomicops_script_calls_total", {"script": "counter_incr"}, 1),
+    ("atomicops_script_errors_total", {"script": "counter_incr", "error": "DataError"}, 1),
+    ("atomicops_script_duration_seconds_count", {"script": "counter_incr"}, 1),
+    ("atomicops_script_calls_total", {"script": "ratelimit_fixed_window"}, 3),
+    ("atomicops_ratelimit_allowed_total", {"group": "fixed_window"}, 2),
+    ("atomicops_ratelimit_refused_total", {"group": "fixed_window"}, 1),
+    ("atomicops_script_calls_total", {"script": "lock_acquire"}, 2),
+    ("atomicops_script_calls_total", {"script": "lock_release"}, 1),
+    (
+        "atomicops_lock_wait_seconds_count",
+        {"kind": "lock", "prefix": "order", "outcome": "acquired"},
+        1,
+    ),
+    (
+        "atomicops_lock_wait_seconds_count",
+        {"kind": "lock", "prefix": "order", "outcome": "not_acquired"},
+        1,
+    ),
+    ("atomicops_lock_hold_seconds_count", {"kind": "lock", "prefix": "order"}, 1),
+]
+# Nothing else may have happened (a series at 0 is allowed: fallbacks start at 0).
+ABSENT = [
+    ("atomicops_script_fallbacks_total", {"script": "counter_incr"}),
+    ("atomicops_script_errors_total", {"script": "counter_bounded_incr", "error": "DataError"}),
+    ("atomicops_script_outcome_unknown_total", {"script": "counter_incr"}),
+]
+
+
+def known_sequence(client, tag: str, *, flush: bool = True) -> None:
+    """3 bounded increments, a SCRIPT FLUSH, one more (its fallback), a typed error, a
+    fixed window with 2 hits allowed and 1 refused, a lock held once and refused once."""
+    import atomicops
+    from atomicops.exceptions import DataError
+
+    for _ in range(3):
+        atomicops.bounded_incr(f"{tag}:n", limit=100, client=client)
+    if flush:
+        client.script_flush()
+    atomicops.bounded_incr(f"{tag}:n", limit=100, client=client)
+    client.set(f"{tag}:text", "not a number")
+    try:
+        atomicops.incr(f"{tag}:text", client=client)
+    except DataError:
+        pass
+    else:  # pragma: no cover
+        raise AssertionError("incr on text did not raise DataError")
+    for _ in range(3):
+        atomicops.fixed_window(f"{tag}:rl", limit=2, window_ms=60_000, client=client)
+    lock = atomicops.Lock(f"order:{tag}", ttl=5, client=client)
+    assert lock.acquire(blocking=False)
+    assert not atomicops.Lock(f"order:{tag}", ttl=5, client=client).acquire(blocking=False)
+    lock.release()
+
+
+def main(url: str, tag: str, flush: str = "flush") -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+    import django
+    from django.conf import settings
+
+    settings.ATOMICOPS = {"URL": url, "LOAD_ON_STARTUP": False, "STATS_FLUSH_INTERVAL": 0}
+    django.setup()
+    import redis
+
+    client = redis.Redis.from_url(url)
+    known_sequence(client, tag, flush=flush == "flush")
+    client.close()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
