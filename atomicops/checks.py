@@ -98,7 +98,7 @@ def check_connection(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
     from atomicops import connection
 
     try:
-        connection.build_client()
+        connection.check_settings()
     except ConfigurationError as exc:
         return [checks.Error(exc.message, hint=NO_CONNECTION_HINT, id=NO_CONNECTION)]
     return []
@@ -214,7 +214,10 @@ def _is_fakeredis(client: Any) -> bool:
 def check_fakeredis(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """W002: fakeredis configured outside tests (no network I/O)."""
     from atomicops import connection
+    from atomicops.conf import get_settings
 
+    if get_settings()["CLUSTER"] is True:
+        return []  # atomicops' own cluster client, whose building would read the slot map
     try:
         client = connection.get_client()
     except ConfigurationError:
@@ -251,7 +254,7 @@ def check_server(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMes
         servers = primaries(client)  # a cluster client may connect here
     except ConfigurationError:
         return []  # atomicops.E001 says why
-    except (RedisError, OSError) as exc:
+    except (RedisError, OSError, AtomicOpsError) as exc:  # a cluster reads its map here
         return [_unreachable(exc)]
     messages: list[checks.CheckMessage] = []
     prefix = keys.prefix()

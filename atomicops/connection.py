@@ -235,14 +235,36 @@ def _cluster_kwargs(retry: Any) -> dict[str, Any]:
     return {"retry": retry, **_own_client_kwargs()}
 
 
+def check_cluster_url(url: str) -> None:
+    """:class:`ConfigurationError` unless ``url`` can name a cluster node (no network I/O)."""
+    try:
+        options = redis.connection.parse_url(url)
+    except ValueError as exc:
+        raise ConfigurationError(f"ATOMICOPS['URL'] is not a Redis URL: {exc}") from exc
+    if "path" in options or options.get("db", 0) != 0:
+        raise ConfigurationError(
+            "ATOMICOPS['URL'] of a cluster names a node by host and port, with database 0 "
+            f"(a cluster has no other), got {redact_url(url)}"
+        )
+
+
+def check_settings() -> None:
+    """:class:`ConfigurationError` when the settings cannot give a client, with no network
+    I/O: a cluster client is not built for it, since redis-py's reads its slot map then."""
+    conf = get_settings()
+    if _check_cluster_setting(conf):
+        check_cluster_url(conf["URL"])
+    else:
+        build_client()
+
+
 def build_cluster_client(url: str) -> Any:
     """A ``redis.cluster.RedisCluster`` from one node's URL. It reads the slot map now
     (redis-py's sync cluster client does so when built): :class:`RedisUnavailable` when
     no node answers."""
+    check_cluster_url(url)
     try:
         return redis.cluster.RedisCluster.from_url(url, **_cluster_kwargs(Retry(NoBackoff(), 0)))
-    except ValueError as exc:
-        raise ConfigurationError(f"ATOMICOPS['URL'] is not a Redis URL: {exc}") from exc
     except (redis.RedisError, redis.exceptions.RedisClusterException, OSError) as exc:
         raise RedisUnavailable(
             f"cannot read the slot map of the Redis Cluster at {redact_url(url)}: {exc}"
@@ -251,12 +273,10 @@ def build_cluster_client(url: str) -> Any:
 
 def build_async_cluster_client(url: str) -> Any:
     """A ``redis.asyncio.cluster.RedisCluster`` from one node's URL (it connects on first use)."""
-    try:
-        return redis.asyncio.cluster.RedisCluster.from_url(
-            url, **_cluster_kwargs(redis.asyncio.retry.Retry(NoBackoff(), 0))
-        )
-    except (ValueError, redis.exceptions.RedisClusterException) as exc:
-        raise ConfigurationError(f"ATOMICOPS['URL'] is not a Redis Cluster URL: {exc}") from exc
+    check_cluster_url(url)
+    return redis.asyncio.cluster.RedisCluster.from_url(
+        url, **_cluster_kwargs(redis.asyncio.retry.Retry(NoBackoff(), 0))
+    )
 
 
 def build_client() -> Any:
