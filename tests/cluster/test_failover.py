@@ -21,7 +21,7 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.retry import Retry
 
-from atomicops import Lock, abounded_incr
+from atomicops import Lock, abounded_incr, registry
 from atomicops.engine import topology
 from tests.cluster.load import Load, Plan, incr_key, tags_for, totals
 from tests.cluster.test_reshard import check_exact, slot_range
@@ -102,6 +102,7 @@ def test_kill_9_of_a_primary_under_load(cluster, atomic_cluster):
     victim_slots = set(slot_range(cluster, victim))
     on_victim = {incr_key(t) for t in tags if key_slot(t.encode()) in victim_slots}
     plan = Plan(tags, lock_ttl=2.0, lock_timeout=6.0)
+    stale = RedisCluster.from_url(cluster.startup_url, retry=Retry(NoBackoff(), 0))
     with Load(plan) as load:
         time.sleep(1.0)
         killed = time.time()
@@ -111,6 +112,11 @@ def test_kill_9_of_a_primary_under_load(cluster, atomic_cluster):
         promoted = time.time()
         time.sleep(RECOVERY_S + 1.0)
         records = load.stop()
+    # A client whose map still names the dead primary: load_all finds the promoted one.
+    assert registry.load_all(client=stale) == {s.name: s.sha for s in registry}
+    with replica.client() as promoted_client:
+        assert all(promoted_client.script_exists(*(s.sha for s in registry)))
+    stale.close()
     victim.start()  # it rejoins as a replica of the promoted node
     cluster.wait_healthy()
 
