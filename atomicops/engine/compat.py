@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from redis._parsers.socket import SocketBuffer
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.exceptions import AuthenticationError, BusyLoadingError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -160,9 +161,7 @@ def is_cluster_client(client: Any) -> bool:
 
 def is_async_cluster(client: Any) -> bool:
     """A ``redis.asyncio`` cluster client: its nodes are not clients (see :class:`AsyncNode`)."""
-    import redis.asyncio.cluster
-
-    return isinstance(client, redis.asyncio.cluster.RedisCluster)
+    return isinstance(client, AsyncRedisCluster)
 
 
 def cluster_needs_initialize(client: Any) -> bool:
@@ -278,19 +277,19 @@ class _AsyncNodePool:
         conn = node.acquire_connection()
         try:
             await node.disconnect_if_needed(conn)
-            await conn.connect()
-            # As redis.asyncio's own pool checks (``ensure_connection``): a pooled socket
-            # the server closed (a killed node) reads as ready; reconnect now, before
-            # anything is written, so the call is refused rather than lost.
-            try:
-                stale = await conn.can_read()
-            except (RedisConnectionError, RedisTimeoutError, OSError):
-                stale = True
-            if stale:
-                await conn.disconnect()
-                await conn.connect()
-                if await conn.can_read():
-                    raise RedisConnectionError("connection not ready")
+            if conn.is_connected:
+                # As redis.asyncio's own pool checks (``ensure_connection``): a pooled
+                # socket the server closed (a killed node) reads as ready. Drop it now,
+                # so the batch's write connects anew and a refusal comes before anything
+                # is written, not as a lost reply.
+                try:
+                    stale = await conn.can_read()
+                except (RedisConnectionError, RedisTimeoutError, OSError):
+                    stale = True
+                if stale:
+                    await conn.disconnect()
+            # Not connected: writing the batch connects (a refused connect is an error
+            # before anything was written).
         except BaseException:
             await conn.disconnect()
             node.release(conn)

@@ -245,7 +245,9 @@ class TestCluster:
                 }
                 replicas = [f["primary"] for f in view.values() if "slave" in f["flags"]
                             and self.by_id_or_none(f) is not None and self.by_id_or_none(f).running]  # fmt: skip
-                if len(primaries) != wanted or sorted(set(replicas)) != sorted(primaries):
+                if len(primaries) != wanted or (
+                    self.replicas_per_primary and sorted(set(replicas)) != sorted(primaries)
+                ):
                     return False
                 views.append(sorted((nid, tuple(f["slots"])) for nid, f in view.items()
                                     if "master" in f["flags"] and f["slots"]))  # fmt: skip
