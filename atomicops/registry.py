@@ -37,6 +37,7 @@ from atomicops import connection, observe
 from atomicops.engine import compat, topology
 from atomicops.engine.ops import Context, Flow, Refresh, Send, text
 from atomicops.engine.run import arun, run
+from atomicops.engine.tally import Tally
 from atomicops.exceptions import (
     AtomicOpsError,
     ConfigurationError,
@@ -220,34 +221,10 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-class ScriptStats(Mapping[str, int]):
+class ScriptStats(Tally):
     """Per-process counters of one script: ``calls``, ``fallbacks``, ``errors``."""
 
-    _fields = ("calls", "fallbacks", "errors")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._values = dict.fromkeys(self._fields, 0)
-
-    def bump(self, field: str) -> None:
-        with self._lock:
-            self._values[field] += 1
-
-    def reset(self) -> None:
-        with self._lock:
-            self._values = dict.fromkeys(self._fields, 0)
-
-    def __getitem__(self, field: str) -> int:
-        return self._values[field]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._fields)
-
-    def __len__(self) -> int:
-        return len(self._fields)
-
-    def __repr__(self) -> str:
-        return f"ScriptStats({dict(self._values)})"
+    fields = ("calls", "fallbacks", "errors")
 
 
 class _ServerState:

@@ -35,9 +35,8 @@ as :class:`~atomicops.exceptions.ServerRefused`.
 from __future__ import annotations
 
 import logging
-import threading
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from redis.crc import key_slot
@@ -52,6 +51,7 @@ from redis.exceptions import (
 
 from atomicops.engine import compat
 from atomicops.engine.ops import Command, Flow, Pause, Refresh, text
+from atomicops.engine.tally import Tally
 from atomicops.exceptions import (
     ConfigurationError,
     CrossSlotError,
@@ -77,36 +77,12 @@ _NO_PREFIX: tuple[Command, ...] = ()
 _MAP_ERRORS = (RedisClusterException, RedisError, OSError, KeyError, IndexError, TypeError)
 
 
-class RedirectStats(Mapping[str, int]):
+class RedirectStats(Tally):
     """Per-process counts of what clusters answered: ``moved``, ``ask``, ``tryagain``,
     ``readonly``, ``rerouted`` (sent elsewhere after a refused connection), ``refreshes``
     (slot maps read) and ``exhausted`` (calls that ran out of hops)."""
 
-    _fields = ("moved", "ask", "tryagain", "readonly", "rerouted", "refreshes", "exhausted")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._values = dict.fromkeys(self._fields, 0)
-
-    def bump(self, field: str) -> None:
-        with self._lock:
-            self._values[field] += 1
-
-    def reset(self) -> None:
-        with self._lock:
-            self._values = dict.fromkeys(self._fields, 0)
-
-    def __getitem__(self, field: str) -> int:
-        return self._values[field]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._fields)
-
-    def __len__(self) -> int:
-        return len(self._fields)
-
-    def __repr__(self) -> str:
-        return f"RedirectStats({dict(self._values)})"
+    fields = ("moved", "ask", "tryagain", "readonly", "rerouted", "refreshes", "exhausted")
 
 
 redirects = RedirectStats()
