@@ -234,9 +234,9 @@ def test_a_sync_refresh_rereads_the_map_and_patches_a_slot_as_moved_says(cluster
 
 
 def test_async_cluster_nodes_lend_connections_through_asyncnode(cluster_server):  # noqa: F811
-    """redis.asyncio's ClusterNode: acquire_connection, release, disconnect_if_needed,
-    response_callbacks, connection_kwargs; RedisCluster._initialize and initialize();
-    NodesManager.initialize(last_failed_node_name=) and move_slot."""
+    """redis.asyncio's ClusterNode: acquire_connection, release, response_callbacks,
+    connection_kwargs, and Connection.should_reconnect; RedisCluster._initialize and
+    initialize(); NodesManager.initialize(last_failed_node_name=) and move_slot."""
     from atomicops.engine import wire
     from atomicops.engine.ops import Context, Send
 
@@ -257,7 +257,8 @@ def test_async_cluster_nodes_lend_connections_through_asyncnode(cluster_server):
             context = Context("test", write=False, script=False)
             send = Send(target, [("PING",), ("SCRIPT LOAD", "return 1")], context)
             assert await wire.aroundtrip(send) == [True, hashlib.sha1(b"return 1").hexdigest()]
-            # A pooled connection the server closed is replaced before anything is written.
+            # A pooled connection the server closed is replaced before anything is written,
+            # and one a refresh marked is dropped when lent.
             [conn] = node._connections
             with redis.Redis(port=cluster_server.port) as other:
                 other.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
@@ -266,6 +267,9 @@ def test_async_cluster_nodes_lend_connections_through_asyncnode(cluster_server):
             ping = Send(target, [("PING",)], Context("test", script=False))
             assert await wire.aroundtrip(ping) == [True]
             assert conn in node._free
+            conn.mark_for_reconnect()
+            assert await wire.aroundtrip(ping) == [True]
+            assert conn in node._free and not conn.should_reconnect()
             await compat.acluster_refresh(client)
             patched = redis.exceptions.MovedError("99 127.0.0.1:1")
             await compat.acluster_refresh(client, moved=patched)

@@ -17,8 +17,6 @@ from typing import Any
 from redis._parsers.socket import SocketBuffer
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.exceptions import AuthenticationError, BusyLoadingError, ResponseError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # Errors the server *replied* with: the reply was read whole, the stream is in step.
 # redis-py raises LOADING and NOAUTH as ConnectionError subclasses.
@@ -246,10 +244,11 @@ class AsyncNode:
     """One node of a ``redis.asyncio`` cluster, with the face of a plain client for wire.
 
     redis.asyncio's ``ClusterNode`` is not a client: it keeps its own connections
-    (``acquire_connection`` / ``release``, lazy reconnects after a topology change via
-    ``disconnect_if_needed``) and ``response_callbacks``. ``connection_pool`` lends one
-    of them and takes it back, and it is what ``registry.server_state`` remembers the
-    node by (the ``ClusterNode`` itself has ``__slots__`` and no weak references).
+    (``acquire_connection`` / ``release``; a topology refresh marks them for a lazy
+    reconnect, ``should_reconnect``) and ``response_callbacks``. ``connection_pool``
+    lends one of them and takes it back, and it is what ``registry.server_state``
+    remembers the node by (the ``ClusterNode`` itself has ``__slots__`` and no weak
+    references).
     """
 
     __slots__ = ("node", "connection_pool", "response_callbacks", "__weakref__")
@@ -273,34 +272,20 @@ class _AsyncNodePool:
         self.connection_kwargs = node.connection_kwargs
 
     async def get_connection(self) -> Any:
-        node = self.node
-        conn = node.acquire_connection()
-        try:
-            await node.disconnect_if_needed(conn)
-            if conn.is_connected:
-                # As redis.asyncio's own pool checks (``ensure_connection``): a pooled
-                # socket the server closed (a killed node) reads as ready. Drop it now,
-                # so the batch's write connects anew and a refusal comes before anything
-                # is written, not as a lost reply.
-                try:
-                    stale = await conn.can_read()
-                except (RedisConnectionError, RedisTimeoutError, OSError):
-                    stale = True
-                if stale:
-                    await conn.disconnect()
-            # Not connected: writing the batch connects (a refused connect is an error
-            # before anything was written).
-        except BaseException:
-            await conn.disconnect()
-            node.release(conn)
-            raise
+        conn = self.node.acquire_connection()
+        # Marked by a topology refresh (redis.asyncio's lazy reconnect): drop it now;
+        # writing the batch connects it again. A socket the server closed meanwhile is
+        # caught by aconnection_of (socket_closed_under), as for every pool.
+        if conn.should_reconnect():
+            try:
+                await conn.disconnect()
+            except BaseException:
+                self.node.release(conn)
+                raise
         return conn
 
     async def release(self, conn: Any) -> None:
-        try:
-            await self.node.disconnect_if_needed(conn)
-        finally:
-            self.node.release(conn)
+        self.node.release(conn)  # disconnects first if marked meanwhile
 
 
 # -- Django ----------------------------------------------------------------------------
