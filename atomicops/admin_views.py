@@ -315,7 +315,7 @@ def flush(model_admin: Any, request: HttpRequest) -> HttpResponse:
         return HttpResponseRedirect(reverse(f"{site}:atomicops_dashboard_flush_check"))
     if request.method not in ("GET", "HEAD"):
         return HttpResponseNotAllowed(["GET", "HEAD", "POST"])
-    stored = request.session.get(FLUSH_RESULT_SESSION_KEY)
+    stored = request.session.get(FLUSH_RESULT_SESSION_KEY) or {}
     if not stored or time.time() - stored["at"] > FLUSH_RESULT_MAX_AGE:
         request.session.pop(FLUSH_RESULT_SESSION_KEY, None)
         messages.info(request, "No recent flush check to show: run it from this page.")

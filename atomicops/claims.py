@@ -282,7 +282,7 @@ def _wait_cap(client: Any) -> float:
     socket_timeout = (getattr(pool, "connection_kwargs", None) or {}).get("socket_timeout")
     if not socket_timeout:
         return MAX_WAIT_S
-    return max(0.01, min(MAX_WAIT_S, socket_timeout * 0.8))
+    return max(0.01, min(MAX_WAIT_S, float(socket_timeout) * 0.8))
 
 
 def _blpop_args(client: Any, key: str, seconds: float) -> tuple[str, float]:

@@ -197,7 +197,7 @@ def _cache_backend(alias: str) -> str:
 def _client_from_cache(alias: str) -> Any:
     backend = _cache_backend(alias)
     if backend in DJANGO_REDIS_BACKENDS or backend.startswith("django_redis."):
-        from django_redis import get_redis_connection  # type: ignore[import-untyped]
+        from django_redis import get_redis_connection
 
         return get_redis_connection(alias, write=True)
     if backend == DJANGO_BUILTIN_BACKEND:
@@ -238,7 +238,7 @@ def _cluster_kwargs(retry: Any) -> dict[str, Any]:
 def check_cluster_url(url: str) -> None:
     """:class:`ConfigurationError` unless ``url`` can name a cluster node (no network I/O)."""
     try:
-        options = redis.connection.parse_url(url)
+        options = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
     except ValueError as exc:
         raise ConfigurationError(f"ATOMICOPS['URL'] is not a Redis URL: {exc}") from exc
     if "path" in options or options.get("db", 0) != 0:

@@ -95,7 +95,7 @@ class SimpleRateThrottle(throttling.SimpleRateThrottle):
     client to use instead of atomicops' configured one.
     """
 
-    THROTTLE_RATES: Mapping[str, Any] = _LiveRates()  # type: ignore[assignment]
+    THROTTLE_RATES: Mapping[str, Any] = _LiveRates()
     fail_open: bool | None = None
     client: Any = None
     result: RateLimitResult | None = None

@@ -284,7 +284,7 @@ def _flow() -> claims.Flow[HttpResponseBase]:
             422, "This Idempotency-Key was already used with a different request."
         )
     try:
-        response = yield ("view",)
+        response: HttpResponseBase = yield ("view",)
     except BaseException:
         yield ("release",)
         raise

@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from django.core.signals import setting_changed
 
@@ -45,6 +45,13 @@ __all__ = [
 # A NOSCRIPT recovery is the call sent again as EVAL (EVAL_RO) with its body: Script's
 # only round trip that carries one of these as its last command (see registry.py).
 FALLBACK_COMMANDS = frozenset({"EVAL", "EVAL_RO"})
+
+
+class _Decided(Protocol):
+    allowed: bool
+
+
+R = TypeVar("R", bound=_Decided)
 
 
 class CallSink(Protocol):
@@ -166,7 +173,7 @@ def lease_held(kind: str, name: str, granted: float | None) -> None:
         sink.lease_hold(kind, prefix, seconds)
 
 
-def rate_limit_hit(group: str, result: Any) -> Any:
+def rate_limit_hit(group: str, result: R) -> R:
     """Count a rate-limit result under ``group``; returns ``result``."""
     allowed = bool(result.allowed)
     rate_limits.bump(group, allowed)

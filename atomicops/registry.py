@@ -422,7 +422,7 @@ class Script:
         target: Any,
         keys: Sequence[Any],
         args: Sequence[Any],
-        prefix: Sequence[tuple[Any, ...]] = (),
+        prefix: Sequence[Sequence[Any]] = (),
     ) -> Flow[Any]:
         """The call on one server: its reply, an error reply as the exception object.
 

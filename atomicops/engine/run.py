@@ -25,9 +25,9 @@ def run(flow: Flow[T]) -> T:
         op = next(flow)
         while True:
             try:
-                if op.__class__ is Send:
+                if isinstance(op, Send):
                     replies: Any = wire.roundtrip(op)
-                elif op.__class__ is Pause:
+                elif isinstance(op, Pause):
                     time.sleep(op.seconds)
                     replies = None
                 else:
@@ -48,9 +48,9 @@ async def arun(flow: Flow[T]) -> T:
         op = next(flow)
         while True:
             try:
-                if op.__class__ is Send:
+                if isinstance(op, Send):
                     replies: Any = await wire.aroundtrip(op)
-                elif op.__class__ is Pause:
+                elif isinstance(op, Pause):
                     await asyncio.sleep(op.seconds)
                     replies = None
                 else:
