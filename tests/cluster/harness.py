@@ -27,6 +27,10 @@ from tests.servers import free_port
 SLOTS = 16384
 
 
+class PortTaken(Exception):
+    """The port chosen for a node was bound by someone else before the node started."""
+
+
 @dataclass
 class Node:
     """One cluster node: a server process on its own port, bus port and directory."""
@@ -41,6 +45,19 @@ class Node:
     node_id: str = ""
 
     def start(self) -> Node:
+        first = not self.workdir
+        for attempt in range(5):
+            try:
+                return self._start()
+            except PortTaken:
+                # free_port() only said the port was free a moment ago: another process
+                # (or another test) may have bound it since. A first start can move.
+                if not first or attempt == 4:
+                    raise
+                self.port, self.bus_port = free_port(), free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self) -> Node:
         if not self.workdir:  # a restart keeps the directory, and so nodes.conf
             self.workdir = tempfile.mkdtemp(prefix=f"atomicops-{self.name}-")
         args = [
@@ -68,7 +85,11 @@ class Node:
                 return self
             except redis.ConnectionError:
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"{self.name} exited: {self.log()}") from None
+                    log = self.log()
+                    if "Address already in use" in log:
+                        Path(self.workdir, "server.log").unlink(missing_ok=True)
+                        raise PortTaken(self.port) from None
+                    raise RuntimeError(f"{self.name} exited: {log}") from None
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{self.name} did not start: {self.log()}") from None
                 time.sleep(0.02)
@@ -135,6 +156,11 @@ class TestCluster:
             Node(binary, f"{kind}-cluster-{index}", node_timeout_ms)
             for index in range(primaries * (1 + replicas))
         ]
+        taken: set[int] = set()
+        for node in self.nodes:  # no two ports of one cluster alike
+            while node.port in taken or node.bus_port in taken or node.port == node.bus_port:
+                node.port, node.bus_port = free_port(), free_port()
+            taken.update((node.port, node.bus_port))
         self.initial_primaries = self.nodes[:primaries]
         self.replicas_per_primary = replicas
 
