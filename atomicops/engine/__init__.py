@@ -7,9 +7,12 @@ the one sync and the one async runner; only they do I/O, through
 :mod:`~atomicops.engine.wire`. Flows compose with ``yield from``: a lock's acquire is a
 flow that runs the ``lock_acquire`` script's flow, then a ``BLPOP``, then the script again.
 
-* :mod:`.ops`: the typed operations (``Send``, ``Call``) and the error context;
+* :mod:`.ops`: the typed operations (``Send``; on a cluster also ``Pause`` and
+  ``Refresh`` of the slot map, which the runners perform too; ``Call``) and the error
+  context;
 * :mod:`.wire`: one round trip, a write sent at most once;
-* :mod:`.topology`: which server of a cluster serves a call's keys;
+* :mod:`.topology`: which server of a cluster serves a call's keys, and where the call
+  goes next when a node redirects it (MOVED, ASK, TRYAGAIN, READONLY);
 * :mod:`.compat`: every redis-py and Django internal atomicops relies on;
 * :mod:`.run`: the runners.
 
