@@ -120,34 +120,36 @@ class PrometheusSink:
         self.refused = Counter(
             "atomicops_ratelimit_refused", "Rate-limit hits refused.", ["group"], registry=registry
         )
-        self._scripts: dict[str, tuple[Any, Any, Any]] = {}
+        self._scripts: dict[str, tuple[str, Any, Any, Any]] = {}
         self._children: dict[tuple[Any, ...], Any] = {}
 
     # -- script calls -------------------------------------------------------------
 
     def start(self, script: Any) -> tuple[str, Any, Any, Any]:
-        name = script.name
-        found = self._scripts.get(name)
+        # (name, calls.inc, fallbacks.inc, duration.observe), bound once per script.
+        found = self._scripts.get(script.name)
         if found is None:
+            name = script.name
             found = self._scripts[name] = (
-                self.calls.labels(name),
-                self.fallbacks.labels(name),
-                self.duration.labels(name),
+                name,
+                self.calls.labels(name).inc,
+                self.fallbacks.labels(name).inc,
+                self.duration.labels(name).observe,
             )
-        found[0].inc()
-        return (name, *found)
+        found[1]()
+        return found
 
     def fallback(self, state: tuple[str, Any, Any, Any]) -> None:
-        state[2].inc()
+        state[2]()
 
     def end(self, state: tuple[str, Any, Any, Any], seconds: float, error: Any) -> None:
-        name = state[0]
         if error is None:
-            state[3].observe(seconds)
+            state[3](seconds)
             return
         if not isinstance(error, Exception):
             return  # the flow was closed (a cancelled task): neither done nor failed
-        state[3].observe(seconds)
+        state[3](seconds)
+        name = state[0]
         self._child(self.errors, name, type(error).__name__).inc()
         if isinstance(error, OutcomeUnknown):
             self._child(self.outcome_unknown, name).inc()

@@ -104,26 +104,25 @@ rate_limits = RateLimitStats()
 # The hook of Script.flow: None while no call sink is attached, else a function that
 # wraps a call's rounds (a flow) in one that reports to the sinks.
 watch: Callable[[Any, Flow[Any]], Flow[Any]] | None = None
-_call_sinks: tuple[CallSink, ...] = ()
+_call_sink: CallSink | _Fanout | None = None
 _event_sinks: tuple[EventSink, ...] = ()
 
 
 def _watched(script: Any, rounds: Flow[Any]) -> Flow[Any]:
-    """``rounds`` (one script call), reported to the call sinks.
+    """``rounds`` (one script call), reported to the call sink(s).
 
     Driven by hand rather than with ``yield from`` so each round trip can be seen: the
     one that carries the script's body is its NOSCRIPT fallback.
     """
-    sinks = _call_sinks
-    states = [sink.start(script) for sink in sinks]
+    sink = _call_sink
+    state = sink.start(script)
     started = time.perf_counter()
     error: BaseException | None = None
     try:
         op = next(rounds)
         while True:
             if op.__class__ is Send and op.commands[-1][0] in FALLBACK_COMMANDS:
-                for sink, state in zip(sinks, states, strict=True):
-                    sink.fallback(state)
+                sink.fallback(state)
             try:
                 reply = yield op
             except GeneratorExit:
@@ -139,8 +138,24 @@ def _watched(script: Any, rounds: Flow[Any]) -> Flow[Any]:
         raise
     finally:
         rounds.close()
-        seconds = time.perf_counter() - started
-        for sink, state in zip(sinks, states, strict=True):
+        sink.end(state, time.perf_counter() - started, error)
+
+
+class _Fanout:
+    """Several call sinks as one (one sink is used as it is: no loop per call)."""
+
+    def __init__(self, sinks: tuple[CallSink, ...]) -> None:
+        self.sinks = sinks
+
+    def start(self, script: Any) -> list[Any]:
+        return [sink.start(script) for sink in self.sinks]
+
+    def fallback(self, states: list[Any]) -> None:
+        for sink, state in zip(self.sinks, states, strict=True):
+            sink.fallback(state)
+
+    def end(self, states: list[Any], seconds: float, error: BaseException | None) -> None:
+        for sink, state in zip(self.sinks, states, strict=True):
             sink.end(state, seconds, error)
 
 
@@ -184,9 +199,11 @@ def rate_limit_hit(group: str, result: R) -> R:
 
 def attach(call_sinks: tuple[CallSink, ...] = (), event_sinks: tuple[EventSink, ...] = ()) -> None:
     """Report to exactly these sinks from now on (what :func:`configure` and tests use)."""
-    global watch, _call_sinks, _event_sinks
-    _call_sinks, _event_sinks = tuple(call_sinks), tuple(event_sinks)
-    watch = _watched if _call_sinks else None
+    global watch, _call_sink, _event_sinks
+    calls = tuple(call_sinks)
+    _call_sink = calls[0] if len(calls) == 1 else _Fanout(calls)
+    _event_sinks = tuple(event_sinks)
+    watch = _watched if calls else None
 
 
 def configure() -> None:

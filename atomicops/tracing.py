@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+import time
 from typing import Any
 
 __all__ = ["FALLBACK_EVENT", "TracingSink", "available", "default_sink"]
@@ -35,13 +36,29 @@ class TracingSink:
 
         from atomicops import __version__
 
+        # Without a tracer given, follow the global provider: until an SDK sets one the
+        # API hands out non-recording spans, which are skipped (looked at once a second).
+        self._global = tracer is None
+        self._trace = trace
         self._tracer = tracer or trace.get_tracer("atomicops", __version__)
         self._client = SpanKind.CLIENT
         self._status = Status
         self._error = StatusCode.ERROR
         self._named: dict[tuple[str, bool], tuple[str, dict[str, str]]] = {}
+        self._recording = True
+        self._looked = -1.0
+
+    def _provider_set(self) -> bool:
+        now = time.monotonic()
+        if now - self._looked >= 1.0:
+            self._looked = now
+            provider = self._trace.get_tracer_provider()
+            self._recording = not isinstance(provider, self._trace.ProxyTracerProvider)
+        return self._recording
 
     def start(self, script: Any) -> Any:
+        if self._global and not self._provider_set():
+            return None
         key = (script.name, script.readonly)
         named = self._named.get(key)
         if named is None:
@@ -57,9 +74,12 @@ class TracingSink:
         return self._tracer.start_span(named[0], kind=self._client, attributes=named[1])
 
     def fallback(self, span: Any) -> None:
-        span.add_event(FALLBACK_EVENT, {"db.operation.name": "EVAL"})
+        if span is not None:
+            span.add_event(FALLBACK_EVENT, {"db.operation.name": "EVAL"})
 
     def end(self, span: Any, seconds: float, error: Any) -> None:
+        if span is None:
+            return
         if isinstance(error, Exception):
             name = type(error).__name__
             span.set_attribute("error.type", name)

@@ -91,3 +91,18 @@ def test_the_span_is_a_child_of_the_current_one(backend, spans):
     [span] = spans.get_finished_spans()
     assert span.parent is not None
     assert span.parent.span_id == parent.get_span_context().span_id
+
+
+def test_without_an_sdk_no_span_is_made(backend):
+    """The API alone hands out non-recording spans: the sink skips them altogether."""
+    from opentelemetry import trace
+
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        pytest.skip("a global tracer provider was set in this process")
+    sink = tracing.TracingSink()
+    observe.attach((sink,))
+    try:
+        atomicops.bounded_incr("untraced", limit=5, client=backend[1])
+        assert sink.start(atomicops.registry.get("counter_bounded_incr")) is None
+    finally:
+        observe.configure()
