@@ -104,7 +104,6 @@ rate_limits = RateLimitStats()
 # The hook of Script.flow: None while no call sink is attached, else a function that
 # wraps a call's rounds (a flow) in one that reports to the sinks.
 watch: Callable[[Any, Flow[Any]], Flow[Any]] | None = None
-_call_sink: CallSink | _Fanout | None = None
 _event_sinks: tuple[EventSink, ...] = ()
 
 
@@ -157,6 +156,9 @@ class _Fanout:
     def end(self, states: list[Any], seconds: float, error: BaseException | None) -> None:
         for sink, state in zip(self.sinks, states, strict=True):
             sink.end(state, seconds, error)
+
+
+_call_sink: CallSink | _Fanout = _Fanout(())  # what _watched reports to (see attach)
 
 
 def lease_prefix(name: str) -> str:
