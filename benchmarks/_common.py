@@ -21,7 +21,16 @@ def setup_django(redis_url: str, **extra) -> None:
         settings.configure(
             INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "atomicops"],
             DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
-            ATOMICOPS={"URL": redis_url, "LOAD_ON_STARTUP": False},
+            # The anchors record nothing: metrics, spans and the dashboard's timeline are off
+            # here (bench_metrics.py measures what they cost), even when prometheus_client
+            # or opentelemetry-api are installed, as they are in the test extra.
+            ATOMICOPS={
+                "URL": redis_url,
+                "LOAD_ON_STARTUP": False,
+                "PROMETHEUS": False,
+                "OPENTELEMETRY": False,
+                "STATS_FLUSH_INTERVAL": 0,
+            },
             USE_TZ=True,
             **extra,
         )
