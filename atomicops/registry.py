@@ -148,6 +148,12 @@ def reply_error(
         message = message[len(code) :].strip()
     else:
         cls = ScriptError
+        if "non local key in a cluster node script" in message:
+            # Checked per command while the slot migrates: the commands before it stay.
+            message += (
+                " (the script's earlier commands were applied: while a slot migrates, a"
+                " script may touch only keys that exist, so it must not write a key it removed)"
+            )
     return cls(f"{where}: {message}", script=script, key=key, server_message=str(reply))
 
 

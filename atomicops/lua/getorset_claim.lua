@@ -23,7 +23,9 @@ end
 if found[2] and ARGV[3] == '0' then
   return {2}
 end
-redis.call('DEL', KEYS[1])
+-- Set the owner before dropping the rest (not DEL then HSET): in a slot being migrated a
+-- script may touch only keys that exist, so it cannot recreate a key it removed.
 redis.call('HSET', KEYS[1], 'owner', ARGV[1])
+redis.call('HDEL', KEYS[1], 'done', 'w')
 redis.call('PEXPIRE', KEYS[1], lease)
 return {1}

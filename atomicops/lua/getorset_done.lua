@@ -24,10 +24,14 @@ local found = redis.call('HMGET', KEYS[1], 'owner', 'w')
 if found[1] ~= ARGV[1] then
   return -1
 end
-redis.call('DEL', KEYS[1])
 if ARGV[2] == '1' then
+  -- Rewritten in place, not deleted and recreated: in a slot being migrated a script may
+  -- touch only keys that exist.
   redis.call('HSET', KEYS[1], 'done', '1')
+  redis.call('HDEL', KEYS[1], 'owner', 'w')
   redis.call('PEXPIRE', KEYS[1], fresh)
+else
+  redis.call('DEL', KEYS[1])
 end
 -- One token per waiter, so all of them wake at once (a lock wakes one). Bounded: a
 -- waiter left without a token wakes at the end of its wait and reads the cache then.

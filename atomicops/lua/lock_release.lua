@@ -18,9 +18,11 @@ end
 redis.call('DEL', KEYS[1])
 -- Nobody asked to be woken: the uncontended release stays two commands.
 if held[2] then
-  -- One token, not one per release: only one waiter can take a lock.
-  redis.call('DEL', KEYS[2])
+  -- One token, not one per release: only one waiter can take a lock. Push, then trim
+  -- (not DEL then push): in a slot being migrated a script may touch only keys that
+  -- exist, so a key it removed cannot be written again by the same script.
   redis.call('RPUSH', KEYS[2], '1')
+  redis.call('LTRIM', KEYS[2], -1, -1)
   redis.call('PEXPIRE', KEYS[2], wake_ttl)
 end
 return 1

@@ -20,20 +20,29 @@ if not ttl or ttl < 1 or ttl > 4503599627370496 or ttl ~= math.floor(ttl) then
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
--- A holder that crashed or stalled past its lease gives its slot back here.
+-- Expired holders are counted out now but removed last: in a slot being migrated a script
+-- may touch only keys that exist, and removing them first could delete the sorted set or
+-- the hash that the grant then writes.
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
-for i = 1, #expired do
-  redis.call('HDEL', KEYS[2], expired[i])
-end
-if #expired > 0 then
+local function drop_expired()
+  if #expired == 0 then
+    return
+  end
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  for i = 1, #expired do
+    if expired[i] ~= ARGV[1] then  -- re-granted below: its token stays
+      redis.call('HDEL', KEYS[2], expired[i])
+    end
+  end
 end
 local token
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) > now then
   token = tonumber(redis.call('HGET', KEYS[2], ARGV[1]))
 else
-  if redis.call('ZCARD', KEYS[1]) >= limit then
-    local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  if redis.call('ZCARD', KEYS[1]) - #expired >= limit then
+    local first = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    drop_expired()
     return {0, math.max(tonumber(first[2]) - now, 1)}
   end
   -- Never below the server clock in microseconds: see lock_acquire.
@@ -42,6 +51,7 @@ else
   redis.call('HSET', KEYS[2], ARGV[1], token)
 end
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+drop_expired()
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 local keep = tonumber(last[2]) - now
 redis.call('PEXPIRE', KEYS[1], keep)
