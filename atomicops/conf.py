@@ -25,6 +25,13 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         # URL names one node of a Redis Cluster (any node): atomicops builds a
         # redis.cluster.RedisCluster (and a redis.asyncio one for async calls) from it.
         "CLUSTER": False,
+        # Upstash's REST API instead of RESP (docs/http.md): every call is an HTTPS request
+        # to REST_URL ("https://<db>.upstash.io") with REST_TOKEN. REST = True takes both
+        # from UPSTASH_REDIS_REST_URL / UPSTASH_REDIS_REST_TOKEN when they are not set here.
+        # SOCKET_TIMEOUT bounds each request, SOCKET_CONNECT_TIMEOUT its connect.
+        "REST_URL": None,
+        "REST_TOKEN": None,
+        "REST": False,
         # Socket timeouts for clients atomicops creates itself (seconds).
         "SOCKET_TIMEOUT": 5.0,
         "SOCKET_CONNECT_TIMEOUT": 2.0,

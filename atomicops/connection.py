@@ -11,6 +11,11 @@ In order of precedence:
    retry switched off (atomicops decides itself what may be sent twice);
 4. neither: the ``"default"`` cache, if it is Redis-backed.
 
+``ATOMICOPS["REST_URL"]`` and ``["REST_TOKEN"]`` (or ``["REST"] = True`` with Upstash's
+environment variables) replace all of these with Upstash's REST API: the client is then
+an :class:`~atomicops.engine.rest.RestClient`, and ``client=`` also takes the official
+SDK's ``upstash_redis.Redis`` / ``upstash_redis.asyncio.Redis`` (docs/http.md).
+
 Nothing here connects: redis-py connects lazily on the first command.
 """
 
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import reprlib
 import threading
 import weakref
@@ -33,7 +39,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from atomicops.conf import get_settings
-from atomicops.engine import compat, topology
+from atomicops.engine import compat, rest, topology
 from atomicops.exceptions import ConfigurationError, RedisUnavailable
 from atomicops.redaction import redact_url
 
@@ -89,23 +95,105 @@ def _per_type(test: Callable[[type], Any]) -> Callable[[Any], Any]:
 
 # What client= may be. fakeredis' clients subclass these, and pipelines subclass their
 # client (except redis.asyncio's cluster pipeline, listed on its own).
-SYNC_CLIENTS = (redis.Redis, redis.cluster.RedisCluster)
+SYNC_CLIENTS = (redis.Redis, redis.cluster.RedisCluster, rest.RestClient)
 ASYNC_CLIENTS = (
     redis.asyncio.Redis,
     redis.asyncio.cluster.RedisCluster,
     redis.asyncio.cluster.ClusterPipeline,
+    rest.AsyncRestClient,
 )
 SYNC, ASYNC = "sync", "async"
 
 
 @_per_type
 def client_kind(kind: type) -> str | None:
-    """``"sync"`` for a redis-py client, ``"async"`` for a redis.asyncio one, else None."""
+    """``"sync"`` for a redis-py client, ``"async"`` for a redis.asyncio one, else None.
+
+    Upstash's SDK clients count as their kind: :func:`get_client` swaps them for a REST
+    client of atomicops' own on their URL, token and session.
+    """
     if issubclass(kind, SYNC_CLIENTS):
         return SYNC
     if issubclass(kind, ASYNC_CLIENTS):
         return ASYNC
-    return None
+    return compat.upstash_sdk_type(kind)
+
+
+@_per_type
+def is_upstash_sdk(kind: type) -> bool:
+    """Whether a client is the official SDK's (``upstash_redis``), sync or async."""
+    return compat.upstash_sdk_type(kind) is not None
+
+
+# REST clients made around SDK instances: one per instance, so its server state (which
+# scripts are loaded) and request count last as long as the instance.
+_sdk_clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def rest_client_of(sdk: Any) -> Any:
+    """atomicops' REST client over an ``upstash_redis`` client's URL, token and session.
+
+    The SDK retries a request whose response was lost, which can apply a write twice;
+    atomicops sends its own requests, at most once, with ``SOCKET_TIMEOUT``.
+    """
+    found = _sdk_clients.get(sdk)
+    if found is None:
+        conf = get_settings()
+        found = rest.from_sdk(
+            sdk, timeout=conf["SOCKET_TIMEOUT"], connect_timeout=conf["SOCKET_CONNECT_TIMEOUT"]
+        )
+        with _lock:
+            _sdk_clients[sdk] = found
+    return found
+
+
+REST_ENV = ("UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN")
+
+
+def rest_settings(conf: Any = None) -> tuple[str, str] | None:
+    """``(url, token)`` of Upstash's REST API when the settings ask for it, else None.
+
+    ``REST_URL`` and ``REST_TOKEN`` together; or ``REST = True``, which takes what is
+    missing from UPSTASH_REDIS_REST_URL / UPSTASH_REDIS_REST_TOKEN. Raises
+    :class:`ConfigurationError` for half a configuration or one mixed with RESP settings.
+    """
+    conf = conf if conf is not None else get_settings()
+    url, token, on = conf["REST_URL"], conf["REST_TOKEN"], conf["REST"]
+    if not isinstance(on, bool):
+        raise ConfigurationError(f"ATOMICOPS['REST'] must be True or False, got {on!r}")
+    if not (on or url or token):
+        return None
+    if on:
+        url = url or os.environ.get(REST_ENV[0])
+        token = token or os.environ.get(REST_ENV[1])
+    if not url or not token:
+        missing = "REST_URL" if not url else "REST_TOKEN"
+        source = f" or the environment's {REST_ENV[0 if not url else 1]}" if on else ""
+        raise ConfigurationError(
+            f"the Upstash REST transport needs ATOMICOPS['{missing}']{source}: "
+            "the database's REST URL and token from the Upstash console"
+        )
+    clash = [name for name in ("URL", "CONNECTION") if conf[name]] + (
+        ["CLUSTER"] if conf["CLUSTER"] is True else []
+    )
+    if clash:
+        raise ConfigurationError(
+            f"ATOMICOPS sets both the Upstash REST transport and {', '.join(clash)}: "
+            "every call goes over one transport; remove one of them"
+        )
+    return str(url), str(token)
+
+
+def _rest_client(cls: type, url: str, token: str) -> Any:
+    conf = get_settings()
+    return cls(
+        url, token, timeout=conf["SOCKET_TIMEOUT"], connect_timeout=conf["SOCKET_CONNECT_TIMEOUT"]
+    )
+
+
+def is_rest(client: Any) -> bool:
+    """Whether ``client`` talks to Upstash's REST API (sync or async)."""
+    return isinstance(client, (rest.RestClient, rest.AsyncRestClient))
 
 
 @_per_type
@@ -134,6 +222,12 @@ def is_cluster(client: Any) -> bool:
 def describe_source() -> str:
     """Human words for where the default client comes from (for errors and the admin)."""
     conf = get_settings()
+    try:
+        found = rest_settings(conf)
+    except ConfigurationError:
+        found = None
+    if found is not None:
+        return f"Upstash REST API at {redact_url(found[0])}"
     if conf["CONNECTION"]:
         return f"cache alias {conf['CONNECTION']!r}"
     if conf["URL"]:
@@ -142,8 +236,11 @@ def describe_source() -> str:
 
 
 _ACCEPTED = {
-    SYNC: "redis.Redis, redis.cluster.RedisCluster or a pipeline of one",
-    ASYNC: "redis.asyncio.Redis, redis.asyncio.RedisCluster or a pipeline of one",
+    SYNC: "redis.Redis, redis.cluster.RedisCluster, a pipeline of one, or upstash_redis.Redis",
+    ASYNC: (
+        "redis.asyncio.Redis, redis.asyncio.RedisCluster, a pipeline of one, or "
+        "upstash_redis.asyncio.Redis"
+    ),
 }
 
 
@@ -252,7 +349,9 @@ def check_settings() -> None:
     """:class:`ConfigurationError` when the settings cannot give a client, with no network
     I/O: a cluster client is not built for it, since redis-py's reads its slot map then."""
     conf = get_settings()
-    if _check_cluster_setting(conf):
+    if rest_settings(conf) is not None:
+        build_client()  # builds no HTTP session: that waits for the first call
+    elif _check_cluster_setting(conf):
         check_cluster_url(conf["URL"])
     else:
         build_client()
@@ -284,6 +383,9 @@ def build_client() -> Any:
     reads its slot map); :class:`ConfigurationError` when they cannot give one.
     :func:`get_client` caches what this builds."""
     conf = get_settings()
+    found = rest_settings(conf)
+    if found is not None:
+        return _rest_client(rest.RestClient, *found)
     if _check_cluster_setting(conf):
         return build_cluster_client(conf["URL"])
     if conf["CONNECTION"]:
@@ -314,6 +416,8 @@ def get_client(client: Any = None) -> Any:
     if client is not None:
         if client_kind(client) != SYNC and not is_pipeline(client):
             raise wrong_client(client, SYNC)
+        if is_upstash_sdk(client):
+            return rest_client_of(client)
         return client
     global _sync_client
     found = _sync_client
@@ -435,6 +539,9 @@ def async_cluster_twin(sync_cluster: Any) -> Any:
 
 def _build_async() -> Any:
     conf = get_settings()
+    found = rest_settings(conf)
+    if found is not None:
+        return _rest_client(rest.AsyncRestClient, *found)
     if _check_cluster_setting(conf):
         return build_async_cluster_client(conf["URL"])
     if conf["URL"] and not conf["CONNECTION"]:
@@ -459,6 +566,8 @@ def get_async_client(client: Any = None) -> Any:
     if client is not None:
         if client_kind(client) != ASYNC:
             raise wrong_client(client, ASYNC)
+        if is_upstash_sdk(client):
+            return rest_client_of(client)
         return client
     loop = asyncio.get_running_loop()
     found = _async_clients.get(loop)

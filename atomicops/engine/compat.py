@@ -296,3 +296,65 @@ def django_redis_cache_client(alias: str) -> Any:
     from django.core.cache import caches
 
     return caches[alias]._cache.get_client(write=True)  # type: ignore[attr-defined]
+
+
+# -- replies read over HTTP (engine/rest.py) --------------------------------------------
+
+_RESP2_CALLBACKS: dict[str, Any] | None = None
+
+
+def resp2_response_callbacks() -> dict[str, Any]:
+    """What a RESP2 ``redis.Redis``'s ``response_callbacks`` holds (``SCRIPT LOAD`` -> str,
+    ``INFO`` -> dict), so a reply read over HTTP converts as :func:`read_reply`'s does.
+
+    Taken from a client that is never connected: redis-py assembles the table in
+    ``Redis.__init__`` from private modules.
+    """
+    global _RESP2_CALLBACKS
+    if _RESP2_CALLBACKS is None:
+        import redis
+
+        client = redis.Redis()
+        _RESP2_CALLBACKS = dict(client.response_callbacks)
+        client.close()
+    return _RESP2_CALLBACKS
+
+
+def parse_error(message: str) -> Exception:
+    """An error reply's text as redis-py's exception object (``NOSCRIPT`` -> NoScriptError),
+    with redis-py's rules: ``BaseParser.parse_error``."""
+    from redis._parsers.base import BaseParser
+
+    return BaseParser.parse_error(message)  # type: ignore[no-untyped-call,no-any-return]
+
+
+# -- the official Upstash SDK (upstash-redis) ------------------------------------------
+
+
+def upstash_sdk_type(kind: type) -> str | None:
+    """``"sync"`` for ``upstash_redis.Redis``, ``"async"`` for ``upstash_redis.asyncio.Redis``
+    (or subclasses), None otherwise; without importing upstash_redis for other types."""
+    if not any(klass.__module__.startswith("upstash_redis") for klass in kind.__mro__):
+        return None
+    import upstash_redis
+    import upstash_redis.asyncio
+
+    if issubclass(kind, upstash_redis.Redis):
+        return "sync"
+    if issubclass(kind, upstash_redis.asyncio.Redis):
+        return "async"
+    return None
+
+
+def is_upstash_async(sdk: Any) -> bool:
+    return upstash_sdk_type(type(sdk)) == "async"
+
+
+def upstash_sdk_parts(sdk: Any) -> tuple[str, str, Any]:
+    """URL, token and httpx session of an upstash-redis client: ``_url``, the bearer token
+    in ``_headers["Authorization"]``, ``_http._client`` (``SyncHttpClient`` /
+    ``AsyncHttpClient``, whose ``execute`` retries; atomicops posts on the session itself).
+    """
+    auth = sdk._headers["Authorization"]
+    token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else auth
+    return sdk._url, token, sdk._http._client

@@ -30,7 +30,7 @@ from typing import Any
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from atomicops.engine import compat
+from atomicops.engine import compat, rest
 from atomicops.engine.ops import Command, Context, Send
 
 _IO_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -79,6 +79,8 @@ def _lost(context: Context, exc: BaseException, last_try: bool) -> Exception | N
 def roundtrip(send: Send) -> list[Any]:
     """Write ``send.commands`` at once on one connection of ``send.target``; every reply."""
     client, batch, context = send
+    if type(client) is rest.RestClient:  # Upstash's REST API: one HTTP request instead
+        return rest.roundtrip(send)
     attempts = 1 if context.write else 2
     for attempt in range(attempts):
         try:
@@ -107,6 +109,8 @@ def roundtrip(send: Send) -> list[Any]:
 async def aroundtrip(send: Send) -> list[Any]:
     """The ``redis.asyncio`` twin of :func:`roundtrip`, with the same rules."""
     client, batch, context = send
+    if type(client) is rest.AsyncRestClient:
+        return await rest.aroundtrip(send)
     attempts = 1 if context.write else 2
     for attempt in range(attempts):
         try:

@@ -1,0 +1,385 @@
+"""One round trip over Upstash's REST API: a :class:`~atomicops.engine.ops.Send` as one
+HTTPS request, sent at most once.
+
+A batch of one command is ``POST /`` with the command as a JSON array; a longer batch
+(the scripts' ``SCRIPT LOAD`` ahead of a call) is ``POST /pipeline``, one request.
+Upstash's ``/pipeline`` is not atomic, which costs nothing here: a batch's only possible
+write is its last command, and the loads before it are idempotent.
+
+Replies come back in the shape :mod:`~atomicops.engine.wire` gives for RESP, so
+:mod:`~atomicops.registry` reads both alike: bytes (``Upstash-Encoding: base64`` keeps
+binary replies intact), ints, lists, None, and an error reply as redis-py's exception
+object (``NoScriptError``, ``ResponseError``...) in its slot, not raised.
+
+What failed decides what the caller is told, as on RESP:
+
+* the request never left (no connection could be made, the pool had no room, the
+  request could not be written): :class:`RedisUnavailable`, nothing was applied;
+* it left and no answer from Redis came back (a read timeout, the connection closed,
+  a 5xx from a gateway, a body that is not Upstash's): the script may have run ->
+  :class:`OutcomeUnknown` for a write; a read-only batch is sent once more;
+* HTTP 401/403 and an endpoint that is not Upstash's: :class:`ConfigurationError`, a
+  setting to fix. A read-only token's ``NOPERM`` is the command's error reply, which
+  the registry turns into the same ConfigurationError naming the script.
+
+There is no retry anywhere below this: the official SDK's retry re-sends a write whose
+response was lost (``tests/upstash/test_sdk_fidelity.py`` measures it applying an
+``INCR`` twice), so atomicops uses an SDK instance's URL, token and HTTP session but
+never its request path.
+
+httpx (what upstash-redis itself depends on) is imported when a client is built, so the
+RESP-only install does not need it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from atomicops.engine import compat
+from atomicops.engine.ops import Command, Context, Send
+from atomicops.exceptions import AtomicOpsError, ConfigurationError, InvalidInput
+
+AUTH_HINT = (
+    "check ATOMICOPS['REST_TOKEN'] (or UPSTASH_REDIS_REST_TOKEN): it must be the database's "
+    "REST token from the Upstash console, not the Redis password"
+)
+READONLY_HINT = (
+    "the REST token is Upstash's read-only token: it runs read-only scripts only; "
+    "configure the read-write token for scripts that write"
+)
+
+
+def _httpx() -> Any:
+    try:
+        import httpx
+    except ImportError as exc:  # pragma: no cover - the upstash extra installs it
+        raise ConfigurationError(
+            "the Upstash REST transport needs httpx: pip install 'atomicops[upstash]'"
+        ) from exc
+    return httpx
+
+
+class RestEndpoint:
+    """Where requests go and how long they may take: what a REST client is to the rest of
+    atomicops where a redis-py client would show its connection pool.
+
+    The registry keeps what it knows about a server per ``client.connection_pool``, and
+    the lock waits cap a BLPOP below ``connection_kwargs["socket_timeout"]``; a REST
+    client answers both through this object, so neither needs to know about HTTP.
+    """
+
+    __slots__ = ("url", "connection_kwargs", "__weakref__")
+
+    def __init__(self, url: str, timeout: float | None) -> None:
+        self.url = url
+        self.connection_kwargs: dict[str, Any] = {"socket_timeout": timeout, "rest_url": url}
+
+
+class _Base:
+    """What the sync and the async REST client share: everything but the I/O."""
+
+    readonly_token = False  # unknown until a NOPERM says so; only used in messages
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        timeout: float | None = 5.0,
+        connect_timeout: float | None = 2.0,
+        session: Any = None,
+        extra_headers: dict[str, str] | None = None,
+    ) -> None:
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise ConfigurationError(
+                f"the Upstash REST URL must start with https:// (or http://), got {url!r}"
+            )
+        if not isinstance(token, str) or not token:
+            raise ConfigurationError(f"the Upstash REST token is empty; {AUTH_HINT}")
+        self.url = url.rstrip("/")
+        self.headers = {
+            **(extra_headers or {}),
+            "Authorization": f"Bearer {token}",
+            "Upstash-Encoding": "base64",
+            "Content-Type": "application/json",
+        }
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.connection_pool = RestEndpoint(self.url, timeout)
+        self.response_callbacks = compat.resp2_response_callbacks()
+        self.requests = 0  # HTTP requests sent by this client (benchmarks, the dashboard)
+        self._session = session
+        self._own_session = session is None
+        self._pid = os.getpid()
+        self.request_timeout: Any = None  # an httpx.Timeout, made with the session
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url}>"
+
+    def _httpx_timeout(self) -> Any:
+        # Given with every request: an SDK's session has no timeout of its own.
+        if self.request_timeout is None:
+            httpx = _httpx()
+            self.request_timeout = httpx.Timeout(self.timeout, connect=self.connect_timeout)
+        return self.request_timeout
+
+
+class RestClient(_Base):
+    """A synchronous client of Upstash's REST API: one pooled, keep-alive httpx.Client.
+
+    Built by :mod:`atomicops.connection` from ``ATOMICOPS["REST_URL"]`` and
+    ``["REST_TOKEN"]`` (one per process), or around an ``upstash_redis.Redis`` passed as
+    ``client=`` (sharing its HTTP session). Thread-safe, like httpx.Client.
+    """
+
+    def session(self) -> Any:
+        # A forked worker must not share its parent's sockets.
+        if self._session is None or (self._own_session and self._pid != os.getpid()):
+            httpx = _httpx()
+            self._session = httpx.Client(timeout=self._httpx_timeout())
+            self._pid = os.getpid()
+        self._httpx_timeout()
+        return self._session
+
+    def blpop(self, keys: Sequence[Any], timeout: float = 0) -> Any:
+        """``BLPOP`` as one request (what claims' waits call on a redis-py client)."""
+        context = Context("BLPOP", keys[0] if keys else None, write=False, script=False)
+        [reply] = roundtrip(Send(self, [("BLPOP", *keys, timeout)], context))
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    def close(self) -> None:
+        if self._own_session and self._session is not None:
+            self._session.close()
+            self._session = None
+
+
+class AsyncRestClient(_Base):
+    """The asyncio twin of :class:`RestClient`: one httpx.AsyncClient, for one event loop
+    (atomicops keeps one per loop, as for redis.asyncio clients)."""
+
+    def session(self) -> Any:
+        if self._session is None:
+            httpx = _httpx()
+            self._session = httpx.AsyncClient(timeout=self._httpx_timeout())
+        self._httpx_timeout()
+        return self._session
+
+    async def blpop(self, keys: Sequence[Any], timeout: float = 0) -> Any:
+        """The async twin of :meth:`RestClient.blpop`."""
+        context = Context("BLPOP", keys[0] if keys else None, write=False, script=False)
+        [reply] = await aroundtrip(Send(self, [("BLPOP", *keys, timeout)], context))
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    async def aclose(self) -> None:
+        if self._own_session and self._session is not None:
+            await self._session.aclose()
+            self._session = None
+
+
+# -- requests ------------------------------------------------------------------------
+
+
+def _item(item: Any, context: Context) -> str:
+    kind = type(item)
+    if kind is str:
+        return item  # type: ignore[no-any-return]
+    if kind is bytes:
+        try:
+            return item.decode("utf-8")  # type: ignore[no-any-return]
+        except UnicodeDecodeError:
+            # JSON carries text only, and Upstash has no base64 form for arguments.
+            raise InvalidInput(
+                f"{context.subject()}: an argument is bytes that are not UTF-8, which "
+                "Upstash's REST API (JSON) cannot carry; nothing was sent",
+                key=None if context.key is None else str(context.key),
+                script=context.what if context.script else None,
+            ) from None
+    if kind is int:
+        return str(item)  # a JSON number above 2**53 would not survive a JS parser
+    if kind is float:
+        return repr(item)  # redis-py's encoding of a float
+    return str(item)
+
+
+def _command(command: Command, context: Context) -> list[str]:
+    head = command[0]
+    words = head.split(" ") if isinstance(head, str) else [_item(head, context)]
+    return [*words, *(_item(item, context) for item in command[1:])]
+
+
+def request_of(batch: Sequence[Command], context: Context) -> tuple[str, bytes]:
+    """The path and JSON body of one request carrying ``batch``."""
+    if len(batch) == 1:
+        return "", json.dumps(_command(batch[0], context)).encode()
+    return "/pipeline", json.dumps([_command(c, context) for c in batch]).encode()
+
+
+# -- replies -------------------------------------------------------------------------
+
+
+def decode(raw: Any) -> Any:
+    """A base64-mode result as RESP would give it: bytes, ints, lists, None."""
+    if type(raw) is str:
+        return b"OK" if raw == "OK" else base64.b64decode(raw)
+    if type(raw) is list:
+        return [decode(item) for item in raw]
+    return raw
+
+
+def _reply(client: _Base, item: Any, command: Command) -> Any:
+    if not isinstance(item, dict):
+        raise ValueError(f"not an Upstash reply: {item!r}")
+    error = item.get("error")
+    if error is not None:
+        return error_reply(str(error))
+    value = decode(item["result"])
+    callback = client.response_callbacks.get(command[0])
+    return value if callback is None else callback(value)
+
+
+def error_reply(message: str) -> Exception:
+    """An error reply as redis-py's exception object (NOSCRIPT -> NoScriptError...)."""
+    reply = compat.parse_error(message)
+    if message.startswith("NOPERM"):
+        # reply_error makes this a ConfigurationError naming the script: say what to fix.
+        reply = type(reply)(f"{reply} ({READONLY_HINT})")
+    return reply
+
+
+class _Lost(Exception):
+    """The request left and no answer from Redis came back."""
+
+
+def replies_of(
+    client: _Base, batch: Sequence[Command], context: Context, status: int, body: bytes
+) -> list[Any]:
+    """Every reply of ``batch`` from an HTTP answer; raises for what is not a reply."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if status in (401, 403) and not _is_noperm(data):
+        words = data.get("error") if isinstance(data, dict) else None
+        raise ConfigurationError(
+            f"{context.subject()}: Upstash refused the REST credentials (HTTP {status}"
+            f"{': ' + str(words) if words else ''}); nothing was applied; {AUTH_HINT}",
+            script=context.what if context.script else None,
+        )
+    if status >= 500 or data is None:
+        raise _Lost(f"HTTP {status} without an answer from Redis")
+    if status in (404, 405):
+        raise ConfigurationError(
+            f"{context.subject()}: {client.url} answered HTTP {status}: it is not an Upstash "
+            "REST endpoint (ATOMICOPS['REST_URL'] is the database's REST URL, "
+            "https://<name>.upstash.io); nothing was applied"
+        )
+    if isinstance(data, dict):
+        if "result" not in data and "error" not in data:
+            raise _Lost(f"HTTP {status} with an unexpected body")
+        if len(batch) == 1:
+            return [_reply(client, data, batch[0])]
+        # The whole pipeline was refused (a malformed request): no command ran.
+        return [error_reply(str(data.get("error")))] * len(batch)
+    if not isinstance(data, list) or len(data) != len(batch):
+        raise _Lost(f"HTTP {status} with {len(data) if isinstance(data, list) else 'no'} replies")
+    try:
+        return [_reply(client, item, command) for item, command in zip(data, batch, strict=True)]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _Lost(f"an unreadable reply ({exc})") from exc
+
+
+def _is_noperm(data: Any) -> bool:
+    if isinstance(data, dict):
+        return str(data.get("error", "")).startswith("NOPERM")
+    if isinstance(data, list):
+        return any(isinstance(item, dict) and _is_noperm(item) for item in data)
+    return False
+
+
+def _classify(exc: Exception, context: Context, last_try: bool) -> AtomicOpsError | None:
+    """The error for a failed request, or None to send a read-only batch again."""
+    import httpx
+
+    if isinstance(exc, (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError)):
+        return ConfigurationError(f"{context.subject()}: cannot send to Upstash: {exc}")
+    # Nothing reached the server: no connection, no room in the pool, or the request
+    # could not be written whole (a server reads a request's whole body before running it).
+    if isinstance(
+        exc,
+        (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteError,
+         httpx.WriteTimeout, httpx.ProxyError),
+    ):  # fmt: skip
+        return context.unavailable(exc)
+    if not last_try:
+        return None
+    return context.unknown(exc) if context.write else context.unavailable(exc)
+
+
+def _transport_errors() -> tuple[type[Exception], ...]:
+    import httpx
+
+    return (httpx.TransportError, httpx.InvalidURL, _Lost)
+
+
+def roundtrip(send: Send) -> list[Any]:
+    """Send ``send.commands`` as one request to the REST client ``send.target``; every reply."""
+    client, batch, context = send
+    path, body = request_of(batch, context)
+    session = client.session()
+    url = client.url + path
+    errors = _transport_errors()
+    attempts = 1 if context.write else 2
+    for attempt in range(attempts):
+        try:
+            client.requests += 1
+            response = session.post(
+                url, content=body, headers=client.headers, timeout=client.request_timeout
+            )
+            return replies_of(client, batch, context, response.status_code, response.content)
+        except errors as exc:
+            error = _classify(exc, context, attempt + 1 == attempts)
+            if error is not None:
+                raise error from exc
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def aroundtrip(send: Send) -> list[Any]:
+    """The async twin of :func:`roundtrip`, with the same rules."""
+    client, batch, context = send
+    path, body = request_of(batch, context)
+    session = client.session()
+    url = client.url + path
+    errors = _transport_errors()
+    attempts = 1 if context.write else 2
+    for attempt in range(attempts):
+        try:
+            client.requests += 1
+            response = await session.post(
+                url, content=body, headers=client.headers, timeout=client.request_timeout
+            )
+            return replies_of(client, batch, context, response.status_code, response.content)
+        except errors as exc:
+            error = _classify(exc, context, attempt + 1 == attempts)
+            if error is not None:
+                raise error from exc
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# -- the official SDK ------------------------------------------------------------------
+
+
+def from_sdk(sdk: Any, *, timeout: float | None, connect_timeout: float | None) -> _Base:
+    """A REST client using an ``upstash_redis`` (or ``upstash_redis.asyncio``) ``Redis``'s
+    URL, token and HTTP session, with atomicops' own requests: no retry, and a timeout
+    (the SDK's session has none)."""
+    url, token, session = compat.upstash_sdk_parts(sdk)
+    cls = AsyncRestClient if compat.is_upstash_async(sdk) else RestClient
+    return cls(url, token, timeout=timeout, connect_timeout=connect_timeout, session=session)
