@@ -274,6 +274,7 @@ class Script:
         self.origin = origin
         self.stats = ScriptStats()
         self.convert: Callable[[Any], Any] = _CONVERTERS[meta.result]
+        self._readonly = meta.readonly  # read on every call: an attribute, not a property
         self._pipeline_handle = compat.PipelineScript(self.sha, source)
 
     # The header's fields, read through from :attr:`meta`.
@@ -346,10 +347,14 @@ class Script:
         hit a few microseconds for nothing); composed operations ``yield from`` it.
         """
         self.stats.bump("calls")
-        rounds = self._rounds(keys, args, client)
-        if observe.watch is not None:  # a Prometheus or OpenTelemetry sink is attached
-            rounds = observe.watch(self, rounds)
         try:
+            if observe.watch is None and not topology.is_cluster(client):
+                # Every hit of every primitive comes here: one generator less than the
+                # general path below, which observers and cluster routing need.
+                return self._result((yield from self._attempt(client, keys, args)), keys)
+            rounds = self._rounds(keys, args, client)
+            if observe.watch is not None:  # a Prometheus or OpenTelemetry sink is attached
+                rounds = observe.watch(self, rounds)
             return (yield from rounds)
         except AtomicOpsError:
             self.stats.bump("errors")
@@ -407,6 +412,10 @@ class Script:
             reply = yield from self._routed(keys, args, client)
         else:
             reply = yield from self._attempt(client, keys, args)
+        return self._result(reply, keys)
+
+    def _result(self, reply: Any, keys: Sequence[Any]) -> Any:
+        """The converted reply; an error reply raised as its atomicops error."""
         # Any error object, not only ResponseError: a -LOADING reply arrives as
         # redis-py's BusyLoadingError, a ConnectionError, and must never reach convert().
         if isinstance(reply, Exception):
@@ -415,12 +424,11 @@ class Script:
             return self.convert(reply)
         except (ValueError, TypeError) as exc:
             # The script's reply does not fit its declared result conversion.
-            key = _first(keys)
             raise DataError(
                 f"script {self.name!r}: reply {reply!r} does not convert as "
                 f"result={self.result!r}: {exc}",
                 script=self.name,
-                key=key,
+                key=_first(keys),
             ) from exc
 
     def _attempt(
@@ -434,28 +442,27 @@ class Script:
 
         ``prefix``: commands that must come right before the call (``ASKING``).
         """
-        context = Context(self.name, keys[0] if keys else None, write=not self.readonly)
+        readonly = self._readonly
+        context = Context(self.name, keys[0] if keys else None, not readonly)
         registry = self.registry
         state = registry.server_state(target)
-        ro = self.readonly and state.has_ro is not False
+        ro = readonly and state.has_ro is not False
         # The version before the batch: a script registered meanwhile is then loaded
         # next time, instead of being taken as loaded.
         version = registry.version
-        loads = registry.load_commands() if state.loaded_version != version else []
-        replies = yield Send(
-            target,
-            [
-                *loads,
-                *prefix,
-                ("EVALSHA_RO" if ro else "EVALSHA", self.sha, len(keys), *keys, *args),
-            ],
-            context,
-        )
-        reply = replies[-1]
-        if loads:
-            registry.note_loads(replies[: len(loads)], state, version)
+        call = ("EVALSHA_RO" if ro else "EVALSHA", self.sha, len(keys), *keys, *args)
+        if state.loaded_version == version and not prefix:
+            reply = (yield Send(target, (call,), context))[0]
+        else:
+            loads = registry.load_commands() if state.loaded_version != version else []
+            replies = yield Send(target, [*loads, *prefix, call], context)
+            reply = replies[-1]
+            if loads:
+                registry.note_loads(replies[: len(loads)], state, version)
         if ro:
-            if _is_unknown_command(reply):
+            if not _is_unknown_command(reply):
+                state.has_ro = True
+            else:
                 # fakeredis and Redis < 7: explicit downgrade, said once in the log.
                 state.has_ro = False
                 logger.warning(
@@ -463,28 +470,38 @@ class Script:
                     "so a stray write in one is not rejected by the server"
                 )
                 ro = False
-                replies = yield Send(
-                    target, [*prefix, ("EVALSHA", self.sha, len(keys), *keys, *args)], context
-                )
-                reply = replies[-1]
-            else:
-                state.has_ro = True
+                call = ("EVALSHA", self.sha, len(keys), *keys, *args)
+                reply = (yield Send(target, [*prefix, call], context))[-1]
         if isinstance(reply, NoScriptError):
-            self.stats.bump("fallbacks")
-            version = registry.version
-            loads = registry.load_commands()
-            replies = yield Send(
-                target,
-                [
-                    *loads,
-                    *prefix,
-                    ("EVAL_RO" if ro else "EVAL", self.source, len(keys), *keys, *args),
-                ],
-                context,
-            )
-            registry.note_loads(replies[: len(loads)], state, version)
-            reply = replies[-1]
+            reply = yield from self._fallback(target, keys, args, prefix, ro, context)
         return reply
+
+    def _fallback(
+        self,
+        target: Any,
+        keys: Sequence[Any],
+        args: Sequence[Any],
+        prefix: Sequence[Sequence[Any]],
+        ro: bool,
+        context: Context,
+    ) -> Flow[Any]:
+        """NOSCRIPT: load the registry and run the body, in one more round trip."""
+        self.stats.bump("fallbacks")
+        registry = self.registry
+        state = registry.server_state(target)
+        version = registry.version
+        loads = registry.load_commands()
+        replies = yield Send(
+            target,
+            [
+                *loads,
+                *prefix,
+                ("EVAL_RO" if ro else "EVAL", self.source, len(keys), *keys, *args),
+            ],
+            context,
+        )
+        registry.note_loads(replies[: len(loads)], state, version)
+        return replies[-1]
 
     def _routed(self, keys: Sequence[Any], args: Sequence[Any], client: Any) -> Flow[Any]:
         """The call on a cluster: sent again, invisibly, while the nodes prove it did not run.

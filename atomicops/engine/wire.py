@@ -84,25 +84,28 @@ def roundtrip(send: Send) -> list[Any]:
     attempts = 1 if context.write else 2
     for attempt in range(attempts):
         try:
-            with compat.connection_of(client) as conn:
-                try:
-                    conn.send_packed_command(pack(conn, batch))
-                except _IO_ERRORS as exc:
-                    conn.disconnect()
-                    raise context.unavailable(exc) from exc
-                try:
-                    return [compat.read_reply(client, conn, cmd[0]) for cmd in batch]
-                except _IO_ERRORS as exc:
-                    # The stream is out of step now: never lend this connection out as is.
-                    conn.disconnect()
-                    error = _lost(context, exc, attempt + 1 == attempts)
-                    if error is not None:
-                        raise error from exc
-                except BaseException:
-                    conn.disconnect()
-                    raise
+            conn = compat.borrow(client)
         except _IO_ERRORS as exc:  # no connection could be had: nothing was written
             raise context.unavailable(exc) from exc
+        try:
+            try:
+                conn.send_packed_command(pack(conn, batch))
+            except _IO_ERRORS as exc:
+                conn.disconnect()
+                raise context.unavailable(exc) from exc
+            try:
+                return [compat.read_reply(client, conn, cmd[0]) for cmd in batch]
+            except _IO_ERRORS as exc:
+                # The stream is out of step now: never lend this connection out as is.
+                conn.disconnect()
+                error = _lost(context, exc, attempt + 1 == attempts)
+                if error is not None:
+                    raise error from exc
+            except BaseException:
+                conn.disconnect()
+                raise
+        finally:
+            compat.give_back(client, conn)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -114,24 +117,27 @@ async def aroundtrip(send: Send) -> list[Any]:
     attempts = 1 if context.write else 2
     for attempt in range(attempts):
         try:
-            async with compat.aconnection_of(client) as conn:
-                try:
-                    await conn.send_packed_command(pack(conn, batch))
-                except _IO_ERRORS as exc:
-                    await conn.disconnect()
-                    raise context.unavailable(exc) from exc
-                try:
-                    return [await compat.aread_reply(client, conn, cmd[0]) for cmd in batch]
-                except _IO_ERRORS as exc:
-                    await conn.disconnect()
-                    error = _lost(context, exc, attempt + 1 == attempts)
-                    if error is not None:
-                        raise error from exc
-                except BaseException:
-                    # Cancelled mid-read: the replies still in flight would desynchronise
-                    # the next user of this connection.
-                    await conn.disconnect()
-                    raise
+            conn = await compat.aborrow(client, fresh=context.write or attempt > 0)
         except _IO_ERRORS as exc:
             raise context.unavailable(exc) from exc
+        try:
+            try:
+                await conn.send_packed_command(pack(conn, batch))
+            except _IO_ERRORS as exc:
+                await conn.disconnect()
+                raise context.unavailable(exc) from exc
+            try:
+                return [await compat.aread_reply(client, conn, cmd[0]) for cmd in batch]
+            except _IO_ERRORS as exc:
+                await conn.disconnect()
+                error = _lost(context, exc, attempt + 1 == attempts)
+                if error is not None:
+                    raise error from exc
+            except BaseException:
+                # Cancelled mid-read: the replies still in flight would desynchronise
+                # the next user of this connection.
+                await conn.disconnect()
+                raise
+        finally:
+            await compat.agive_back(client, conn)
     raise AssertionError("unreachable")  # pragma: no cover
