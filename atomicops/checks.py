@@ -17,7 +17,9 @@ With ``manage.py check --deploy`` only, because they talk to the server:
 * W003 the server cannot be reached, so the checks below did not run;
 * W001 the server has no ``EVALSHA_RO``: read-only scripts fall back to ``EVALSHA``;
 * E004 a registered script does not compile on the server (``SCRIPT LOAD``);
-* E005 a Redis Cluster client with a hash tag in ``KEY_PREFIX``.
+* E005 a Redis Cluster client with a hash tag in ``KEY_PREFIX``;
+* I016 / W016 the calls go over Upstash's REST API, and whether its token can write
+  (W016: a read-only token, with which every script that writes fails).
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from atomicops.exceptions import AtomicOpsError, ConfigurationError
 NO_CONNECTION = "atomicops.E001"
 NO_CONNECTION_HINT = (
     "Set ATOMICOPS = {'URL': 'redis://localhost:6379/0'} or "
-    "{'CONNECTION': '<alias of a django-redis or RedisCache cache>'}."
+    "{'CONNECTION': '<alias of a django-redis or RedisCache cache>'}, or for Upstash's "
+    "REST API {'REST_URL': 'https://<db>.upstash.io', 'REST_TOKEN': '<token>'}."
 )
 UNREADABLE_SCRIPT = "atomicops.E002"
 UNREADABLE_SCRIPT_HINT = (
@@ -77,6 +80,12 @@ FAKEREDIS_HINT = (
     "fakeredis keeps data in this process only: locks, limits and counters are "
     "not shared between workers and vanish on restart. Point ATOMICOPS['URL'] or "
     "ATOMICOPS['CONNECTION'] at a real Redis or Valkey server."
+)
+REST_TRANSPORT = "atomicops.I016"
+REST_READONLY_TOKEN = "atomicops.W016"
+REST_READONLY_TOKEN_HINT = (
+    "Only read-only scripts (get_counter, Lock.locked...) work with Upstash's read-only "
+    "token; set ATOMICOPS['REST_TOKEN'] (or UPSTASH_REDIS_REST_TOKEN) to the read-write one."
 )
 UNREACHABLE = "atomicops.W003"
 UNREACHABLE_HINT = (
@@ -301,6 +310,49 @@ def check_server(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMes
             )
         )
     return messages
+
+
+@checks.register("atomicops", deploy=True)
+def check_rest_transport(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """I016 / W016 (``--deploy``): the REST transport in use, and whether its token can write.
+
+    One request: ``DEL`` of a reserved probe key that never holds data, a write that
+    changes nothing; a read-only token answers NOPERM.
+    """
+    from redis.exceptions import NoPermissionError
+
+    from atomicops import connection, keys
+    from atomicops.engine import wire
+    from atomicops.engine.ops import Context, Send
+
+    try:
+        found = connection.rest_settings()
+        client = connection.get_client() if found is not None else None
+    except ConfigurationError:
+        return []  # atomicops.E001 says why
+    if client is None:
+        return []
+    where = f"Upstash's REST API at {client.url}"
+    probe = f"{keys.prefix()}:__probe__:token-can-write"
+    context = Context("checking whether the REST token can write", write=False, script=False)
+    try:
+        [reply] = wire.roundtrip(Send(client, [("DEL", probe)], context))
+    except AtomicOpsError as exc:
+        return [_unreachable(exc)]
+    if isinstance(reply, NoPermissionError):
+        return [
+            checks.Warning(
+                f"atomicops calls go over {where} with a read-only token",
+                hint=REST_READONLY_TOKEN_HINT,
+                id=REST_READONLY_TOKEN,
+            )
+        ]
+    return [
+        checks.Info(
+            f"atomicops calls go over {where}; the token can write",
+            id=REST_TRANSPORT,
+        )
+    ]
 
 
 def _unreachable(exc: BaseException) -> checks.CheckMessage:

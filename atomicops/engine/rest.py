@@ -38,6 +38,7 @@ import json
 import os
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from atomicops.engine import compat
 from atomicops.engine.ops import Command, Context, Send
@@ -76,7 +77,14 @@ class RestEndpoint:
 
     def __init__(self, url: str, timeout: float | None) -> None:
         self.url = url
-        self.connection_kwargs: dict[str, Any] = {"socket_timeout": timeout, "rest_url": url}
+        parts = urlsplit(url)
+        self.connection_kwargs: dict[str, Any] = {
+            "socket_timeout": timeout,
+            # How the dashboard, the flush check and the checks name a server.
+            "host": parts.hostname,
+            "port": parts.port or (443 if parts.scheme == "https" else 80),
+            "rest_url": url,
+        }
 
 
 class _Base:
@@ -153,10 +161,59 @@ class RestClient(_Base):
             raise reply
         return reply
 
+    # What the admin's lock listing (atomicops.locks.scan_locks) calls on a redis-py
+    # client: SCAN, and HMGET/PTTL batched in a non-transactional pipeline.
+
+    def scan(self, cursor: int = 0, match: Any = None, count: Any = None) -> Any:
+        """``SCAN`` as one request: ``(next cursor, keys)`` like redis-py's."""
+        command: list[Any] = ["SCAN", cursor]
+        if match is not None:
+            command += ["MATCH", match]
+        if count is not None:
+            command += ["COUNT", count]
+        context = Context("SCAN", write=False, script=False)
+        [reply] = roundtrip(Send(self, [tuple(command)], context))
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    def pipeline(self, transaction: bool = False) -> RestPipeline:
+        if transaction:
+            raise ConfigurationError("atomicops' REST client has no MULTI/EXEC pipeline")
+        return RestPipeline(self)
+
     def close(self) -> None:
         if self._own_session and self._session is not None:
             self._session.close()
             self._session = None
+
+
+class RestPipeline:
+    """Read commands queued and sent as one ``/pipeline`` request (not atomic)."""
+
+    def __init__(self, client: RestClient) -> None:
+        self.client = client
+        self.commands: list[tuple[Any, ...]] = []
+
+    def hmget(self, key: Any, *fields: Any) -> RestPipeline:
+        self.commands.append(("HMGET", key, *fields))
+        return self
+
+    def pttl(self, key: Any) -> RestPipeline:
+        self.commands.append(("PTTL", key))
+        return self
+
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        if not self.commands:
+            return []
+        context = Context("reading keys", write=False, script=False)
+        replies = roundtrip(Send(self.client, self.commands, context))
+        self.commands = []
+        if raise_on_error:
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+        return replies
 
 
 class AsyncRestClient(_Base):
