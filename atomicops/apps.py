@@ -26,9 +26,10 @@ class AtomicOpsConfig(AppConfig):
             request_started.connect(_load_on_first_request, dispatch_uid=_UID)
         # Sinks for Prometheus / OpenTelemetry when installed; the timeline's flusher
         # thread, which only writes once this process has counted something.
-        from atomicops import observe, timeline
+        from atomicops import observe, replication, timeline
 
         observe.configure()
+        replication.refresh()  # READ_FROM_REPLICAS / WAIT_REPLICAS, read once, not per call
         timeline.flusher.start()
 
 

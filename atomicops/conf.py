@@ -32,6 +32,25 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "REST_URL": None,
         "REST_TOKEN": None,
         "REST": False,
+        # Redis Sentinel (docs/replication.md): [(host, port), ...] of the sentinels that
+        # watch SERVICE (the name in their "sentinel monitor" line). atomicops asks them
+        # for the primary (redis-py's Sentinel.master_for) and follows failovers. Not with
+        # URL or CLUSTER. SENTINEL_KWARGS: connection options for the sentinels themselves
+        # (password, socket_timeout...); the primary gets SOCKET_TIMEOUT and friends.
+        "SENTINELS": None,
+        "SERVICE": None,
+        "SENTINEL_KWARGS": None,
+        # Read-only scripts (get_counter, lock checks, user scripts with "readonly: yes")
+        # run with EVALSHA_RO on a replica instead of the primary. Needs SENTINELS (or a
+        # CONNECTION alias on django-redis' SentinelClient). Off: a replica's answer can be
+        # as old as its replication lag (docs/replication.md).
+        "READ_FROM_REPLICAS": False,
+        # Every write script is followed by WAIT WAIT_REPLICAS WAIT_TIMEOUT_MS in the same
+        # round trip; fewer acknowledgements raise NotReplicated (the write WAS applied on
+        # the primary and a failover may lose it). 0: no WAIT. The timeout must stay below
+        # SOCKET_TIMEOUT, or a slow WAIT would read as a lost reply.
+        "WAIT_REPLICAS": 0,
+        "WAIT_TIMEOUT_MS": 1000,
         # Socket timeouts for clients atomicops creates itself (seconds).
         "SOCKET_TIMEOUT": 5.0,
         "SOCKET_CONNECT_TIMEOUT": 2.0,

@@ -9,6 +9,8 @@ In order of precedence:
    Django's own ``RedisCache``;
 3. ``ATOMICOPS["URL"]``: a client atomicops builds itself, with redis-py's automatic
    retry switched off (atomicops decides itself what may be sent twice);
+   ``ATOMICOPS["SENTINELS"]`` and ``["SERVICE"]`` instead: a client on the primary the
+   sentinels name (redis-py's ``Sentinel.master_for``), likewise without retries;
 4. neither: the ``"default"`` cache, if it is Redis-backed.
 
 ``ATOMICOPS["REST_URL"]`` and ``["REST_TOKEN"]`` (or ``["REST"] = True`` with Upstash's
@@ -33,7 +35,9 @@ from typing import Any
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
+import redis.asyncio.sentinel
 import redis.cluster
+import redis.sentinel
 from django.core.signals import setting_changed
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -228,6 +232,8 @@ def describe_source() -> str:
         found = None
     if found is not None:
         return f"Upstash REST API at {redact_url(found[0])}"
+    if conf["SENTINELS"]:
+        return f"the sentinels of {conf['SERVICE']!r}"
     if conf["CONNECTION"]:
         return f"cache alias {conf['CONNECTION']!r}"
     if conf["URL"]:
@@ -351,6 +357,8 @@ def check_settings() -> None:
     conf = get_settings()
     if rest_settings(conf) is not None:
         build_client()  # builds no HTTP session: that waits for the first call
+    elif _check_sentinel_settings(conf):
+        check_replication_settings(conf)  # a sentinel client is built with no I/O either
     elif _check_cluster_setting(conf):
         check_cluster_url(conf["URL"])
     else:
@@ -378,6 +386,183 @@ def build_async_cluster_client(url: str) -> Any:
     )
 
 
+# -- Sentinel -------------------------------------------------------------------------
+
+
+def is_sentinel(client: Any) -> bool:
+    """Whether ``client`` reaches its primary through sentinels (sync or asyncio pool)."""
+    pool = getattr(client, "connection_pool", None)
+    return isinstance(
+        pool, (redis.sentinel.SentinelConnectionPool, redis.asyncio.sentinel.SentinelConnectionPool)
+    ) and bool(pool.is_master)
+
+
+def _check_sentinel_settings(conf: Any) -> bool:
+    """Whether ``SENTINELS`` asks for a sentinel-managed client; :class:`ConfigurationError`
+    when the sentinel settings cannot give one (no network I/O)."""
+    sentinels = conf["SENTINELS"]
+    if sentinels is None:
+        if conf["SERVICE"] is not None:
+            raise ConfigurationError(
+                "ATOMICOPS['SERVICE'] is set but ATOMICOPS['SENTINELS'] is not: name the "
+                "sentinels, [(host, port), ...]"
+            )
+        return False
+    if (
+        isinstance(sentinels, (str, bytes))
+        or not isinstance(sentinels, (list, tuple))
+        or not sentinels
+        or not all(_is_address(address) for address in sentinels)
+    ):
+        raise ConfigurationError(
+            "ATOMICOPS['SENTINELS'] must be a non-empty list of (host, port) pairs, got "
+            f"{reprlib.repr(sentinels)}"
+        )
+    service = conf["SERVICE"]
+    if not isinstance(service, str) or not service:
+        raise ConfigurationError(
+            "ATOMICOPS['SENTINELS'] needs ATOMICOPS['SERVICE']: the name the sentinels "
+            f"monitor (their 'sentinel monitor <name> ...' line), got {service!r}"
+        )
+    others = [name for name in ("URL", "CONNECTION", "CLUSTER", "REST_URL", "REST") if conf[name]]
+    if others:
+        raise ConfigurationError(
+            f"ATOMICOPS['SENTINELS'] cannot be combined with {', '.join(others)}: the "
+            "sentinels say where the primary is (for a cache alias on django-redis' "
+            "SentinelClient, set CONNECTION alone)"
+        )
+    kwargs = conf["SENTINEL_KWARGS"]
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise ConfigurationError(
+            f"ATOMICOPS['SENTINEL_KWARGS'] must be a dict or None, got {type(kwargs).__name__}"
+        )
+    return True
+
+
+def _is_address(address: Any) -> bool:
+    return (
+        isinstance(address, (list, tuple))
+        and len(address) == 2
+        and isinstance(address[0], str)
+        and bool(address[0])
+        and isinstance(address[1], int)
+        and not isinstance(address[1], bool)
+        and 0 < address[1] < 65536
+    )
+
+
+def check_replication_settings(conf: Any) -> None:
+    """:class:`ConfigurationError` unless READ_FROM_REPLICAS, WAIT_REPLICAS and
+    WAIT_TIMEOUT_MS are usable (no network I/O)."""
+    reads = conf["READ_FROM_REPLICAS"]
+    if not isinstance(reads, bool):
+        raise ConfigurationError(
+            f"ATOMICOPS['READ_FROM_REPLICAS'] must be True or False, got {reads!r}"
+        )
+    if reads and not conf["SENTINELS"] and not conf["CONNECTION"]:
+        raise ConfigurationError(
+            "ATOMICOPS['READ_FROM_REPLICAS'] needs replicas atomicops can find: set "
+            "SENTINELS and SERVICE (or a CONNECTION alias on django-redis' SentinelClient)"
+        )
+    wanted, timeout_ms = conf["WAIT_REPLICAS"], conf["WAIT_TIMEOUT_MS"]
+    if isinstance(wanted, bool) or not isinstance(wanted, int) or wanted < 0:
+        raise ConfigurationError(
+            f"ATOMICOPS['WAIT_REPLICAS'] must be an int >= 0 (0: no WAIT), got {wanted!r}"
+        )
+    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms < 1:
+        # WAIT n 0 blocks until n replicas answer, forever: never what a request wants.
+        raise ConfigurationError(
+            f"ATOMICOPS['WAIT_TIMEOUT_MS'] must be an int >= 1, got {timeout_ms!r}"
+        )
+    socket_timeout = conf["SOCKET_TIMEOUT"]
+    if wanted and socket_timeout and timeout_ms >= float(socket_timeout) * 1000:
+        raise ConfigurationError(
+            f"ATOMICOPS['WAIT_TIMEOUT_MS'] ({timeout_ms}) must be below SOCKET_TIMEOUT "
+            f"({socket_timeout} s): a WAIT that outlasts the socket timeout reads as a lost "
+            "reply (OutcomeUnknown) instead of NotReplicated"
+        )
+
+
+def _sentinel_kwargs(conf: Any, retry: Any) -> dict[str, Any]:
+    kwargs = dict(conf["SENTINEL_KWARGS"] or {})
+    for name, value in _own_client_kwargs().items():
+        kwargs.setdefault(name, value)
+    kwargs.setdefault("retry", retry)
+    return kwargs
+
+
+def build_sentinel_client(conf: Any) -> Any:
+    """A ``redis.Redis`` on the primary the sentinels name (no network I/O: each new
+    connection asks the sentinels, so a failover is followed when a connection drops)."""
+    retry = Retry(NoBackoff(), 0)
+    sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        [tuple(address) for address in conf["SENTINELS"]],
+        sentinel_kwargs=_sentinel_kwargs(conf, Retry(NoBackoff(), 0)),
+        retry=retry,
+        **_own_client_kwargs(),
+    )
+    return sentinel.master_for(conf["SERVICE"])  # type: ignore[no-untyped-call]
+
+
+def build_async_sentinel_client(conf: Any) -> Any:
+    """The ``redis.asyncio.sentinel`` twin of :func:`build_sentinel_client`."""
+    sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        [tuple(address) for address in conf["SENTINELS"]],
+        sentinel_kwargs=_sentinel_kwargs(conf, redis.asyncio.retry.Retry(NoBackoff(), 0)),
+        retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
+        **_own_client_kwargs(),
+    )
+    return sentinel.master_for(conf["SERVICE"])
+
+
+def async_sentinel_twin(sync_client: Any) -> Any:
+    """An asyncio client on the same sentinels, service and credentials as a sync
+    sentinel-managed client (a CONNECTION alias on django-redis' SentinelClient)."""
+    pool = sync_client.connection_pool
+    manager = pool.sentinel_manager
+    addresses = [
+        (s.connection_pool.connection_kwargs["host"], s.connection_pool.connection_kwargs["port"])
+        for s in manager.sentinels
+    ]
+    sentinel_kwargs = async_connection_kwargs(
+        dict(manager.sentinel_kwargs), redis.asyncio.connection.Connection
+    )
+    kwargs = async_connection_kwargs(
+        {k: v for k, v in pool.connection_kwargs.items() if k != "connection_pool"},
+        redis.asyncio.connection.Connection,
+    )
+    for where in ("host", "port", "path"):
+        kwargs.pop(where, None)
+    sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        addresses, min_other_sentinels=manager.min_other_sentinels, sentinel_kwargs=sentinel_kwargs
+    )
+    return sentinel.master_for(pool.service_name, **kwargs)
+
+
+_replica_clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def replica_client(client: Any) -> Any:
+    """A client on the replicas of a sentinel-managed ``client`` (``slave_for``: each new
+    connection goes to the next replica the sentinels list, the primary when none is
+    up), made once per client; ``client`` itself when it is not sentinel-managed."""
+    found = _replica_clients.get(client)
+    if found is not None:
+        return found
+    if not is_sentinel(client):
+        return client
+    pool = client.connection_pool
+    kwargs = {
+        k: v
+        for k, v in pool.connection_kwargs.items()
+        if k not in ("connection_pool", "host", "port")
+    }
+    found = pool.sentinel_manager.slave_for(pool.service_name, **kwargs)
+    with _lock:
+        _replica_clients[client] = found
+    return found
+
+
 def build_client() -> Any:
     """A new sync client from the settings (no network I/O, except a cluster client, which
     reads its slot map); :class:`ConfigurationError` when they cannot give one.
@@ -386,10 +571,20 @@ def build_client() -> Any:
     found = rest_settings(conf)
     if found is not None:
         return _rest_client(rest.RestClient, *found)
+    check_replication_settings(conf)
+    if _check_sentinel_settings(conf):
+        return build_sentinel_client(conf)
     if _check_cluster_setting(conf):
         return build_cluster_client(conf["URL"])
     if conf["CONNECTION"]:
-        return _client_from_cache(conf["CONNECTION"])
+        client = _client_from_cache(conf["CONNECTION"])
+        if conf["READ_FROM_REPLICAS"] and not is_sentinel(client):
+            raise ConfigurationError(
+                "ATOMICOPS['READ_FROM_REPLICAS'] needs replicas atomicops can find: set "
+                "SENTINELS and SERVICE, or a CONNECTION alias on django-redis' SentinelClient "
+                f"(cache alias {conf['CONNECTION']!r} is not)"
+            )
+        return client
     if conf["URL"]:
         try:
             return redis.Redis.from_url(
@@ -542,6 +737,8 @@ def _build_async() -> Any:
     found = rest_settings(conf)
     if found is not None:
         return _rest_client(rest.AsyncRestClient, *found)
+    if _check_sentinel_settings(conf):
+        return build_async_sentinel_client(conf)
     if _check_cluster_setting(conf):
         return build_async_cluster_client(conf["URL"])
     if conf["URL"] and not conf["CONNECTION"]:
@@ -553,6 +750,8 @@ def _build_async() -> Any:
             raise ConfigurationError(f"ATOMICOPS['URL'] is not a Redis URL: {exc}") from exc
     if is_cluster(get_client()):
         return async_cluster_twin(get_client())
+    if is_sentinel(get_client()):
+        return async_sentinel_twin(get_client())
     return async_twin(get_client())
 
 

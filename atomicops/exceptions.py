@@ -139,3 +139,21 @@ class OutcomeUnknown(RedisUnavailable):
     script already ran. Check the data (or make the operation idempotent) before
     trying again.
     """
+
+
+class NotReplicated(AtomicOpsError):
+    """A write ran on the primary, but fewer replicas than ``WAIT_REPLICAS`` confirmed it
+    within ``WAIT_TIMEOUT_MS``.
+
+    The write WAS applied (do not send it again blindly): it is on the primary, and a
+    failover before it reaches a replica may lose it. ``acked`` replicas confirmed it,
+    ``required`` were asked for; ``result`` is what the call would have returned.
+    """
+
+    def __init__(
+        self, message: str, *, acked: int, required: int, result: Any = None, **context: Any
+    ) -> None:
+        super().__init__(message, **context)
+        self.acked = acked
+        self.required = required
+        self.result = result
