@@ -10,11 +10,11 @@ need around their scripts:
   renewed by one daemon thread per process (a heap of due times), not a thread per
   claim: a request pays a heap push instead of a thread start. Async code gets one task
   per claim, which costs microseconds;
-* :func:`drive` / :func:`adrive`: run a *flow*, a generator that yields the operations
-  to perform and is sent their results (or has their exceptions thrown in), so the
-  decision logic of each feature is written once for sync and async;
-* :func:`wait` / :func:`await_`: block on a wake-up list (``BLPOP``), bounded below the
-  client's own socket timeout.
+* :data:`Flow`: what both write their decision logic as, once for sync and async: a
+  generator yielding their own operations (run the code, call a script), which the
+  engine's runners hand to a ``perform`` callback (``engine.run.run(flow, perform)``);
+* :func:`wait` / :func:`await_`: block on a wake-up list, with the same ``BLPOP`` flow
+  as locks (:func:`atomicops.lease.wake_wait`).
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Generator
 from typing import Any, TypeVar
 
-from redis.exceptions import RedisError
-
 from atomicops import connection
-from atomicops.exceptions import AtomicOpsError, RedisUnavailable
+from atomicops.engine import run as engine_run
+from atomicops.exceptions import AtomicOpsError
+from atomicops.lease import wake_wait
 from atomicops.registry import registry
 
 logger = logging.getLogger("atomicops")
@@ -48,54 +48,11 @@ RENEW_FRACTION = 1 / 3
 RETRY_S = 0.5
 # Every this many new claims, the renewer's heap is rid of finished ones.
 COMPACT_EVERY = 1024
-# Longest single BLPOP when the client has no socket timeout; callers loop past it.
-MAX_WAIT_S = 30.0
 
 
 def new_owner() -> str:
     """A fresh owner token: 128 random bits in hex, unique per claim attempt."""
     return secrets.token_hex(16)
-
-
-# -- running flows -------------------------------------------------------------------
-
-
-def drive(flow: Flow[T], perform: Callable[[Op], Any]) -> T:
-    """Run ``flow`` to its end; ``perform(op)`` does each operation with blocking I/O.
-
-    An exception from ``perform`` is thrown into the flow at the ``yield`` that asked
-    for the operation, so the flow can clean up (release a claim) and re-raise.
-    """
-    try:
-        op = next(flow)
-        while True:
-            try:
-                result = perform(op)
-            except BaseException as exc:  # the flow decides, KeyboardInterrupt included
-                op = flow.throw(exc)
-            else:
-                op = flow.send(result)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    finally:
-        flow.close()
-
-
-async def adrive(flow: Flow[T], perform: Callable[[Op], Awaitable[Any]]) -> T:
-    """The async twin of :func:`drive`: ``perform(op)`` is awaited."""
-    try:
-        op = next(flow)
-        while True:
-            try:
-                result = await perform(op)
-            except BaseException as exc:  # CancelledError too: the flow releases its claim
-                op = flow.throw(exc)
-            else:
-                op = flow.send(result)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    finally:
-        flow.close()
 
 
 # -- renewal ---------------------------------------------------------------------------
@@ -276,41 +233,15 @@ async def _arenew(held: Hold) -> None:
 # -- waiting on a wake-up list ---------------------------------------------------------
 
 
-def _wait_cap(client: Any) -> float:
-    """The longest BLPOP ``client`` can make before its own socket timeout fires."""
-    pool = getattr(client, "connection_pool", None)
-    socket_timeout = (getattr(pool, "connection_kwargs", None) or {}).get("socket_timeout")
-    if not socket_timeout:
-        return MAX_WAIT_S
-    return max(0.01, min(MAX_WAIT_S, float(socket_timeout) * 0.8))
-
-
-def _blpop_args(client: Any, key: str, seconds: float) -> tuple[str, float]:
-    # Redis reads BLPOP's timeout as decimal seconds, and 0 would mean "forever".
-    return key, round(max(0.001, min(seconds, _wait_cap(client))), 3)
-
-
 def wait(key: str, seconds: float, client: Any = None) -> bool:
-    """Block on the wake-up list ``key`` for at most ``seconds`` (one ``BLPOP``).
-
-    True when a token was taken, False on timeout. The wait is capped below the client's
-    socket timeout; callers loop. Raises :class:`RedisUnavailable` when the server
-    cannot be reached (no token was taken then, or it is lost, which only costs a waiter
-    its wait: the callers here re-check when the wait ends).
-    """
+    """Block on the wake-up list ``key`` for at most ``seconds``; True when a token was
+    taken. Raises :class:`RedisUnavailable` when the server cannot be reached (a token
+    then stays or is lost, which only costs a waiter its wait: callers re-check)."""
     client = connection.get_client(client)
-    name, timeout = _blpop_args(client, key, seconds)
-    try:
-        return client.blpop([name], timeout=timeout) is not None
-    except RedisError as exc:
-        raise RedisUnavailable(f"waiting on {name!r} failed: {exc}", key=name) from exc
+    return engine_run.run(wake_wait(client, key, seconds)) is not None
 
 
 async def await_(key: str, seconds: float, client: Any = None) -> bool:
-    """The async twin of :func:`wait`, over ``redis.asyncio``."""
+    """The async twin of :func:`wait`."""
     client = connection.get_async_client(client)
-    name, timeout = _blpop_args(client, key, seconds)
-    try:
-        return await client.blpop([name], timeout=timeout) is not None
-    except RedisError as exc:
-        raise RedisUnavailable(f"waiting on {name!r} failed: {exc}", key=name) from exc
+    return await engine_run.arun(wake_wait(client, key, seconds)) is not None

@@ -32,6 +32,7 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 
 from atomicops import claims
 from atomicops.conf import get_settings
+from atomicops.engine import run as engine_run
 from atomicops.exceptions import AtomicOpsError, InvalidInput, OutcomeUnknown, RedisUnavailable
 from atomicops.identity import digest
 from atomicops.registry import registry
@@ -273,7 +274,7 @@ def get_or_set(
             _done_failed(plan, exc)
             return None
 
-    return claims.drive(_flow(plan), perform)
+    return engine_run.run(_flow(plan), perform)
 
 
 async def aget_or_set(
@@ -325,4 +326,4 @@ async def aget_or_set(
             _done_failed(plan, exc)
             return None
 
-    return await claims.adrive(_flow(plan), perform)
+    return await engine_run.arun(_flow(plan), perform)

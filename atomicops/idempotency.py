@@ -32,6 +32,7 @@ from django.http.response import HttpResponseBase
 
 from atomicops import claims
 from atomicops.conf import get_settings
+from atomicops.engine import run as engine_run
 from atomicops.exceptions import AtomicOpsError, InvalidInput, OutcomeUnknown, RedisUnavailable
 from atomicops.identity import aidentify, digest, identify
 from atomicops.registry import registry
@@ -465,7 +466,7 @@ def idempotent(
                     _after_write(plan, op, result)
                     return result
 
-                return await claims.adrive(_flow(), perform)
+                return await engine_run.arun(_flow(), perform)
 
             return wraps(view)(async_wrapper)  # type: ignore[return-value]
 
@@ -502,7 +503,7 @@ def idempotent(
                 _after_write(plan, op, result)
                 return result
 
-            return claims.drive(_flow(), perform)
+            return engine_run.run(_flow(), perform)
 
         return wraps(view)(wrapper)  # type: ignore[return-value]
 

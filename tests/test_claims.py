@@ -8,6 +8,7 @@ import time
 import pytest
 
 from atomicops import InvalidInput, claims, registry
+from atomicops.engine import run as engine_run
 
 
 def claim(client, key: str, owner: str, lease_ms: int) -> None:
@@ -65,7 +66,7 @@ def test_wait_returns_on_a_token_or_times_out(backend):
     assert time.monotonic() - started < 1
 
 
-def test_drive_throws_failures_into_the_flow():
+def test_the_runner_throws_what_perform_raised_into_the_flow():
     seen = []
 
     def flow():
@@ -81,8 +82,34 @@ def test_drive_throws_failures_into_the_flow():
             raise ValueError("boom")
         return "done"
 
-    assert claims.drive(flow(), perform) == "done"
+    assert engine_run.run(flow(), perform) == "done"
     assert len(seen) == 1
+
+
+async def test_the_async_runner_throws_even_a_cancellation_into_the_flow():
+    released = []
+
+    def flow():
+        try:
+            yield ("run the view",)
+        except asyncio.CancelledError:
+            released.append(True)  # the flow releases its claim, then lets it pass
+            raise
+
+    async def perform(op):
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await engine_run.arun(flow(), perform)
+    assert released == [True]
+
+
+def test_an_operation_nobody_performs_is_a_type_error():
+    def flow():
+        yield ("unknown",)
+
+    with pytest.raises(TypeError, match="no engine operation"):
+        engine_run.run(flow())
 
 
 def test_extend_script_is_fenced(backend):

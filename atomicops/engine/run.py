@@ -6,21 +6,36 @@ also yield a :class:`~atomicops.engine.ops.Pause` or a :class:`~atomicops.engine
 of the slot map (:mod:`~atomicops.engine.topology`), the only other things that wait. An atomicops error from
 the wire (unreachable, outcome unknown) is thrown into the flow at the ``yield`` that
 asked for the round trip, so flows can count it, settle state, or let it pass.
+
+A flow that also runs the caller's code (``@idempotent``'s view, ``get_or_set``'s
+``compute``) yields its own operations for that, and the runner hands them to
+``perform``: whatever ``perform`` raises, ``KeyboardInterrupt`` and ``CancelledError``
+included, is thrown into the flow, which releases its claim and re-raises.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from atomicops.engine import topology, wire
-from atomicops.engine.ops import Flow, Pause, Send, T
+from atomicops.engine.ops import Pause, Refresh, Send, T
 from atomicops.exceptions import AtomicOpsError
 
+_ENGINE_OPS = (Send, Pause, Refresh)
 
-def run(flow: Flow[T]) -> T:
-    """Drive ``flow`` to its end with blocking I/O and return its result."""
+
+def _no_perform(op: Any) -> Any:
+    raise TypeError(f"a flow yielded {op!r}, which is no engine operation")
+
+
+def run(flow: Generator[Any, Any, T], perform: Callable[[Any], Any] = _no_perform) -> T:
+    """Drive ``flow`` to its end with blocking I/O and return its result.
+
+    ``perform(op)``: what to do with an operation of the flow's own (see above).
+    """
     try:
         op = next(flow)
         while True:
@@ -30,9 +45,15 @@ def run(flow: Flow[T]) -> T:
                 elif isinstance(op, Pause):
                     time.sleep(op.seconds)
                     replies = None
-                else:
+                elif isinstance(op, Refresh):
                     replies = topology.refresh(op)
+                else:
+                    replies = perform(op)
             except AtomicOpsError as exc:
+                op = flow.throw(exc)
+            except BaseException as exc:
+                if isinstance(op, _ENGINE_OPS):
+                    raise
                 op = flow.throw(exc)
             else:
                 op = flow.send(replies)
@@ -42,7 +63,13 @@ def run(flow: Flow[T]) -> T:
         flow.close()
 
 
-async def arun(flow: Flow[T]) -> T:
+async def _ano_perform(op: Any) -> Any:
+    _no_perform(op)
+
+
+async def arun(
+    flow: Generator[Any, Any, T], perform: Callable[[Any], Awaitable[Any]] = _ano_perform
+) -> T:
     """Drive ``flow`` to its end over ``redis.asyncio`` and return its result."""
     try:
         op = next(flow)
@@ -53,9 +80,15 @@ async def arun(flow: Flow[T]) -> T:
                 elif isinstance(op, Pause):
                     await asyncio.sleep(op.seconds)
                     replies = None
-                else:
+                elif isinstance(op, Refresh):
                     replies = await topology.arefresh(op)
+                else:
+                    replies = await perform(op)
             except AtomicOpsError as exc:
+                op = flow.throw(exc)
+            except BaseException as exc:
+                if isinstance(op, _ENGINE_OPS):
+                    raise
                 op = flow.throw(exc)
             else:
                 op = flow.send(replies)
