@@ -177,7 +177,7 @@ def rest_settings(conf: Any = None) -> tuple[str, str] | None:
             f"the Upstash REST transport needs ATOMICOPS['{missing}']{source}: "
             "the database's REST URL and token from the Upstash console"
         )
-    clash = [name for name in ("URL", "CONNECTION") if conf[name]] + (
+    clash = [name for name in ("URL", "CONNECTION", "SENTINELS") if conf.get(name)] + (
         ["CLUSTER"] if conf["CLUSTER"] is True else []
     )
     if clash:

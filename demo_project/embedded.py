@@ -69,3 +69,42 @@ def ensure_redis_url() -> str | None:
     os.environ["REDIS_URL"] = url
     os.environ["ATOMICOPS_EMBEDDED"] = "1"
     return url
+
+
+def ensure_rest_url() -> str | None:
+    """With DEMO_REST=1, run the demo over Upstash's REST API; return the REST URL.
+
+    When UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN are set (a real Upstash
+    database) they are used as they are. Otherwise the suite's local REST server
+    (``tests/upstash/server.py``, the Upstash protocol in front of REDIS_URL's server) is
+    started for this process and its children, like the embedded valkey-server.
+    """
+    if os.environ.get("DEMO_REST") != "1":
+        return None
+    if os.environ.get("UPSTASH_REDIS_REST_URL") and os.environ.get("UPSTASH_REDIS_REST_TOKEN"):
+        return os.environ["UPSTASH_REDIS_REST_URL"]
+    from urllib.parse import urlsplit
+
+    from tests.upstash.server import TOKEN
+
+    redis_port = urlsplit(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")).port or 6379
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.upstash.server", str(redis_port)],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    url = process.stdout.readline().strip()
+    if not url:
+        raise RuntimeError("the local REST server did not start")
+
+    def stop() -> None:
+        process.terminate()
+        process.wait()
+
+    atexit.register(stop)
+    os.environ["UPSTASH_REDIS_REST_URL"] = url
+    os.environ["UPSTASH_REDIS_REST_TOKEN"] = TOKEN
+    return url

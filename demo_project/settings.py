@@ -88,6 +88,10 @@ USE_TZ = True
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 ATOMICOPS = {"URL": REDIS_URL, "KEY_PREFIX": "demo"}
+if os.environ.get("DEMO_REST") == "1":
+    # Over Upstash's REST API, with UPSTASH_REDIS_REST_URL / _TOKEN (manage.py starts a
+    # local REST server in front of REDIS_URL's server when they are not set).
+    ATOMICOPS = {"REST": True, "KEY_PREFIX": "demo"}
 
 # Seconds the demo's simulated payment provider takes inside a booking (the slow part
 # the booking lock protects).

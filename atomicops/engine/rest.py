@@ -161,8 +161,38 @@ class RestClient(_Base):
             raise reply
         return reply
 
-    # What the admin's lock listing (atomicops.locks.scan_locks) calls on a redis-py
-    # client: SCAN, and HMGET/PTTL batched in a non-transactional pipeline.
+    # A little of redis-py's client surface, for tools that take "a client" (the admin's
+    # lock listing, the demo's raw commands). atomicops' own calls never use it.
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        """One command as one request, never re-sent; an error reply raised as redis-py's
+        exception (``ResponseError``...), a reply converted by redis-py's callbacks."""
+        name = args[0] if isinstance(args[0], str) else str(args[0])
+        context = Context(name, args[1] if len(args) > 1 else None, script=False)
+        [reply] = roundtrip(Send(self, [(name.upper(), *args[1:])], context))
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    def get(self, key: Any) -> Any:
+        return self.execute_command("GET", key)
+
+    def set(self, key: Any, value: Any) -> Any:
+        return self.execute_command("SET", key, value)
+
+    def delete(self, *keys: Any) -> Any:
+        return self.execute_command("DEL", *keys)
+
+    def pttl(self, key: Any) -> Any:
+        return self.execute_command("PTTL", key)
+
+    def info(self, section: str | None = None) -> Any:
+        return self.execute_command("INFO", *([section] if section else []))
+
+    def script_flush(self) -> Any:
+        return self.execute_command("SCRIPT FLUSH")
+
+    # The lock listing (atomicops.locks.scan_locks): SCAN, and HMGET/PTTL batched.
 
     def scan(self, cursor: int = 0, match: Any = None, count: Any = None) -> Any:
         """``SCAN`` as one request: ``(next cursor, keys)`` like redis-py's."""
@@ -189,24 +219,33 @@ class RestClient(_Base):
 
 
 class RestPipeline:
-    """Read commands queued and sent as one ``/pipeline`` request (not atomic)."""
+    """Commands queued and sent as one ``/pipeline`` request (not atomic, as Upstash's)."""
 
     def __init__(self, client: RestClient) -> None:
         self.client = client
         self.commands: list[tuple[Any, ...]] = []
 
-    def hmget(self, key: Any, *fields: Any) -> RestPipeline:
-        self.commands.append(("HMGET", key, *fields))
+    def execute_command(self, *args: Any) -> RestPipeline:
+        self.commands.append((str(args[0]).upper(), *args[1:]))
         return self
+
+    def hmget(self, key: Any, *fields: Any) -> RestPipeline:
+        return self.execute_command("HMGET", key, *fields)
 
     def pttl(self, key: Any) -> RestPipeline:
-        self.commands.append(("PTTL", key))
-        return self
+        return self.execute_command("PTTL", key)
+
+    def get(self, key: Any) -> RestPipeline:
+        return self.execute_command("GET", key)
+
+    def set(self, key: Any, value: Any) -> RestPipeline:
+        return self.execute_command("SET", key, value)
 
     def execute(self, raise_on_error: bool = True) -> list[Any]:
+        """Every queued command in one ``/pipeline`` request, sent once (it may write)."""
         if not self.commands:
             return []
-        context = Context("reading keys", write=False, script=False)
+        context = Context("a pipeline", script=False)
         replies = roundtrip(Send(self.client, self.commands, context))
         self.commands = []
         if raise_on_error:

@@ -126,6 +126,7 @@ class Request:
     path: str
     commands: list[list[Any]]
     token: str
+    size: int = 0  # bytes of the request body
 
 
 class RestServer:
@@ -314,10 +315,22 @@ class _Handler(BaseHTTPRequestHandler):
             return auth[len("Bearer ") :]
         return parse_qs(urlsplit(self.path).query).get("_token", [""])[0]
 
+    def do_GET(self) -> None:  # noqa: N802
+        # Counts for a client in another process (benchmarks/bench_http.py); not Upstash's.
+        if urlsplit(self.path).path == "/__stats__":
+            requests = self.rest.requests
+            self._answer(200, {"requests": len(requests), "bytes": sum(r.size for r in requests)})
+        else:
+            self._answer(405, {"error": "ERR only POST is served here"})
+
     def do_POST(self) -> None:  # noqa: N802
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
         path = urlsplit(self.path).path.rstrip("/") or "/"
+        if path == "/__clear__":
+            self.rest.clear()
+            self._answer(200, {"result": "OK"})
+            return
         token = self._token()
         if token not in (TOKEN, READONLY_TOKEN):
             self._answer(401, {"error": "WRONGPASS invalid or missing auth token"})
@@ -336,7 +349,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(400, {"error": "ERR a command is a non-empty JSON array"})
             return
         rest = self.rest
-        rest.requests.append(Request(path, commands, token))
+        rest.requests.append(Request(path, commands, token, len(raw)))
         fault = rest._fault_for(commands)
         if fault is not None and fault.kind == "502":
             self._answer(502, b"<html><body>502 Bad Gateway</body></html>")
@@ -387,3 +400,19 @@ class _Handler(BaseHTTPRequestHandler):
                 self._answer(200, [_item(reply, base64_mode) for reply in replies])
         except OSError:
             self.close_connection = True  # the client gave up (a delay past its timeout)
+
+
+def main() -> None:
+    """``python -m tests.upstash.server REDIS_PORT``: serve until killed; prints the URL."""
+    import sys
+
+    rest = RestServer(int(sys.argv[1])).start()
+    print(rest.url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        rest.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -237,3 +237,20 @@ def test_rate_limit_decorator_with_sdk_client(rest, rest_settings):
 
     request = RequestFactory().get("/", REMOTE_ADDR="10.0.0.1")
     assert [view(request).status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_the_small_redis_py_surface_tools_use(rest_settings, direct):
+    """What the lock listing and the demo call on "a client" (never atomicops' calls)."""
+    from redis.exceptions import ResponseError
+
+    client = connection.get_client()
+    assert client.set("k", "v") is True and client.get("k") == b"v"
+    assert client.info("server")["redis_version"] == direct.info("server")["redis_version"]
+    pipe = client.pipeline(transaction=False)
+    pipe.set("p", 1)
+    pipe.get("p")
+    assert pipe.execute() == [True, b"1"]
+    assert client.pttl("k") == -1 and client.delete("k", "p") == 2
+    with pytest.raises(ResponseError, match="unknown command"):
+        client.execute_command("NOSUCHCOMMAND")
+    assert client.script_flush() is True
