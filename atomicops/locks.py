@@ -27,7 +27,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis.exceptions import RedisError
 
@@ -105,6 +105,20 @@ class Lock(Lease):
     async def alocked(self) -> bool:
         """The async twin of :meth:`locked`."""
         return await self._arun(self._count_flow) > 0
+
+    if TYPE_CHECKING:  # inside ``with``, the lock is held: its token is an int
+
+        def __enter__(self) -> HeldLock: ...
+
+        async def __aenter__(self) -> HeldLock: ...
+
+
+if TYPE_CHECKING:
+
+    class HeldLock(Lock):
+        """A :class:`Lock` inside its ``with`` block (for type checkers only)."""
+
+        fencing_token: int
 
 
 def locked(

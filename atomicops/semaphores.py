@@ -14,7 +14,7 @@ Keys of the semaphore called ``name`` (one hash tag, so one cluster slot):
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from atomicops.engine.ops import Call
 from atomicops.exceptions import InvalidInput
@@ -96,3 +96,17 @@ class Semaphore(Lease):
     async def aholders(self) -> int:
         """The async twin of :meth:`holders`."""
         return await self._arun(self._count_flow)
+
+    if TYPE_CHECKING:  # inside ``with``, a slot is held: its token is an int
+
+        def __enter__(self) -> HeldSemaphore: ...
+
+        async def __aenter__(self) -> HeldSemaphore: ...
+
+
+if TYPE_CHECKING:
+
+    class HeldSemaphore(Semaphore):
+        """A :class:`Semaphore` inside its ``with`` block (for type checkers only)."""
+
+        fencing_token: int
