@@ -31,6 +31,7 @@ from atomicops.exceptions import (
     LockError,
     LockNotAcquired,
     LockNotOwned,
+    NotReplicated,
     RedisUnavailable,
 )
 from atomicops.registry import registry, reply_error
@@ -331,7 +332,11 @@ class Lease:
             sent = time.monotonic()
             self._pending = owner
             wait_mode = Wake.WOKEN if self._woken else (Wake.BLOCKS if will_wait else Wake.NO)
-            granted, value = (yield from self._call(client, self._acquire_op(owner, wait_mode)))[:2]
+            try:
+                reply = yield from self._call(client, self._acquire_op(owner, wait_mode))
+            except NotReplicated as exc:
+                reply = yield from self._unreplicated_grant(client, owner, exc)
+            granted, value = reply[:2]
             self._woken = False  # a grant carried the flag on, or a refusal set it
             if granted:
                 self._granted(owner, int(value), sent, self.ttl_ms)
@@ -353,13 +358,47 @@ class Lease:
             if (yield from wake_wait(client, self._wake_key, wait)) is not None:
                 self._woken = True  # a release's token, not a timeout
 
+    def _unreplicated_grant(self, client: Any, owner: str, exc: NotReplicated) -> Flow[Any]:
+        """WAIT_REPLICAS: a grant is only handed out once replicated as asked.
+
+        A grant that too few replicas confirmed could vanish in a failover and be given to
+        a second holder, so it is released (best effort: that release is not replicated
+        either, and the lease runs out anyway) and :class:`NotReplicated` raised: the
+        caller does not hold the lock. A refusal is a refusal (its only write is the
+        wake-up flag), replicated or not.
+        """
+        if not exc.result or not exc.result[0]:
+            return exc.result
+        self._pending = None
+        self._woken = False  # the release below passes any wake-up on
+        try:
+            yield from self._call(client, self._release_op(owner))
+        except AtomicOpsError as release_error:
+            logger.warning("atomicops: releasing the unreplicated grant of %s: %s", self.key,
+                           release_error.message)  # fmt: skip
+        raise NotReplicated(
+            f"{self.kind} {self.name!r} ({self.key}) was granted on the primary (fencing token "
+            f"{exc.result[1]}) but only {exc.acked} of {exc.required} replicas confirmed it, so "
+            "a failover could hand it to another owner: it was released (best effort) and is "
+            "NOT held",
+            acked=exc.acked,
+            required=exc.required,
+            result=exc.result,
+            key=self.key,
+            script=exc.script,
+        ) from exc
+
     def _release_flow(self, client: Any) -> Flow[None]:
         owner = self._owner or self._pending
         if owner is None:
             raise self._not_owned("release() without a successful acquire() on this object")
         self._cancel_renewal()
         op = self._release_op(owner)
-        released = yield from self._call(client, op)
+        try:
+            released = yield from self._call(client, op)
+        except NotReplicated:
+            self._clear()  # released on the primary: this object holds nothing any more
+            raise
         observe.lease_held(self.kind, self.name, self._granted_at)
         if not released:
             self._mark_lost(owner, reported=True)

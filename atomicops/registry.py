@@ -33,7 +33,7 @@ from typing import Any
 from redis import exceptions as redis_errors
 from redis.exceptions import NoScriptError, ResponseError
 
-from atomicops import connection, observe
+from atomicops import connection, observe, replication
 from atomicops.engine import compat, topology
 from atomicops.engine.ops import Context, Flow, Refresh, Send, text
 from atomicops.engine.run import arun, run
@@ -43,6 +43,7 @@ from atomicops.exceptions import (
     ConfigurationError,
     DataError,
     InvalidInput,
+    NotReplicated,
     OutcomeUnknown,
     ReadOnlyViolation,
     RedisUnavailable,
@@ -348,7 +349,11 @@ class Script:
         """
         self.stats.bump("calls")
         try:
-            if observe.watch is None and not topology.is_cluster(client):
+            if (
+                observe.watch is None
+                and replication.active is None
+                and not topology.is_cluster(client)
+            ):
                 # Every hit of every primitive comes here: one generator less than the
                 # general path below, which observers and cluster routing need.
                 return self._result((yield from self._attempt(client, keys, args)), keys)
@@ -408,11 +413,42 @@ class Script:
         return pipe
 
     def _rounds(self, keys: Sequence[Any], args: Sequence[Any], client: Any) -> Flow[Any]:
+        policy = replication.active  # READ_FROM_REPLICAS / WAIT_REPLICAS, or None
+        if policy is not None and policy.error is not None:
+            raise policy.error  # never send a write without the WAIT it was meant to have
+        wait = None if policy is None or self._readonly else policy.wait
         if topology.is_cluster(client):
-            reply = yield from self._routed(keys, args, client)
+            reply = yield from self._routed(keys, args, client, wait)
+        elif policy is not None and policy.replica_reads and self._readonly:
+            # EVALSHA_RO there: a replica refuses a write, so a stray one cannot diverge it.
+            reply = yield from self._attempt(connection.replica_client(client), keys, args)
         else:
-            reply = yield from self._attempt(client, keys, args)
+            reply = yield from self._attempt(client, keys, args, wait=wait)
         return self._result(reply, keys)
+
+    def _waited(self, reply: Any, acked: Any, wait: Sequence[Any], keys: Sequence[Any]) -> Any:
+        """``reply`` once ``WAIT`` (the batch's last command) says enough replicas have the
+        write; :class:`NotReplicated` when fewer do, or when the server refused the WAIT."""
+        if isinstance(reply, Exception):
+            return reply  # the script did not run (NOSCRIPT: sent again with its own WAIT)
+        required = int(wait[1])
+        if isinstance(acked, int) and acked >= required:
+            return reply
+        key = _first(keys)
+        where = f"script {self.name!r}" + (f" on key {key!r}" if key is not None else "")
+        if isinstance(acked, Exception):
+            why, acked = f"the server refused WAIT ({acked})", 0
+        else:
+            why = f"{acked} of {required} replicas acknowledged it within {wait[2]} ms"
+        raise NotReplicated(
+            f"{where} WAS applied on the primary, but {why}: a failover before it reaches "
+            "a replica may lose it. Do not send it again blindly (it was applied).",
+            acked=int(acked),
+            required=required,
+            result=self._result(reply, keys),
+            script=self.name,
+            key=key,
+        )
 
     def _result(self, reply: Any, keys: Sequence[Any]) -> Any:
         """The converted reply; an error reply raised as its atomicops error."""
@@ -437,10 +473,12 @@ class Script:
         keys: Sequence[Any],
         args: Sequence[Any],
         prefix: Sequence[Sequence[Any]] = (),
+        wait: Sequence[Any] | None = None,
     ) -> Flow[Any]:
         """The call on one server: its reply, an error reply as the exception object.
 
         ``prefix``: commands that must come right before the call (``ASKING``).
+        ``wait``: a ``WAIT`` sent right after it in the same batch (WAIT_REPLICAS).
         """
         readonly = self._readonly
         context = Context(self.name, keys[0] if keys else None, not readonly)
@@ -451,14 +489,17 @@ class Script:
         # next time, instead of being taken as loaded.
         version = registry.version
         call = ("EVALSHA_RO" if ro else "EVALSHA", self.sha, len(keys), *keys, *args)
-        if state.loaded_version == version and not prefix:
+        if state.loaded_version == version and not prefix and wait is None:
             reply = (yield Send(target, (call,), context))[0]
         else:
             loads = registry.load_commands() if state.loaded_version != version else []
-            replies = yield Send(target, [*loads, *prefix, call], context)
-            reply = replies[-1]
+            tail = () if wait is None else (wait,)
+            replies = yield Send(target, [*loads, *prefix, call, *tail], context)
+            reply = replies[-1 - len(tail)]
             if loads:
                 registry.note_loads(replies[: len(loads)], state, version)
+            if wait is not None:
+                reply = self._waited(reply, replies[-1], wait, keys)
         if ro:
             if not _is_unknown_command(reply):
                 state.has_ro = True
@@ -473,7 +514,7 @@ class Script:
                 call = ("EVALSHA", self.sha, len(keys), *keys, *args)
                 reply = (yield Send(target, [*prefix, call], context))[-1]
         if isinstance(reply, NoScriptError):
-            reply = yield from self._fallback(target, keys, args, prefix, ro, context)
+            reply = yield from self._fallback(target, keys, args, prefix, ro, context, wait)
         return reply
 
     def _fallback(
@@ -484,6 +525,7 @@ class Script:
         prefix: Sequence[Sequence[Any]],
         ro: bool,
         context: Context,
+        wait: Sequence[Any] | None = None,
     ) -> Flow[Any]:
         """NOSCRIPT: load the registry and run the body, in one more round trip."""
         self.stats.bump("fallbacks")
@@ -497,13 +539,18 @@ class Script:
                 *loads,
                 *prefix,
                 ("EVAL_RO" if ro else "EVAL", self.source, len(keys), *keys, *args),
+                *(() if wait is None else (wait,)),
             ],
             context,
         )
         registry.note_loads(replies[: len(loads)], state, version)
+        if wait is not None:
+            return self._waited(replies[-2], replies[-1], wait, keys)
         return replies[-1]
 
-    def _routed(self, keys: Sequence[Any], args: Sequence[Any], client: Any) -> Flow[Any]:
+    def _routed(
+        self, keys: Sequence[Any], args: Sequence[Any], client: Any, wait: Any = None
+    ) -> Flow[Any]:
         """The call on a cluster: sent again, invisibly, while the nodes prove it did not run.
 
         A redirect (MOVED, ASK, TRYAGAIN, READONLY) is a refusal given before the script
@@ -516,7 +563,7 @@ class Script:
         yield from route.start()
         while True:
             try:
-                reply = yield from self._attempt(route.target, keys, args, route.prefix)
+                reply = yield from self._attempt(route.target, keys, args, route.prefix, wait)
             except RedisUnavailable as exc:
                 if (yield from route.unreachable(exc)):
                     continue

@@ -16,7 +16,8 @@ from typing import Any
 
 from redis._parsers.socket import SocketBuffer
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
-from redis.exceptions import AuthenticationError, BusyLoadingError, ResponseError
+from redis.exceptions import AuthenticationError, BusyLoadingError, ReadOnlyError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 # Errors the server *replied* with: the reply was read whole, the stream is in step.
 # redis-py raises LOADING and NOAUTH as ConnectionError subclasses.
@@ -43,8 +44,30 @@ def read_reply(client: Any, conn: Any, command: Any) -> Any:
         if not isinstance(exc, ResponseError):  # raised by the parser, after a rewind
             _skip_rewound_line(conn)
         return exc
+    except (RedisConnectionError, AttributeError) as exc:  # a parser without a socket: the latter
+        return demoted_reply(exc, conn, getattr(conn, "_sock", True) is None)
     callback = client.response_callbacks.get(command)
     return reply if callback is None else callback(reply)
+
+
+def demoted_reply(exc: Exception, conn: Any, closed: bool) -> Exception:
+    """The reply behind a sentinel connection's ``ConnectionError``; re-raises any other.
+
+    redis-py's ``SentinelManagedConnection.read_response`` turns a READONLY reply (the
+    primary it talks to was demoted by a failover) into ``ConnectionError("The previous
+    master is now a slave")``, after dropping the connection so that the next one asks
+    the sentinels again. The reply was read whole and the script did not run: it is
+    handed back as the ``ReadOnlyError`` it was (``__context__``). The replies after it
+    in the batch cannot be read any more (``closed``: the socket is gone, ``_sock`` /
+    ``_reader``, and the parser fails with an ``AttributeError``); they come back as this
+    same refusal, never as a lost reply. Only a sentinel connection drops its socket in
+    the middle of a batch: anything else is raised as it was.
+    """
+    if isinstance(exc.__context__, ReadOnlyError):
+        return exc.__context__
+    if closed:
+        return ReadOnlyError(f"not read: the connection was dropped by an earlier READONLY ({exc})")
+    raise exc
 
 
 def _skip_rewound_line(conn: Any) -> None:
@@ -60,6 +83,8 @@ async def aread_reply(client: Any, conn: Any, command: Any) -> Any:
         reply = await conn.read_response(disconnect_on_error=False)
     except REPLY_ERRORS as exc:
         return exc
+    except (RedisConnectionError, AttributeError) as exc:
+        return demoted_reply(exc, conn, getattr(conn, "_reader", True) is None)
     callback = client.response_callbacks.get(command)
     if callback is None:
         return reply

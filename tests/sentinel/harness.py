@@ -131,7 +131,9 @@ class SentinelSet:
 
     def __init__(self, binary: str, kind: str, *, replicas: int = 2, sentinels: int = 3):
         self.kind = kind
-        self.service = SERVICE
+        # One name per kind: django-redis keeps its pools per LOCATION for the process,
+        # so a second deployment under the same name would get the first one's pool.
+        self.service = f"{SERVICE}-{kind}"
         self.nodes = [Proc(binary, f"{kind}-data-{i}") for i in range(1 + replicas)]
         self.sentinels = [
             Proc(binary, f"{kind}-sentinel-{i}", sentinel=True) for i in range(sentinels)
@@ -154,12 +156,12 @@ class SentinelSet:
                 node.start()
             for sentinel in self.sentinels:
                 sentinel.args = (
-                    f"sentinel monitor {SERVICE} 127.0.0.1 {first.port} {self.quorum}",
-                    f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}",
+                    f"sentinel monitor {self.service} 127.0.0.1 {first.port} {self.quorum}",
+                    f"sentinel down-after-milliseconds {self.service} {DOWN_AFTER_MS}",
                     # How long a failed failover blocks the next one; also the time a
                     # sentinel waits before re-trying: small, the tests fail over often.
-                    f"sentinel failover-timeout {SERVICE} 4000",
-                    f"sentinel parallel-syncs {SERVICE} {len(others)}",
+                    f"sentinel failover-timeout {self.service} 4000",
+                    f"sentinel parallel-syncs {self.service} {len(others)}",
                 )
                 sentinel.start()
             self.wait_healthy(timeout, sentinels_met=True)
@@ -186,7 +188,7 @@ class SentinelSet:
         return next(node for node in self.nodes if node.port == port)
 
     def announced_primary(self, sentinel: Proc) -> Proc:
-        host, port = sentinel.command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)
+        host, port = sentinel.command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
         return self.by_port(int(port))
 
     def primary(self) -> Proc:
@@ -220,7 +222,7 @@ class SentinelSet:
             if sentinels_met:
                 for sentinel in self.sentinels:
                     with sentinel.client(socket_timeout=1) as client:
-                        facts = client.sentinel_master(SERVICE)
+                        facts = client.sentinel_master(self.service)
                     if facts["num-other-sentinels"] < len(self.sentinels) - 1:
                         return False
             return True
@@ -250,7 +252,7 @@ class SentinelSet:
         replicate it. Sentinel does not pause the old primary first: what it accepts in
         between is lost. Returns (old, new)."""
         old = self.primary()
-        self.sentinels[0].command("SENTINEL", "FAILOVER", SERVICE)
+        self.sentinels[0].command("SENTINEL", "FAILOVER", self.service)
         self._wait(lambda: self.primary() is not old, timeout, "a replica to be promoted")
         new = self.primary()
         self.wait_healthy(timeout)
