@@ -18,7 +18,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 from atomicops import connection, keys, observe, renewal, validate
 from atomicops.engine import run as engine_run
@@ -49,6 +49,20 @@ WAKE_TTL_MS = 10_000
 # Longest single BLPOP when the client has no socket timeout; the loop re-checks then.
 _MAX_WAIT = 30.0
 DEFAULT_RENEW_FRACTION = 1 / 3
+
+
+class LeaseOptions(TypedDict, total=False):
+    """The keyword options of every lease (:class:`Lock`, :class:`Semaphore`, ``@locked``),
+    named once; :class:`Lease` documents and checks them."""
+
+    client: Any
+    timeout: float | None
+    auto_renew: bool
+    renew_fraction: float
+    max_renewals: int | None
+    on_lost: Callable[[Any], Any] | None
+
+
 _TAKEN = (
     "not held by this owner any more (its lease ran out or another owner took it); "
     "nothing was changed"

@@ -27,15 +27,15 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from redis.exceptions import RedisError
 
-from atomicops import connection, keys, validate
+from atomicops import connection, keys
 from atomicops.engine import topology
 from atomicops.engine.ops import Call, text
 from atomicops.exceptions import ConfigurationError, InvalidInput, RedisUnavailable
-from atomicops.lease import DEFAULT_RENEW_FRACTION, WAKE_TTL_MS, Lease, NameLike, Wake, name_and_tag
+from atomicops.lease import WAKE_TTL_MS, Lease, LeaseOptions, NameLike, Wake, name_and_tag
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -122,39 +122,21 @@ if TYPE_CHECKING:
 
 
 def locked(
-    name: NameLike | Callable[..., NameLike],
-    ttl: float,
-    *,
-    client: Any = None,
-    timeout: float | None = None,
-    auto_renew: bool = False,
-    renew_fraction: float = DEFAULT_RENEW_FRACTION,
-    max_renewals: int | None = None,
-    on_lost: Callable[[Any], Any] | None = None,
+    name: NameLike | Callable[..., NameLike], ttl: float, **options: Unpack[LeaseOptions]
 ) -> Callable[[F], F]:
     """Run the decorated function (sync or async) while holding the lock ``name``.
 
     ``name`` may be a callable taking the function's arguments and returning the name
     (e.g. ``lambda order: (order, "ship")``). Each call takes a fresh :class:`Lock` with
-    the other arguments, waits up to ``timeout``, and raises :class:`LockNotAcquired`
-    when it cannot get it, :class:`LockNotOwned` after the call if the lease was lost.
+    the other arguments (:class:`Lock`'s options), waits up to ``timeout``, and raises
+    :class:`LockNotAcquired` when it cannot get it, :class:`LockNotOwned` after the call
+    if the lease was lost.
     """
-    validate.lease_ms(ttl)
-    validate.timeout(timeout, None)
-    options = {
-        "client": client,
-        "timeout": timeout,
-        "auto_renew": auto_renew,
-        "renew_fraction": renew_fraction,
-        "max_renewals": max_renewals,
-        "on_lost": on_lost,
-    }
+    # Bad options (and a bad fixed name) fail at decoration time, not at the first call.
+    Lock("atomicops-options-check" if callable(name) else name, ttl, **options)
 
     def lock_for(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Lock:
         return Lock(name(*args, **kwargs) if callable(name) else name, ttl, **options)
-
-    if not callable(name):
-        lock_for((), {})  # bad names fail at decoration time, not at the first call
 
     def decorate(func: F) -> F:
         if inspect.iscoroutinefunction(func):

@@ -13,12 +13,11 @@ Keys of the semaphore called ``name`` (one hash tag, so one cluster slot):
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from atomicops.engine.ops import Call
 from atomicops.exceptions import InvalidInput
-from atomicops.lease import DEFAULT_RENEW_FRACTION, WAKE_TTL_MS, Lease, NameLike, Wake
+from atomicops.lease import WAKE_TTL_MS, Lease, LeaseOptions, NameLike, Wake
 from atomicops.validate import MAX_EXACT
 
 
@@ -37,28 +36,9 @@ class Semaphore(Lease):
     _key_kind = "sem"
 
     def __init__(
-        self,
-        name: NameLike,
-        limit: int,
-        ttl: float,
-        *,
-        client: Any = None,
-        timeout: float | None = None,
-        auto_renew: bool = False,
-        renew_fraction: float = DEFAULT_RENEW_FRACTION,
-        max_renewals: int | None = None,
-        on_lost: Callable[[Any], Any] | None = None,
+        self, name: NameLike, limit: int, ttl: float, **options: Unpack[LeaseOptions]
     ) -> None:
-        super().__init__(
-            name,
-            ttl,
-            client=client,
-            timeout=timeout,
-            auto_renew=auto_renew,
-            renew_fraction=renew_fraction,
-            max_renewals=max_renewals,
-            on_lost=on_lost,
-        )
+        super().__init__(name, ttl, **options)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_EXACT:
             raise InvalidInput(
                 f"semaphore limit must be an int in [1, 2**53 - 1], got {limit!r}", key=self.key
