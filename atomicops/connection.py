@@ -114,7 +114,7 @@ def client_kind(kind: type) -> str | None:
     """``"sync"`` for a redis-py client, ``"async"`` for a redis.asyncio one, else None.
 
     Upstash's SDK clients count as their kind: :func:`get_client` swaps them for a REST
-    client of atomicops' own on their URL, token and session.
+    client of atomicops' own on their URL and token.
     """
     if issubclass(kind, SYNC_CLIENTS):
         return SYNC
@@ -135,7 +135,7 @@ _sdk_clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def rest_client_of(sdk: Any) -> Any:
-    """atomicops' REST client over an ``upstash_redis`` client's URL, token and session.
+    """atomicops' REST client on an ``upstash_redis`` client's URL and token.
 
     The SDK retries a request whose response was lost, which can apply a write twice;
     atomicops sends its own requests, at most once, with ``SOCKET_TIMEOUT``.

@@ -13,7 +13,8 @@ its own), one HTTP request at a time, keep-alive:
   which changes nothing else.
 
 Printed: hits per second (median of interleaved rounds), HTTP requests per hit and
-request-body bytes per hit (counted by the REST server), and requests per ``bounded_incr``
+request-body bytes per hit (counted by the REST server), the client's CPU time per hit,
+and requests per ``bounded_incr``
 and per ``Lock`` acquire + release. The absolute rates are mostly the local server's
 Python; the ratio and the request counts are the figures. Target: one request per hit
 and at least upstash-ratelimit's rate. Run:
@@ -27,6 +28,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 import urllib.request
 
 from _common import ROOT, compare_rounds, paired, start_server
@@ -71,14 +73,18 @@ class Counts:
         return found["requests"], found["bytes"]
 
 
-def per_call(counts: Counts, fn, n: int = SAMPLE) -> tuple[float, float]:
-    """HTTP requests and request-body bytes per call of ``fn``, counted by the server."""
+def per_call(counts: Counts, fn, n: int = SAMPLE) -> tuple[float, float, float]:
+    """HTTP requests and request-body bytes per call of ``fn`` (counted by the server), and
+    this process's CPU microseconds per call (the client's own cost; the server is in
+    another process)."""
     fn()  # loads, connections
     counts.clear()
+    started = time.process_time()
     for _ in range(n):
         fn()
+    cpu = (time.process_time() - started) / n * 1e6
     requests, size = counts.read()
-    return requests / n, size / n
+    return requests / n, size / n, cpu
 
 
 def main() -> None:
@@ -126,11 +132,11 @@ def main() -> None:
         anchor = "upstash-ratelimit FixedWindow"
         print(f"\nfixed window over REST, {N} hits x {ROUNDS} rounds, local REST server")
         for name, values in rates.items():
-            per, size = requests[name]
+            per, size, cpu = requests[name]
             ratio = paired(values, rates[anchor])
             print(
                 f"  {name:<38} {statistics.median(values):>7,.0f} hits/s  ratio {ratio:.2f}  "
-                f"{per:.2f} requests/hit  ~{size:,.0f} bytes/hit"
+                f"{per:.2f} requests/hit  {size:,.0f} bytes/hit  {cpu:,.0f} us CPU/hit"
             )
 
         counter = per_call(rest, lambda: atomicops.bounded_incr("bench-n", 10**9))

@@ -409,11 +409,9 @@ def is_upstash_async(sdk: Any) -> bool:
     return upstash_sdk_type(type(sdk)) == "async"
 
 
-def upstash_sdk_parts(sdk: Any) -> tuple[str, str, Any]:
-    """URL, token and httpx session of an upstash-redis client: ``_url``, the bearer token
-    in ``_headers["Authorization"]``, ``_http._client`` (``SyncHttpClient`` /
-    ``AsyncHttpClient``, whose ``execute`` retries; atomicops posts on the session itself).
-    """
+def upstash_sdk_parts(sdk: Any) -> tuple[str, str]:
+    """URL and token of an upstash-redis client: ``_url``, and the bearer token in
+    ``_headers["Authorization"]`` (the SDK keeps neither publicly)."""
     auth = sdk._headers["Authorization"]
     token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else auth
-    return sdk._url, token, sdk._http._client
+    return sdk._url, token

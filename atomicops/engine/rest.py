@@ -24,10 +24,13 @@ What failed decides what the caller is told, as on RESP:
 
 There is no retry anywhere below this: the official SDK's retry re-sends a write whose
 response was lost (``tests/upstash/test_sdk_fidelity.py`` measures it applying an
-``INCR`` twice), so atomicops uses an SDK instance's URL, token and HTTP session but
-never its request path.
+``INCR`` twice), so atomicops takes an SDK instance's URL and token but never its
+request path.
 
-httpx (what upstash-redis itself depends on) is imported when a client is built, so the
+The HTTP is httpcore's connection pool (keep-alive, thread-safe; what httpx, and so
+upstash-redis, is built on), without httpx's client layer: its cookies, auth, redirects
+and request building cost a hit about 300 us of CPU that a script call has no use for
+(``benchmarks/bench_http.py``). httpcore is imported when a client first sends, so the
 RESP-only install does not need it.
 """
 
@@ -54,14 +57,14 @@ READONLY_HINT = (
 )
 
 
-def _httpx() -> Any:
+def _httpcore() -> Any:
     try:
-        import httpx
+        import httpcore
     except ImportError as exc:  # pragma: no cover - the upstash extra installs it
         raise ConfigurationError(
-            "the Upstash REST transport needs httpx: pip install 'atomicops[upstash]'"
+            "the Upstash REST transport needs httpcore: pip install 'atomicops[upstash]'"
         ) from exc
-    return httpx
+    return httpcore
 
 
 class RestEndpoint:
@@ -99,7 +102,6 @@ class _Base:
         *,
         timeout: float | None = 5.0,
         connect_timeout: float | None = 2.0,
-        session: Any = None,
         extra_headers: dict[str, str] | None = None,
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
@@ -115,43 +117,43 @@ class _Base:
             "Upstash-Encoding": "base64",
             "Content-Type": "application/json",
         }
+        self.header_list = [(k.encode(), v.encode()) for k, v in self.headers.items()]
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        # httpcore's per-request timeouts: SOCKET_TIMEOUT for each read and write and for a
+        # free connection, SOCKET_CONNECT_TIMEOUT to connect.
+        self.extensions = {
+            "timeout": {
+                "connect": connect_timeout,
+                "read": timeout,
+                "write": timeout,
+                "pool": timeout,
+            }
+        }
         self.connection_pool = RestEndpoint(self.url, timeout)
         self.response_callbacks = compat.resp2_response_callbacks()
         self.requests = 0  # HTTP requests sent by this client (benchmarks, the dashboard)
-        self._session = session
-        self._own_session = session is None
+        self._pool: Any = None
         self._pid = os.getpid()
-        self.request_timeout: Any = None  # an httpx.Timeout, made with the session
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url}>"
 
-    def _httpx_timeout(self) -> Any:
-        # Given with every request: an SDK's session has no timeout of its own.
-        if self.request_timeout is None:
-            httpx = _httpx()
-            self.request_timeout = httpx.Timeout(self.timeout, connect=self.connect_timeout)
-        return self.request_timeout
-
 
 class RestClient(_Base):
-    """A synchronous client of Upstash's REST API: one pooled, keep-alive httpx.Client.
+    """A synchronous client of Upstash's REST API: one keep-alive connection pool.
 
     Built by :mod:`atomicops.connection` from ``ATOMICOPS["REST_URL"]`` and
-    ``["REST_TOKEN"]`` (one per process), or around an ``upstash_redis.Redis`` passed as
-    ``client=`` (sharing its HTTP session). Thread-safe, like httpx.Client.
+    ``["REST_TOKEN"]`` (one per process), or from the URL and token of an
+    ``upstash_redis.Redis`` passed as ``client=``. Thread-safe (httpcore's pool).
     """
 
-    def session(self) -> Any:
+    def pool(self) -> Any:
         # A forked worker must not share its parent's sockets.
-        if self._session is None or (self._own_session and self._pid != os.getpid()):
-            httpx = _httpx()
-            self._session = httpx.Client(timeout=self._httpx_timeout())
+        if self._pool is None or self._pid != os.getpid():
+            self._pool = _httpcore().ConnectionPool()
             self._pid = os.getpid()
-        self._httpx_timeout()
-        return self._session
+        return self._pool
 
     def blpop(self, keys: Sequence[Any], timeout: float = 0) -> Any:
         """``BLPOP`` as one request (what claims' waits call on a redis-py client)."""
@@ -213,9 +215,9 @@ class RestClient(_Base):
         return RestPipeline(self)
 
     def close(self) -> None:
-        if self._own_session and self._session is not None:
-            self._session.close()
-            self._session = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
 
 class RestPipeline:
@@ -256,15 +258,13 @@ class RestPipeline:
 
 
 class AsyncRestClient(_Base):
-    """The asyncio twin of :class:`RestClient`: one httpx.AsyncClient, for one event loop
+    """The asyncio twin of :class:`RestClient`: one connection pool, for one event loop
     (atomicops keeps one per loop, as for redis.asyncio clients)."""
 
-    def session(self) -> Any:
-        if self._session is None:
-            httpx = _httpx()
-            self._session = httpx.AsyncClient(timeout=self._httpx_timeout())
-        self._httpx_timeout()
-        return self._session
+    def pool(self) -> Any:
+        if self._pool is None:
+            self._pool = _httpcore().AsyncConnectionPool()
+        return self._pool
 
     async def blpop(self, keys: Sequence[Any], timeout: float = 0) -> Any:
         """The async twin of :meth:`RestClient.blpop`."""
@@ -275,9 +275,9 @@ class AsyncRestClient(_Base):
         return reply
 
     async def aclose(self) -> None:
-        if self._own_session and self._session is not None:
-            await self._session.aclose()
-            self._session = None
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
 
 
 # -- requests ------------------------------------------------------------------------
@@ -402,16 +402,15 @@ def _is_noperm(data: Any) -> bool:
 
 def _classify(exc: Exception, context: Context, last_try: bool) -> AtomicOpsError | None:
     """The error for a failed request, or None to send a read-only batch again."""
-    import httpx
-
-    if isinstance(exc, (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError)):
+    httpcore = _httpcore()
+    if isinstance(exc, (httpcore.UnsupportedProtocol, httpcore.LocalProtocolError)):
         return ConfigurationError(f"{context.subject()}: cannot send to Upstash: {exc}")
     # Nothing reached the server: no connection, no room in the pool, or the request
     # could not be written whole (a server reads a request's whole body before running it).
     if isinstance(
         exc,
-        (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteError,
-         httpx.WriteTimeout, httpx.ProxyError),
+        (httpcore.ConnectError, httpcore.ConnectTimeout, httpcore.PoolTimeout,
+         httpcore.WriteError, httpcore.WriteTimeout, httpcore.ProxyError),
     ):  # fmt: skip
         return context.unavailable(exc)
     if not last_try:
@@ -420,26 +419,28 @@ def _classify(exc: Exception, context: Context, last_try: bool) -> AtomicOpsErro
 
 
 def _transport_errors() -> tuple[type[Exception], ...]:
-    import httpx
-
-    return (httpx.TransportError, httpx.InvalidURL, _Lost)
+    httpcore = _httpcore()
+    # OSError: what a socket raises that httpcore does not map (an unknown host's
+    # gaierror is mapped to ConnectError).
+    return (httpcore.NetworkError, httpcore.TimeoutException, httpcore.ProtocolError,
+            httpcore.UnsupportedProtocol, httpcore.ProxyError, _Lost)  # fmt: skip
 
 
 def roundtrip(send: Send) -> list[Any]:
     """Send ``send.commands`` as one request to the REST client ``send.target``; every reply."""
     client, batch, context = send
     path, body = request_of(batch, context)
-    session = client.session()
+    pool = client.pool()
     url = client.url + path
     errors = _transport_errors()
     attempts = 1 if context.write else 2
     for attempt in range(attempts):
         try:
             client.requests += 1
-            response = session.post(
-                url, content=body, headers=client.headers, timeout=client.request_timeout
+            response = pool.request(
+                "POST", url, headers=client.header_list, content=body, extensions=client.extensions
             )
-            return replies_of(client, batch, context, response.status_code, response.content)
+            return replies_of(client, batch, context, response.status, response.content)
         except errors as exc:
             error = _classify(exc, context, attempt + 1 == attempts)
             if error is not None:
@@ -451,17 +452,17 @@ async def aroundtrip(send: Send) -> list[Any]:
     """The async twin of :func:`roundtrip`, with the same rules."""
     client, batch, context = send
     path, body = request_of(batch, context)
-    session = client.session()
+    pool = client.pool()
     url = client.url + path
     errors = _transport_errors()
     attempts = 1 if context.write else 2
     for attempt in range(attempts):
         try:
             client.requests += 1
-            response = await session.post(
-                url, content=body, headers=client.headers, timeout=client.request_timeout
+            response = await pool.request(
+                "POST", url, headers=client.header_list, content=body, extensions=client.extensions
             )
-            return replies_of(client, batch, context, response.status_code, response.content)
+            return replies_of(client, batch, context, response.status, response.content)
         except errors as exc:
             error = _classify(exc, context, attempt + 1 == attempts)
             if error is not None:
@@ -473,9 +474,10 @@ async def aroundtrip(send: Send) -> list[Any]:
 
 
 def from_sdk(sdk: Any, *, timeout: float | None, connect_timeout: float | None) -> _Base:
-    """A REST client using an ``upstash_redis`` (or ``upstash_redis.asyncio``) ``Redis``'s
-    URL, token and HTTP session, with atomicops' own requests: no retry, and a timeout
-    (the SDK's session has none)."""
-    url, token, session = compat.upstash_sdk_parts(sdk)
+    """A REST client on an ``upstash_redis`` (or ``upstash_redis.asyncio``) ``Redis``'s URL
+    and token, with atomicops' own requests: no retry, and a timeout (the SDK's have
+    none). Its HTTP session is not borrowed: httpx's client layer costs a call more CPU
+    than the request itself, and its connections stay the SDK's."""
+    url, token = compat.upstash_sdk_parts(sdk)
     cls = AsyncRestClient if compat.is_upstash_async(sdk) else RestClient
-    return cls(url, token, timeout=timeout, connect_timeout=connect_timeout, session=session)
+    return cls(url, token, timeout=timeout, connect_timeout=connect_timeout)

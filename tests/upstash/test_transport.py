@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 
-import httpx
 import pytest
 from django.http import HttpResponse
 from django.test import RequestFactory
@@ -103,9 +102,7 @@ def test_sdk_internals_atomicops_uses(rest):
     """compat.upstash_sdk_parts: the SDK's private names, pinned (tests/test_compat.py's job
     for redis-py)."""
     sdk = SdkRedis(rest.url, TOKEN, allow_telemetry=False)
-    url, token, session = compat.upstash_sdk_parts(sdk)
-    assert (url, token) == (rest.url, TOKEN)
-    assert isinstance(session, httpx.Client)
+    assert compat.upstash_sdk_parts(sdk) == (rest.url, TOKEN)
     assert compat.upstash_sdk_type(SdkRedis) == "sync"
     assert compat.upstash_sdk_type(AsyncSdkRedis) == "async"
     assert compat.upstash_sdk_type(dict) is None
@@ -254,3 +251,44 @@ def test_the_small_redis_py_surface_tools_use(rest_settings, direct):
     with pytest.raises(ResponseError, match="unknown command"):
         client.execute_command("NOSUCHCOMMAND")
     assert client.script_flush() is True
+
+
+@pytest.mark.django_db
+def test_idempotent_and_get_or_set_over_rest(rest_settings, rest, direct):
+    from atomicops import get_or_set, idempotent
+
+    runs = []
+
+    @idempotent()
+    def view(request):
+        runs.append(1)
+        return HttpResponse("made")
+
+    factory = RequestFactory()
+    first = view(factory.post("/", HTTP_IDEMPOTENCY_KEY="k1", REMOTE_ADDR="10.0.0.2"))
+    again = view(factory.post("/", HTTP_IDEMPOTENCY_KEY="k1", REMOTE_ADDR="10.0.0.2"))
+    assert (first.content, again.content, again["Idempotent-Replayed"]) == (
+        b"made",
+        b"made",
+        "true",
+    )
+    assert runs == [1]
+    assert get_or_set("computed", lambda: 42, 60) == 42
+    assert get_or_set("computed", lambda: 43, 60) == 42
+
+
+@pytest.mark.django_db
+def test_idempotent_binary_body_over_rest(rest_settings, rest, caplog):
+    """What differs (docs/http.md): a response body that is not UTF-8 cannot travel as a
+    JSON argument, so it is not kept; the view's answer still goes out, and the key stays
+    claimed until its lease runs out, as after any failed store."""
+    from atomicops import idempotent
+
+    @idempotent(lease=30)
+    def view(request):
+        return HttpResponse(b"\xff\xfe binary")
+
+    request = RequestFactory().post("/", HTTP_IDEMPOTENCY_KEY="k2", REMOTE_ADDR="10.0.0.3")
+    assert view(request).content == b"\xff\xfe binary"
+    assert "not UTF-8" in caplog.text
+    assert view(request).status_code == 409
