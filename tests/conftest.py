@@ -30,7 +30,7 @@ def servers():
         started[name] = Server(name, binary).start()
     yield started
     for server in started.values():
-        server.stop()
+        server.remove()
 
 
 def _require(servers: dict[str, Server], kind: str) -> Server:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
 import redis
 
@@ -40,9 +42,18 @@ def valkey_server_binary() -> str | None:
     return str(path) if Path(path).exists() else None
 
 
+class PortTaken(Exception):
+    """The port chosen for a server was bound by someone else before the server started."""
+
+
 @dataclass
 class Server:
-    """A server process the suite owns."""
+    """A server process the suite owns: its port, its temp dir, its log.
+
+    The one place a test server is started, waited for and stopped; the cluster nodes,
+    the sentinels' servers and the fault tests' servers extend it (:meth:`arguments`,
+    :meth:`ready`, :meth:`new_ports`).
+    """
 
     name: str
     binary: str
@@ -50,14 +61,18 @@ class Server:
     extra: tuple[str, ...] = ()
     process: subprocess.Popen | None = None
     workdir: str = ""
+    start_timeout: ClassVar[float] = 10.0
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> Server:
-        self.workdir = tempfile.mkdtemp(prefix=f"atomicops-{self.name}-")
-        args = [
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def arguments(self) -> list[str]:
+        return [
             self.binary,
             "--port", str(self.port),
             "--bind", "127.0.0.1",
@@ -67,34 +82,81 @@ class Server:
             "--logfile", os.path.join(self.workdir, "server.log"),
             *self.extra,
         ]  # fmt: skip
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.wait_ready()
-        return self
 
-    def wait_ready(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+    def launch(self) -> None:
+        """Start the process without waiting for it. A restart keeps the directory (and
+        so an AOF, an RDB, a cluster's nodes.conf)."""
+        if not self.workdir:
+            self.workdir = tempfile.mkdtemp(prefix=f"atomicops-{self.name}-")
+        self.process = subprocess.Popen(
+            self.arguments(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    def start(self) -> Server:
+        first = self.process is None and not self.workdir
+        for attempt in range(5):
+            self.launch()
+            try:
+                self.wait_ready()
+                return self
+            except PortTaken:
+                # free_port() only said the port was free a moment ago: another process
+                # (or another test) may have bound it since. A first start can move.
+                if not first or attempt == 4:
+                    raise
+                self.new_ports()
+        raise AssertionError("unreachable")
+
+    def new_ports(self) -> None:
+        self.port = free_port()
+
+    def ready(self) -> None:
+        """Raise ``redis.ConnectionError`` until the server answers."""
+        with self.client(socket_connect_timeout=0.5) as client:
+            client.ping()
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (self.start_timeout if timeout is None else timeout)
         while True:
             try:
-                client.ping()
+                self.ready()
                 return
             except redis.ConnectionError:
-                if self.process and self.process.poll() is not None:
-                    raise RuntimeError(f"{self.name} exited: {self.log()}") from None
+                if self.process is not None and self.process.poll() is not None:
+                    log = self.log()
+                    if "Address already in use" in log:
+                        Path(self.workdir, "server.log").unlink(missing_ok=True)
+                        raise PortTaken(self.port) from None
+                    raise RuntimeError(f"{self.name} exited: {log}") from None
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{self.name} did not start: {self.log()}") from None
                 time.sleep(0.02)
-            finally:
-                client.close()
+
+    def client(self, **kwargs: Any) -> redis.Redis:
+        return redis.Redis(port=self.port, **kwargs)
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        with self.client(**kwargs) as client:
+            return client.execute_command(*args)
 
     def log(self) -> str:
         try:
-            return Path(self.workdir, "server.log").read_text()[-2000:]
+            return Path(self.workdir, "server.log").read_text()[-3000:]
         except OSError:
             return ""
 
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """``kill -9``: no shutdown, no goodbye to anyone."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
+        if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(5)
@@ -103,17 +165,19 @@ class Server:
                 self.process.wait()
         self.process = None
 
+    def remove(self) -> None:
+        self.stop()
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
     def restart(self) -> None:
         """Stop and start again on the same port: the script cache is gone."""
         self.stop()
         self.start()
 
     def version(self) -> str:
-        client = redis.Redis(port=self.port)
-        try:
+        with self.client() as client:
             info = client.info("server")
-        finally:
-            client.close()
         return str(info.get("valkey_version") or info["redis_version"])
 
 

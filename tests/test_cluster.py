@@ -51,7 +51,7 @@ def cluster_server(request, servers):
         time.sleep(0.05)
     client.close()
     yield server
-    server.stop()
+    server.remove()
 
 
 @pytest.fixture

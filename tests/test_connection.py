@@ -191,7 +191,7 @@ def test_unix_socket_url(servers, settings, fresh_registry, tmp_path):
         assert script(["c"]) == 1
         assert redis.Redis(unix_socket_path=str(sock)).get("c") == b"1"
     finally:
-        server.stop()
+        server.remove()
 
 
 # -- sync and async on the same settings reach the same server, database and user -------
@@ -205,21 +205,9 @@ BACKENDS = ["django_redis.cache.RedisCache", "django.core.cache.backends.redis.R
 class SecuredServer(Server):
     """A server with ``requirepass`` and an ACL user; pings with the password."""
 
-    def wait_ready(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            client = self.admin(0)
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                if self.process and self.process.poll() is not None:
-                    raise RuntimeError(f"{self.name} exited: {self.log()}") from None
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{self.name} did not start: {self.log()}") from None
-                time.sleep(0.02)
-            finally:
-                client.close()
+    def ready(self) -> None:
+        with self.admin(0) as client:
+            client.ping()
 
     def admin(self, db: int) -> redis.Redis:
         return redis.Redis(port=self.port, password=PASSWORD, db=db, socket_connect_timeout=0.5)
@@ -238,7 +226,7 @@ def secured(request, servers):
     binary = _require(servers, request.param).binary
     server = SecuredServer(f"{request.param}-auth", binary, extra=SECURE).start()
     yield server
-    server.stop()
+    server.remove()
 
 
 def _userinfo(who: str) -> str:
@@ -333,7 +321,7 @@ async def test_unix_socket_cache_alias_with_password_and_database(
         assert async_pool.connection_class is redis.asyncio.connection.UnixDomainSocketConnection
         assert server.admin(3).get("u") == b"2" and server.admin(0).dbsize() == 0
     finally:
-        server.stop()
+        server.remove()
 
 
 def test_ssl_settings_are_carried_to_the_async_twin(settings):

@@ -189,7 +189,7 @@ def own_server(settings):
         "SOCKET_CONNECT_TIMEOUT": 0.5,
     }
     yield server
-    server.stop()
+    server.remove()
 
 
 def test_fail_open_and_fail_closed_with_the_server_stopped(own_server, client, settings, caplog):

@@ -10,64 +10,28 @@ agrees. It also does to the cluster what the tests need done: move slots the way
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import redis
 
-from tests.servers import free_port
+from tests.servers import Server, free_port
 
 SLOTS = 16384
 
 
-class PortTaken(Exception):
-    """The port chosen for a node was bound by someone else before the node started."""
-
-
 @dataclass
-class Node:
-    """One cluster node: a server process on its own port, bus port and directory."""
+class Node(Server):
+    """One cluster node: a server on its own port, cluster bus port and directory."""
 
-    binary: str
-    name: str
-    node_timeout_ms: int
-    port: int = field(default_factory=free_port)
+    node_timeout_ms: int = 1000
     bus_port: int = field(default_factory=free_port)
-    workdir: str = ""
-    process: subprocess.Popen | None = None
     node_id: str = ""
 
-    def start(self) -> Node:
-        first = not self.workdir
-        for attempt in range(5):
-            try:
-                return self._start()
-            except PortTaken:
-                # free_port() only said the port was free a moment ago: another process
-                # (or another test) may have bound it since. A first start can move.
-                if not first or attempt == 4:
-                    raise
-                self.port, self.bus_port = free_port(), free_port()
-        raise AssertionError("unreachable")
-
-    def _start(self) -> Node:
-        if not self.workdir:  # a restart keeps the directory, and so nodes.conf
-            self.workdir = tempfile.mkdtemp(prefix=f"atomicops-{self.name}-")
-        args = [
-            self.binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", self.workdir,
-            "--save", "",
-            "--appendonly", "no",
-            "--logfile", os.path.join(self.workdir, "server.log"),
+    def arguments(self) -> list[str]:
+        return [
+            *super().arguments(),
             "--cluster-enabled", "yes",
             "--cluster-port", str(self.bus_port),
             "--cluster-config-file", "nodes.conf",
@@ -75,66 +39,14 @@ class Node:
             # A replica whose link broke long ago still takes over: the tests kill primaries.
             "--cluster-replica-validity-factor", "0",
         ]  # fmt: skip
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with self.client(socket_connect_timeout=0.5) as client:
-                    client.ping()
-                    self.node_id = client.execute_command("CLUSTER", "MYID").decode()
-                return self
-            except redis.ConnectionError:
-                if self.process.poll() is not None:
-                    log = self.log()
-                    if "Address already in use" in log:
-                        Path(self.workdir, "server.log").unlink(missing_ok=True)
-                        raise PortTaken(self.port) from None
-                    raise RuntimeError(f"{self.name} exited: {log}") from None
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{self.name} did not start: {self.log()}") from None
-                time.sleep(0.02)
 
-    def client(self, **kwargs) -> redis.Redis:
-        return redis.Redis(port=self.port, **kwargs)
+    def new_ports(self) -> None:
+        self.port, self.bus_port = free_port(), free_port()
 
-    def command(self, *args, **kwargs):
-        with self.client(**kwargs) as client:
-            return client.execute_command(*args)
-
-    def log(self) -> str:
-        try:
-            return Path(self.workdir, "server.log").read_text()[-3000:]
-        except OSError:
-            return ""
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        """``kill -9``: no shutdown, no goodbye to the cluster."""
-        if self.running:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait()
-
-    def stop(self) -> None:
-        if self.running:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    def remove(self) -> None:
-        self.stop()
-        if self.workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+    def ready(self) -> None:
+        with self.client(socket_connect_timeout=0.5) as client:
+            client.ping()
+            self.node_id = client.execute_command("CLUSTER", "MYID").decode()
 
 
 class TestCluster:
@@ -153,7 +65,7 @@ class TestCluster:
     ) -> None:
         self.kind = kind
         self.nodes = [
-            Node(binary, f"{kind}-cluster-{index}", node_timeout_ms)
+            Node(f"{kind}-cluster-{index}", binary, node_timeout_ms=node_timeout_ms)
             for index in range(primaries * (1 + replicas))
         ]
         taken: set[int] = set()
