@@ -19,6 +19,7 @@ from atomicops import ConfigurationError, connection
 from atomicops.apps import _UID, _load_on_first_request, load_quietly
 from atomicops.checks import check_connection
 from atomicops.conf import DEFAULTS, get_settings
+from tests.conftest import REAL_KINDS
 from tests.servers import Server, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -219,7 +220,7 @@ SECURE = (
 )  # fmt: skip
 
 
-@pytest.fixture(scope="module", params=["redis", "valkey"])
+@pytest.fixture(scope="module", params=REAL_KINDS)
 def secured(request, servers):
     from tests.conftest import _require
 
