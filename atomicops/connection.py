@@ -242,10 +242,10 @@ def describe_source() -> str:
 
 
 _ACCEPTED = {
-    SYNC: "redis.Redis, redis.cluster.RedisCluster, a pipeline of one, or upstash_redis.Redis",
+    SYNC: "redis.Redis, redis.cluster.RedisCluster or a pipeline of one (or upstash_redis.Redis)",
     ASYNC: (
-        "redis.asyncio.Redis, redis.asyncio.RedisCluster, a pipeline of one, or "
-        "upstash_redis.asyncio.Redis"
+        "redis.asyncio.Redis, redis.asyncio.RedisCluster or a pipeline of one "
+        "(or upstash_redis.asyncio.Redis)"
     ),
 }
 

@@ -85,7 +85,8 @@ def test_missing_connection_is_e001(settings):
         "'django.core.cache.backends.locmem.LocMemCache'; atomicops needs django-redis or "
         "django.core.cache.backends.redis.RedisCache)",
         hint="Set ATOMICOPS = {'URL': 'redis://localhost:6379/0'} or "
-        "{'CONNECTION': '<alias of a django-redis or RedisCache cache>'}.",
+        "{'CONNECTION': '<alias of a django-redis or RedisCache cache>'}, or for Upstash's "
+        "REST API {'REST_URL': 'https://<db>.upstash.io', 'REST_TOKEN': '<token>'}.",
         id="atomicops.E001",
     )
 
