@@ -35,7 +35,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from atomicops import connection, observe, replication
 from atomicops.engine import compat, topology
-from atomicops.engine.ops import Context, Flow, Refresh, Send, text
+from atomicops.engine.ops import Call, Context, Flow, Refresh, Send, text
 from atomicops.engine.run import arun, run
 from atomicops.engine.tally import Tally
 from atomicops.exceptions import (
@@ -423,7 +423,15 @@ class Script:
             # EVALSHA_RO there: a replica refuses a write, so a stray one cannot diverge it.
             reply = yield from self._attempt(connection.replica_client(client), keys, args)
         else:
-            reply = yield from self._attempt(client, keys, args, wait=wait)
+            try:
+                reply = yield from self._attempt(client, keys, args, wait=wait)
+            except NotReplicated:
+                if compat.is_sentinel_client(client):
+                    # Sentinel leaves a demoted primary accepting writes until it
+                    # reconfigures it (up to ~10 s), and a connection stays where it is:
+                    # let the next ones ask the sentinels where the primary is now.
+                    yield Refresh(client)
+                raise
         return self._result(reply, keys)
 
     def _waited(self, reply: Any, acked: Any, wait: Sequence[Any], keys: Sequence[Any]) -> Any:
@@ -449,6 +457,17 @@ class Script:
             script=self.name,
             key=key,
         )
+
+    def prepare(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Call[Any]:
+        """The call as a prepared :class:`~atomicops.engine.ops.Call`, ``keys`` and ``args``
+        checked as calling the script checks them (nothing sent); what batches queue."""
+        keys, args = self._check(keys, args)
+        return Call(self.name, list(keys), list(args))
+
+    def read_reply(self, reply: Any, keys: Sequence[Any] = ()) -> Any:
+        """A raw reply of this script as a call returns it: converted, or an error reply
+        raised as its atomicops error. Batches read their replies with it."""
+        return self._result(reply, keys)
 
     def _result(self, reply: Any, keys: Sequence[Any]) -> Any:
         """The converted reply; an error reply raised as its atomicops error."""

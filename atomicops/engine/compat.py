@@ -211,6 +211,23 @@ def queue_script(pipe: Any, handle: PipelineScript, keys: Any, args: Any) -> Non
     pipe.execute_command("EVALSHA", handle.sha, len(keys), *keys, *args)
 
 
+def is_sentinel_client(client: Any) -> bool:
+    """A client whose pool asks sentinels for its server (``SentinelConnectionPool``,
+    sync or asyncio: it has a ``sentinel_manager``)."""
+    return getattr(getattr(client, "connection_pool", None), "sentinel_manager", None) is not None
+
+
+def sentinel_forget(client: Any) -> None:
+    """Drop the idle connections of a sentinel-managed pool: each one asks the sentinels
+    where the primary is when it connects again (``SentinelManagedConnection.connect``)."""
+    client.connection_pool.disconnect(inuse_connections=False)
+
+
+async def asentinel_forget(client: Any) -> None:
+    """The asyncio twin of :func:`sentinel_forget`."""
+    await client.connection_pool.disconnect(inuse_connections=False)
+
+
 def is_cluster_client(client: Any) -> bool:
     """A sync or asyncio ``RedisCluster`` (or its pipeline): it has a ``nodes_manager``."""
     return hasattr(client, "nodes_manager")

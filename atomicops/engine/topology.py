@@ -190,7 +190,11 @@ async def aprimaries(client: Any) -> list[tuple[str, Any]]:
 
 def refresh(op: Refresh) -> bool:
     """Read the cluster's slot map again; False when no node answered (the call's own
-    error then says what happened)."""
+    error then says what happened). For a sentinel-managed client: drop its idle
+    connections, so the next ones ask the sentinels where the primary is now."""
+    if compat.is_sentinel_client(op.client):
+        compat.sentinel_forget(op.client)
+        return True
     redirects.bump("refreshes")
     try:
         compat.cluster_refresh(op.client, op.moved, op.failed)
@@ -202,6 +206,9 @@ def refresh(op: Refresh) -> bool:
 
 async def arefresh(op: Refresh) -> bool:
     """The asyncio twin of :func:`refresh`; also a client's first reading of its map."""
+    if compat.is_sentinel_client(op.client):
+        await compat.asentinel_forget(op.client)
+        return True
     try:
         if compat.cluster_needs_initialize(op.client):
             await compat.cluster_initialize(op.client)

@@ -207,3 +207,42 @@ async def test_a_django_redis_sentinel_cache_alias_async(sentinel_set, atomic_se
     settings.ATOMICOPS = {"CONNECTION": "sentinel", "LOAD_ON_STARTUP": False}
     assert await aincr("e", 3) == 3
     assert atomic_sentinel.get("e") == b"3"
+
+
+class _AsyncNamesAReplica(_NamesAReplica):
+    async def discover_master(self, service):
+        return super().discover_master(service)
+
+
+async def test_a_demoted_primary_refuses_async_writes_as_server_refused(
+    sentinel_set, atomic_sentinel, settings
+):
+    import redis.asyncio
+    import redis.asyncio.sentinel
+
+    from atomicops import abounded_incr
+
+    configure(settings, sentinel_set, WAIT_REPLICAS=1, WAIT_TIMEOUT_MS=100)
+    manager = _AsyncNamesAReplica(sentinel_set.replicas()[0].address)
+    pool = redis.asyncio.sentinel.SentinelConnectionPool("svc", manager, socket_timeout=2)
+    client = redis.asyncio.Redis(connection_pool=pool)
+    for _ in range(2):
+        with pytest.raises(ServerRefused) as caught:
+            await abounded_incr("ar", 10, client=client)
+        assert caught.value.code == "READONLY"
+    assert manager.asked == 2
+    assert atomic_sentinel.get("ar") is None
+    await client.aclose()
+
+
+def test_not_replicated_makes_the_next_call_ask_the_sentinels(
+    sentinel_set, atomic_sentinel, settings
+):
+    """After a NotReplicated the pool's idle connections are dropped: if the sentinels
+    promoted another node meanwhile, the next call goes there, not to the old primary."""
+    configure(settings, sentinel_set, WAIT_REPLICAS=3, WAIT_TIMEOUT_MS=50)
+    client = connection.get_client()
+    with pytest.raises(NotReplicated):
+        bounded_incr("s", 10)
+    pool = client.connection_pool
+    assert all(conn._sock is None for conn in pool._available_connections)
