@@ -36,9 +36,11 @@ RESP-only install does not need it.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
+import weakref
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -258,13 +260,26 @@ class RestPipeline:
 
 
 class AsyncRestClient(_Base):
-    """The asyncio twin of :class:`RestClient`: one connection pool, for one event loop
-    (atomicops keeps one per loop, as for redis.asyncio clients)."""
+    """The asyncio twin of :class:`RestClient`: one connection pool per event loop.
+
+    An asyncio connection belongs to the loop that opened it. atomicops keeps one client
+    per loop for its own settings, but a client made for an SDK instance lives as long as
+    that instance, which code may use from several loops (``async_to_sync`` makes one
+    per call): so the pool is the running loop's.
+    """
 
     def pool(self) -> Any:
+        loop = asyncio.get_running_loop()
+        found = self._pools.get(loop)
+        if found is None:
+            found = self._pools[loop] = _httpcore().AsyncConnectionPool()
+        return found
+
+    @property
+    def _pools(self) -> weakref.WeakKeyDictionary[Any, Any]:
         if self._pool is None:
-            self._pool = _httpcore().AsyncConnectionPool()
-        return self._pool
+            self._pool = weakref.WeakKeyDictionary()
+        return self._pool  # type: ignore[no-any-return]
 
     async def blpop(self, keys: Sequence[Any], timeout: float = 0) -> Any:
         """The async twin of :meth:`RestClient.blpop`."""
@@ -275,9 +290,10 @@ class AsyncRestClient(_Base):
         return reply
 
     async def aclose(self) -> None:
-        if self._pool is not None:
-            await self._pool.aclose()
-            self._pool = None
+        """Close the running loop's pool."""
+        found = self._pools.pop(asyncio.get_running_loop(), None)
+        if found is not None:
+            await found.aclose()
 
 
 # -- requests ------------------------------------------------------------------------

@@ -292,3 +292,12 @@ def test_idempotent_binary_body_over_rest(rest_settings, rest, caplog):
     assert view(request).content == b"\xff\xfe binary"
     assert "not UTF-8" in caplog.text
     assert view(request).status_code == 409
+
+
+def test_an_async_sdk_client_works_from_several_event_loops(rest, rest_settings):
+    """async_to_sync runs each call in a loop of its own: connections are per loop."""
+    import asyncio
+
+    sdk = AsyncSdkRedis(rest.url, TOKEN, allow_telemetry=False)
+    assert asyncio.run(atomicops.aincr("loops", client=sdk)) == 1
+    assert asyncio.run(atomicops.aincr("loops", client=sdk)) == 2
