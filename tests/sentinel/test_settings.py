@@ -115,3 +115,19 @@ def test_not_replicated_is_public_and_carries_its_figures():
     import atomicops
 
     assert "NotReplicated" in atomicops.__all__ and atomicops.NotReplicated is NotReplicated
+
+
+def test_fakeredis_has_no_wait_and_says_so(settings):
+    """fakeredis has no replicas, no WAIT and no sentinel: a write under WAIT_REPLICAS is
+    applied and then reported as not replicated, never silently taken as replicated."""
+    import fakeredis
+
+    from atomicops import bounded_incr, get_counter
+
+    _settings(settings, URL="redis://127.0.0.1:1/0", WAIT_REPLICAS=1, WAIT_TIMEOUT_MS=10)
+    fake = fakeredis.FakeRedis()
+    with pytest.raises(NotReplicated, match="refused WAIT") as caught:
+        bounded_incr("k", 5, client=fake)
+    assert (caught.value.acked, caught.value.required) == (0, 1)
+    assert fake.get("k") == b"1"  # applied, as the error says
+    assert get_counter("k", client=fake) == 1  # reads send no WAIT
