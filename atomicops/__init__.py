@@ -1,5 +1,6 @@
 """atomicops: atomic primitives for Django on Redis, one Lua script per operation."""
 
+from atomicops.batch import AsyncBatch, Batch, BatchResult, abatch, batch
 from atomicops.cas import (
     acompare_and_delete,
     acompare_and_set,
@@ -25,6 +26,7 @@ from atomicops.decorators import rate_limit
 from atomicops.descriptors import AtomicCounter, BoundCounter
 from atomicops.exceptions import (
     AtomicOpsError,
+    BatchNotSent,
     ConfigurationError,
     CrossSlotError,
     DataError,
@@ -105,6 +107,13 @@ __all__ = [
     "RateLimitResult",
     "RateLimited",
     "rate_limit",
+    # batches: many calls, one round trip per server
+    "batch",
+    "abatch",
+    "Batch",
+    "AsyncBatch",
+    "BatchResult",
+    "BatchNotSent",
     # idempotency keys and stampede-free caching
     "idempotent",
     "get_or_set",

@@ -49,7 +49,8 @@ def _value(value: Any, what: str, key: str) -> str | bytes:
     return str(value)
 
 
-def _compare_and_set(key: KeyLike, expected: Value | None, new: Value, ttl: TTL) -> Call[bool]:
+def compare_and_set_call(key: KeyLike, expected: Value | None, new: Value, ttl: TTL) -> Call[bool]:
+    """The :func:`compare_and_set` call, prepared and checked (nothing sent): batches reuse it."""
     resolved, name = resolve(key)
     if new is None:
         raise InvalidInput(
@@ -63,7 +64,8 @@ def _compare_and_set(key: KeyLike, expected: Value | None, new: Value, ttl: TTL)
     return Call(CAS_SET, [resolved], args, bool)
 
 
-def _compare_and_delete(key: KeyLike, expected: Value) -> Call[bool]:
+def compare_and_delete_call(key: KeyLike, expected: Value) -> Call[bool]:
+    """The :func:`compare_and_delete` call, prepared and checked (nothing sent)."""
     resolved, name = resolve(key)
     if expected is None:
         raise InvalidInput(
@@ -93,7 +95,7 @@ def compare_and_set(
     list, hash or other non-string type; unchanged), :class:`RedisUnavailable` /
     :class:`OutcomeUnknown` (server unreachable / reply lost: check before retrying).
     """
-    return run(_compare_and_set(key, expected, new, ttl), client)
+    return run(compare_and_set_call(key, expected, new, ttl), client)
 
 
 async def acompare_and_set(
@@ -105,7 +107,7 @@ async def acompare_and_set(
     client: Any = None,
 ) -> bool:
     """The async twin of :func:`compare_and_set`; same script, same rules."""
-    return await arun(_compare_and_set(key, expected, new, ttl), client)
+    return await arun(compare_and_set_call(key, expected, new, ttl), client)
 
 
 def compare_and_delete(key: KeyLike, expected: Value, *, client: Any = None) -> bool:
@@ -116,9 +118,9 @@ def compare_and_delete(key: KeyLike, expected: Value, *, client: Any = None) -> 
     value), :class:`DataError` (the key holds a non-string type; unchanged),
     :class:`RedisUnavailable` / :class:`OutcomeUnknown`.
     """
-    return run(_compare_and_delete(key, expected), client)
+    return run(compare_and_delete_call(key, expected), client)
 
 
 async def acompare_and_delete(key: KeyLike, expected: Value, *, client: Any = None) -> bool:
     """The async twin of :func:`compare_and_delete`; same script, same rules."""
-    return await arun(_compare_and_delete(key, expected), client)
+    return await arun(compare_and_delete_call(key, expected), client)

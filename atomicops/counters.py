@@ -80,7 +80,8 @@ def _counter_result(reply: Any) -> CounterResult:
     return CounterResult(value=int(value), applied=bool(applied))
 
 
-def _bounded_incr(key: KeyLike, limit: int, amount: int, ttl: TTL) -> Call[CounterResult]:
+def bounded_incr_call(key: KeyLike, limit: int, amount: int, ttl: TTL) -> Call[CounterResult]:
+    """The :func:`bounded_incr` call, prepared and checked (nothing sent): batches reuse it."""
     resolved, name = resolve(key)
     limit = _int(limit, "limit", name, minimum=0)
     amount = _int(amount, "amount", name, minimum=1)
@@ -88,7 +89,8 @@ def _bounded_incr(key: KeyLike, limit: int, amount: int, ttl: TTL) -> Call[Count
     return Call(BOUNDED_INCR, [resolved], [limit, amount, expiry], _counter_result)
 
 
-def _bounded_decr(key: KeyLike, floor: int, amount: int, ttl: TTL) -> Call[CounterResult]:
+def bounded_decr_call(key: KeyLike, floor: int, amount: int, ttl: TTL) -> Call[CounterResult]:
+    """The :func:`bounded_decr` call, prepared and checked (nothing sent)."""
     resolved, name = resolve(key)
     floor = _int(floor, "floor", name)
     amount = _int(amount, "amount", name, minimum=1)
@@ -96,7 +98,8 @@ def _bounded_decr(key: KeyLike, floor: int, amount: int, ttl: TTL) -> Call[Count
     return Call(BOUNDED_DECR, [resolved], [floor, amount, expiry], _counter_result)
 
 
-def _incr(key: KeyLike, amount: int, ttl: TTL) -> Call[int]:
+def incr_call(key: KeyLike, amount: int, ttl: TTL) -> Call[int]:
+    """The :func:`incr` call, prepared and checked (nothing sent)."""
     resolved, name = resolve(key)
     amount = _int(amount, "amount", name)
     expiry = ttl_ms(ttl, name)
@@ -121,19 +124,22 @@ def _float_text(value: Any, key: str) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def _incr_float(key: KeyLike, amount: int | float | Decimal, ttl: TTL) -> Call[Decimal]:
+def incr_float_call(key: KeyLike, amount: int | float | Decimal, ttl: TTL) -> Call[Decimal]:
+    """The :func:`incr_float` call, prepared and checked (nothing sent)."""
     resolved, name = resolve(key)
     amount_text = _float_text(amount, name)
     expiry = ttl_ms(ttl, name)
     return Call(INCR_FLOAT, [resolved], [amount_text, expiry], lambda reply: reply)
 
 
-def _get(key: KeyLike) -> Call[int]:
+def get_counter_call(key: KeyLike) -> Call[int]:
+    """The :func:`get_counter` call, prepared and checked (nothing sent)."""
     resolved, _ = resolve(key)
     return Call(GET, [resolved], [], int)
 
 
-def _reset(key: KeyLike) -> Call[int]:
+def reset_counter_call(key: KeyLike) -> Call[int]:
+    """The :func:`reset_counter` call, prepared and checked (nothing sent)."""
     resolved, _ = resolve(key)
     return Call(RESET, [resolved], [], int)
 
@@ -154,14 +160,14 @@ def bounded_incr(
     key holds a non-integer, another type, or a value beyond +-(2**53 - 1); unchanged),
     :class:`RedisUnavailable` / :class:`OutcomeUnknown` (server unreachable / reply lost).
     """
-    return run(_bounded_incr(key, limit, amount, ttl), client)
+    return run(bounded_incr_call(key, limit, amount, ttl), client)
 
 
 async def abounded_incr(
     key: KeyLike, limit: int, amount: int = 1, *, ttl: TTL = None, client: Any = None
 ) -> CounterResult:
     """The async twin of :func:`bounded_incr`; same script, same rules."""
-    return await arun(_bounded_incr(key, limit, amount, ttl), client)
+    return await arun(bounded_incr_call(key, limit, amount, ttl), client)
 
 
 def bounded_decr(
@@ -177,14 +183,14 @@ def bounded_decr(
     ``amount`` not one in [1, 2**53 - 1], ``ttl`` <= 0), :class:`DataError`,
     :class:`RedisUnavailable` / :class:`OutcomeUnknown`, as :func:`bounded_incr`.
     """
-    return run(_bounded_decr(key, floor, amount, ttl), client)
+    return run(bounded_decr_call(key, floor, amount, ttl), client)
 
 
 async def abounded_decr(
     key: KeyLike, floor: int, amount: int = 1, *, ttl: TTL = None, client: Any = None
 ) -> CounterResult:
     """The async twin of :func:`bounded_decr`; same script, same rules."""
-    return await arun(_bounded_decr(key, floor, amount, ttl), client)
+    return await arun(bounded_decr_call(key, floor, amount, ttl), client)
 
 
 def incr(key: KeyLike, amount: int = 1, *, ttl: TTL = None, client: Any = None) -> int:
@@ -200,12 +206,12 @@ def incr(key: KeyLike, amount: int = 1, *, ttl: TTL = None, client: Any = None) 
     would pass the 64-bit range; unchanged), :class:`RedisUnavailable` /
     :class:`OutcomeUnknown`.
     """
-    return run(_incr(key, amount, ttl), client)
+    return run(incr_call(key, amount, ttl), client)
 
 
 async def aincr(key: KeyLike, amount: int = 1, *, ttl: TTL = None, client: Any = None) -> int:
     """The async twin of :func:`incr`; same script, same rules."""
-    return await arun(_incr(key, amount, ttl), client)
+    return await arun(incr_call(key, amount, ttl), client)
 
 
 def incr_float(
@@ -223,14 +229,14 @@ def incr_float(
     0), :class:`DataError` (the key holds a non-number or another type, or the result
     would be infinite; unchanged), :class:`RedisUnavailable` / :class:`OutcomeUnknown`.
     """
-    return run(_incr_float(key, amount, ttl), client)
+    return run(incr_float_call(key, amount, ttl), client)
 
 
 async def aincr_float(
     key: KeyLike, amount: int | float | Decimal, *, ttl: TTL = None, client: Any = None
 ) -> Decimal:
     """The async twin of :func:`incr_float`; same script, same rules."""
-    return await arun(_incr_float(key, amount, ttl), client)
+    return await arun(incr_float_call(key, amount, ttl), client)
 
 
 def get_counter(key: KeyLike, *, client: Any = None) -> int:
@@ -239,12 +245,12 @@ def get_counter(key: KeyLike, *, client: Any = None) -> int:
     A read-only script (``EVALSHA_RO`` where the server has it), one round trip.
     Raises :class:`DataError` when the key holds a non-integer or another type.
     """
-    return run(_get(key), client)
+    return run(get_counter_call(key), client)
 
 
 async def aget_counter(key: KeyLike, *, client: Any = None) -> int:
     """The async twin of :func:`get_counter`; same script, same rules."""
-    return await arun(_get(key), client)
+    return await arun(get_counter_call(key), client)
 
 
 def reset_counter(key: KeyLike, *, client: Any = None) -> int:
@@ -256,9 +262,9 @@ def reset_counter(key: KeyLike, *, client: Any = None) -> int:
     Raises :class:`DataError` when the key holds a non-integer or another type (it is
     left in place).
     """
-    return run(_reset(key), client)
+    return run(reset_counter_call(key), client)
 
 
 async def areset_counter(key: KeyLike, *, client: Any = None) -> int:
     """The async twin of :func:`reset_counter`; same script, same rules."""
-    return await arun(_reset(key), client)
+    return await arun(reset_counter_call(key), client)

@@ -94,6 +94,11 @@ class RateLimited(AtomicOpsError):
         return int(self.result.retry_after_ms)
 
 
+class BatchNotSent(AtomicOpsError):
+    """A batched call's ``.result()`` was asked for before its batch was sent: still
+    inside the ``with batch()`` block, or the block raised and nothing was sent."""
+
+
 class CrossSlotError(AtomicOpsError):
     """Keys of one call hash to different cluster slots; nothing was sent."""
 
