@@ -95,8 +95,6 @@ class RestEndpoint:
 class _Base:
     """What the sync and the async REST client share: everything but the I/O."""
 
-    readonly_token = False  # unknown until a NOPERM says so; only used in messages
-
     def __init__(
         self,
         url: str,
@@ -134,7 +132,6 @@ class _Base:
         }
         self.connection_pool = RestEndpoint(self.url, timeout)
         self.response_callbacks = compat.resp2_response_callbacks()
-        self.requests = 0  # HTTP requests sent by this client (benchmarks, the dashboard)
         self._pool: Any = None
         self._pid = os.getpid()
 
@@ -153,7 +150,8 @@ class RestClient(_Base):
     def pool(self) -> Any:
         # A forked worker must not share its parent's sockets.
         if self._pool is None or self._pid != os.getpid():
-            self._pool = _httpcore().ConnectionPool()
+            # No bound, as redis-py's pools: a threaded server's every thread may call at once.
+            self._pool = _httpcore().ConnectionPool(max_connections=None)
             self._pid = os.getpid()
         return self._pool
 
@@ -272,7 +270,7 @@ class AsyncRestClient(_Base):
         loop = asyncio.get_running_loop()
         found = self._pools.get(loop)
         if found is None:
-            found = self._pools[loop] = _httpcore().AsyncConnectionPool()
+            found = self._pools[loop] = _httpcore().AsyncConnectionPool(max_connections=None)
         return found
 
     @property
@@ -385,7 +383,7 @@ def replies_of(
             f"{': ' + str(words) if words else ''}); nothing was applied; {AUTH_HINT}",
             script=context.what if context.script else None,
         )
-    if status >= 500 or data is None:
+    if status >= 500:
         raise _Lost(f"HTTP {status} without an answer from Redis")
     if status in (404, 405):
         raise ConfigurationError(
@@ -393,18 +391,23 @@ def replies_of(
             "REST endpoint (ATOMICOPS['REST_URL'] is the database's REST URL, "
             "https://<name>.upstash.io); nothing was applied"
         )
-    if isinstance(data, dict):
-        if "result" not in data and "error" not in data:
-            raise _Lost(f"HTTP {status} with an unexpected body")
-        if len(batch) == 1:
-            return [_reply(client, data, batch[0])]
-        # The whole pipeline was refused (a malformed request): no command ran.
-        return [error_reply(str(data.get("error")))] * len(batch)
-    if not isinstance(data, list) or len(data) != len(batch):
-        raise _Lost(f"HTTP {status} with {len(data) if isinstance(data, list) else 'no'} replies")
+    upstash = isinstance(data, list) or (
+        isinstance(data, dict) and ("result" in data or "error" in data)
+    )
+    if not upstash:
+        if status >= 400:  # refused in front of Redis (413, 429...): nothing ran
+            raise context.unavailable(Exception(f"HTTP {status} from {client.url}"))
+        raise _Lost(f"HTTP {status} with a body that is not Upstash's")
     try:
+        if isinstance(data, dict):
+            if len(batch) == 1:
+                return [_reply(client, data, batch[0])]
+            # The whole pipeline was refused (a malformed request): no command ran.
+            return [error_reply(str(data.get("error")))] * len(batch)
+        if len(data) != len(batch):
+            raise ValueError(f"{len(data)} replies to {len(batch)} commands")
         return [_reply(client, item, command) for item, command in zip(data, batch, strict=True)]
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:  # binascii.Error is a ValueError
         raise _Lost(f"an unreadable reply ({exc})") from exc
 
 
@@ -452,7 +455,6 @@ def roundtrip(send: Send) -> list[Any]:
     attempts = 1 if context.write else 2
     for attempt in range(attempts):
         try:
-            client.requests += 1
             response = pool.request(
                 "POST", url, headers=client.header_list, content=body, extensions=client.extensions
             )
@@ -474,7 +476,6 @@ async def aroundtrip(send: Send) -> list[Any]:
     attempts = 1 if context.write else 2
     for attempt in range(attempts):
         try:
-            client.requests += 1
             response = await pool.request(
                 "POST", url, headers=client.header_list, content=body, extensions=client.extensions
             )

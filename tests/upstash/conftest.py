@@ -50,6 +50,6 @@ def rest_settings(rest, settings):
         "REST_TOKEN": TOKEN,
         "LOAD_ON_STARTUP": False,
         "STATS_FLUSH_INTERVAL": 0,
-        "SOCKET_TIMEOUT": 0.5,
+        "SOCKET_TIMEOUT": 3.0,  # generous: CI machines are shared
     }
     return settings.ATOMICOPS
