@@ -31,6 +31,10 @@ SERVICE = "atomicops-test"
 DOWN_AFTER_MS = 500
 
 
+class PortTaken(Exception):
+    """The port chosen for a process was bound by someone else before it started."""
+
+
 @dataclass
 class Proc:
     """One server or sentinel process on its own port and directory."""
@@ -44,6 +48,20 @@ class Proc:
     process: subprocess.Popen | None = None
 
     def start(self) -> Proc:
+        first = not self.workdir
+        for attempt in range(5):
+            try:
+                return self._start()
+            except PortTaken:
+                # free_port() only said the port was free a moment ago: another process
+                # may have bound it since. A first start can move; a restart cannot.
+                if not first or attempt == 4:
+                    raise
+                self.port = free_port()
+                Path(self.workdir, "sentinel.conf").unlink(missing_ok=True)
+        raise AssertionError("unreachable")
+
+    def _start(self) -> Proc:
         if not self.workdir:  # a restart keeps the directory (a sentinel's rewritten conf)
             self.workdir = tempfile.mkdtemp(prefix=f"atomicops-{self.name}-")
         log = os.path.join(self.workdir, "server.log")
@@ -76,7 +94,11 @@ class Proc:
                 return self
             except redis.ConnectionError:
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"{self.name} exited: {self.log()}") from None
+                    log = self.log()
+                    if "Address already in use" in log:
+                        Path(self.workdir, "server.log").unlink(missing_ok=True)
+                        raise PortTaken(self.port) from None
+                    raise RuntimeError(f"{self.name} exited: {log}") from None
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{self.name} did not start: {self.log()}") from None
                 time.sleep(0.02)

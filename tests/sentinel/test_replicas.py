@@ -246,3 +246,18 @@ def test_not_replicated_makes_the_next_call_ask_the_sentinels(
         bounded_incr("s", 10)
     pool = client.connection_pool
     assert all(conn._sock is None for conn in pool._available_connections)
+
+
+async def test_async_writes_wait_for_replicas_too(sentinel_set, atomic_sentinel, settings):
+    from atomicops import abounded_incr
+
+    configure(settings, sentinel_set, WAIT_REPLICAS=2, WAIT_TIMEOUT_MS=2000)
+    assert (await abounded_incr("aw", 10)).value == 1
+    for node in sentinel_set.replicas():
+        with node.client() as client:
+            assert client.get("aw") == b"1"
+    configure(settings, sentinel_set, WAIT_REPLICAS=3, WAIT_TIMEOUT_MS=100)
+    with pytest.raises(NotReplicated) as caught:
+        await abounded_incr("aw", 10)
+    assert (caught.value.acked, caught.value.required) == (2, 3)
+    assert atomic_sentinel.get("aw") == b"2"
