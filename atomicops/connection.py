@@ -360,6 +360,7 @@ def check_settings() -> None:
     elif _check_sentinel_settings(conf):
         check_replication_settings(conf)  # a sentinel client is built with no I/O either
     elif _check_cluster_setting(conf):
+        check_replication_settings(conf)
         check_cluster_url(conf["URL"])
     else:
         build_client()

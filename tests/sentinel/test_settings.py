@@ -131,3 +131,13 @@ def test_fakeredis_has_no_wait_and_says_so(settings):
     assert (caught.value.acked, caught.value.required) == (0, 1)
     assert fake.get("k") == b"1"  # applied, as the error says
     assert get_counter("k", client=fake) == 1  # reads send no WAIT
+
+
+def test_manage_py_check_reports_unusable_sentinel_settings(settings):
+    from django.core import checks
+
+    _settings(settings, SENTINELS=SENTINELS)  # no SERVICE
+    errors = [m for m in checks.run_checks() if m.id == "atomicops.E001"]
+    assert errors and "SERVICE" in errors[0].msg
+    _settings(settings, URL="redis://h:1/0", CLUSTER=True, WAIT_TIMEOUT_MS=0, WAIT_REPLICAS=1)
+    assert [m.id for m in checks.run_checks() if m.id == "atomicops.E001"]
