@@ -22,10 +22,12 @@ from rest_framework.exceptions import APIException
 from rest_framework.settings import api_settings
 
 from atomicops import keys
+from atomicops.calls import run
 from atomicops.conf import get_settings
 from atomicops.exceptions import RedisUnavailable, ScriptBusyError
 from atomicops.identity import client_ip
-from atomicops.ratelimit import RateLimitResult, sliding_window
+from atomicops.observe import rate_limit_hit
+from atomicops.ratelimit import RateLimitResult, sliding_window_call
 
 __all__ = [
     "AnonRateThrottle",
@@ -129,9 +131,11 @@ class SimpleRateThrottle(throttling.SimpleRateThrottle):
             )
             return self.throttle_failure()
         try:
-            self.result = sliding_window(
-                self.redis_key(self.key), self.num_requests, window_ms, client=self.client
-            )
+            # Counted per scope in the metrics (as @rate_limit counts per group), not all
+            # throttles under the function's name.
+            call = sliding_window_call(self.redis_key(self.key), self.num_requests, window_ms, 1)
+            group = f"drf:{getattr(self, 'scope', None) or type(self).__name__}"
+            self.result = rate_limit_hit(group, run(call, self.client))
         except _UNAVAILABLE as exc:
             return self._unavailable(exc)
         return self.throttle_success() if self.result.allowed else self.throttle_failure()

@@ -17,8 +17,8 @@ Every name starts with ``atomicops_``:
 =============================================  ================================================
 
 ``prefix`` is a lease name up to its first ``:`` (:func:`atomicops.observe.lease_prefix`);
-``group`` is a ``@rate_limit`` group, or the function's name (``fixed_window``...) for
-direct calls. The metrics live in prometheus_client's default registry, which
+``group`` is a ``@rate_limit`` group, ``drf:<scope>`` for a DRF throttle, or the
+function's name (``fixed_window``...) for direct calls. The metrics live in prometheus_client's default registry, which
 django-prometheus' ``/metrics`` exports; they are counters and histograms, so
 prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``) sums them across
 workers. :func:`metrics_view` serves them where django-prometheus is not installed.

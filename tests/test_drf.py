@@ -109,13 +109,25 @@ def test_wait_is_seconds_until_the_next_admission(backend):
 def test_one_round_trip_per_request(backend, monkeypatch):
     # Each hit is exactly one sliding-window script call, whatever the outcome.
     calls = []
-    real = drf.sliding_window
-    monkeypatch.setattr(drf, "sliding_window", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = drf.run
+    monkeypatch.setattr(drf, "run", lambda call, client: calls.append(call) or real(call, client))
     view, address = api_view(ThreePerMinute), fresh_address()
     for _ in range(5):
         get(view, address)
     assert len(calls) == 5
-    assert all(key.startswith("atomicops:throttle:{throttle_anon_ip:") for key, *_ in calls)
+    assert {call.script for call in calls} == {"ratelimit_sliding_window"}
+    assert all(c.keys[0].startswith("atomicops:throttle:{throttle_anon_ip:") for c in calls)
+
+
+def test_metrics_count_each_scope_as_its_own_group(backend, monkeypatch):
+    seen = []
+    monkeypatch.setattr(
+        drf, "rate_limit_hit", lambda group, r: seen.append((group, r.allowed)) or r
+    )
+    view, address = api_view(ThreePerMinute), fresh_address()
+    for _ in range(4):
+        get(view, address)
+    assert seen == [("drf:anon", True)] * 3 + [("drf:anon", False)]
 
 
 @pytest.mark.django_db
