@@ -107,26 +107,22 @@ ASYNC_CLIENTS = (
     rest.AsyncRestClient,
 )
 SYNC, ASYNC = "sync", "async"
+# Upstash's SDK clients (upstash_redis): get_client / get_async_client swap them for a
+# REST client of atomicops' own on their URL and token. A kind of their own, so that
+# telling a redis-py client apart stays one lookup on the call path.
+SDK_SYNC, SDK_ASYNC = "upstash sync", "upstash async"
+_SDK_KINDS = {"sync": SDK_SYNC, "async": SDK_ASYNC}
 
 
 @_per_type
 def client_kind(kind: type) -> str | None:
-    """``"sync"`` for a redis-py client, ``"async"`` for a redis.asyncio one, else None.
-
-    Upstash's SDK clients count as their kind: :func:`get_client` swaps them for a REST
-    client of atomicops' own on their URL and token.
-    """
+    """``"sync"`` for a redis-py client, ``"async"`` for a redis.asyncio one,
+    :data:`SDK_SYNC` / :data:`SDK_ASYNC` for Upstash's SDK clients, else None."""
     if issubclass(kind, SYNC_CLIENTS):
         return SYNC
     if issubclass(kind, ASYNC_CLIENTS):
         return ASYNC
-    return compat.upstash_sdk_type(kind)
-
-
-@_per_type
-def is_upstash_sdk(kind: type) -> bool:
-    """Whether a client is the official SDK's (``upstash_redis``), sync or async."""
-    return compat.upstash_sdk_type(kind) is not None
+    return _SDK_KINDS.get(compat.upstash_sdk_type(kind) or "")
 
 
 # REST clients made around SDK instances: one per instance, so its server state (which
@@ -266,6 +262,7 @@ def _given(client: Any) -> str:
 def wrong_client(client: Any, wanted: str) -> ConfigurationError:
     """The error for a ``client=`` that is not a ``wanted`` (SYNC or ASYNC) client."""
     found = client_kind(client)
+    found = {SDK_SYNC: SYNC, SDK_ASYNC: ASYNC}.get(found or "", found)
     given = _given(client)
     if found == ASYNC:
         message = (
@@ -610,10 +607,12 @@ def get_client(client: Any = None) -> Any:
     through: queuing a script on it sends nothing (``await pipe.execute()`` does).
     """
     if client is not None:
-        if client_kind(client) != SYNC and not is_pipeline(client):
-            raise wrong_client(client, SYNC)
-        if is_upstash_sdk(client):
-            return rest_client_of(client)
+        kind = client_kind(client)
+        if kind != SYNC:
+            if kind == SDK_SYNC:
+                return rest_client_of(client)
+            if not is_pipeline(client):
+                raise wrong_client(client, SYNC)
         return client
     global _sync_client
     found = _sync_client
@@ -764,10 +763,11 @@ def get_async_client(client: Any = None) -> Any:
     pipeline, before anything is sent.
     """
     if client is not None:
-        if client_kind(client) != ASYNC:
+        kind = client_kind(client)
+        if kind != ASYNC:
+            if kind == SDK_ASYNC:
+                return rest_client_of(client)
             raise wrong_client(client, ASYNC)
-        if is_upstash_sdk(client):
-            return rest_client_of(client)
         return client
     loop = asyncio.get_running_loop()
     found = _async_clients.get(loop)
