@@ -406,3 +406,14 @@ def test_demo_superuser_reaches_the_admin_dashboard_and_the_demo_models(backend,
     changelist = client.get(reverse("admin:demo_post_changelist")).content.decode()
     assert "Likes (Redis)" in changelist
     assert '<td class="field-like_count">1</td>' in changelist
+
+
+@pytest.mark.urls("demo_project.urls")
+def test_metrics_are_for_staff_and_count_the_demo_calls(backend, client, staff_client):
+    pytest.importorskip("prometheus_client")
+    anonymous = Client().get("/metrics")
+    assert anonymous.status_code == 302 and "/admin/login/" in anonymous["Location"]
+    post = PostFactory()
+    client.post(reverse("demo:like", args=[post.pk]))
+    text = staff_client.get("/metrics").content.decode()
+    assert 'atomicops_script_calls_total{script="counter_bounded_incr"}' in text
