@@ -14,7 +14,8 @@ object (``NoScriptError``, ``ResponseError``...) in its slot, not raised.
 What failed decides what the caller is told, as on RESP:
 
 * the request never left (no connection could be made, the pool had no room, the
-  request could not be written): :class:`RedisUnavailable`, nothing was applied;
+  request could not be written) or was refused in front of Redis (a 4xx that is not
+  Upstash's answer): :class:`RedisUnavailable`, nothing was applied;
 * it left and no answer from Redis came back (a read timeout, the connection closed,
   a 5xx from a gateway, a body that is not Upstash's): the script may have run ->
   :class:`OutcomeUnknown` for a write; a read-only batch is sent once more;
