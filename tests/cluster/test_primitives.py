@@ -192,3 +192,25 @@ def test_rate_limit_decorator_through_the_test_client(atomic_cluster, client, dj
 async def test_rate_limit_decorator_on_an_async_view(atomic_cluster, async_client):
     statuses = [(await async_client.get("/rl/user_async/")).status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
+
+
+def test_wait_replicas_on_a_cluster(cluster, atomic_cluster, settings):
+    """WAIT_REPLICAS (#15) on a cluster: the WAIT goes in the write's batch to the node
+    that ran it (each primary here has one replica)."""
+    from atomicops import NotReplicated
+
+    deadline = time.monotonic() + 15  # a replica's first sync waits repl-diskless-sync-delay
+    for node in cluster.primaries():
+        with node.client() as client:
+            while client.info("replication").get("slave0", {}).get("state") != "online":
+                assert time.monotonic() < deadline, f"{node.name} has no online replica"
+                time.sleep(0.1)
+    base = {"URL": cluster.startup_url, "CLUSTER": True, "LOAD_ON_STARTUP": False}
+    settings.ATOMICOPS = {**base, "WAIT_REPLICAS": 1, "WAIT_TIMEOUT_MS": 2000}
+    for key in KEYS[:6]:  # keys on every primary
+        assert bounded_incr(key, 10).value == 1
+    settings.ATOMICOPS = {**base, "WAIT_REPLICAS": 2, "WAIT_TIMEOUT_MS": 50}
+    with pytest.raises(NotReplicated) as caught:
+        bounded_incr(KEYS[0], 10)
+    assert (caught.value.acked, caught.value.required) == (1, 2)
+    assert int(atomic_cluster.get(KEYS[0])) == 2  # applied, once
