@@ -1,7 +1,7 @@
 """``@rate_limit``: a per-view rate limit for sync and async Django views.
 
-Each request is one script call (one round trip). A rejected request gets ``429`` with
-``Retry-After`` and the ``RateLimit-Limit`` / ``RateLimit-Remaining`` /
+Each request is one script call (one round trip), however many limits are stacked
+right on top of each other. A rejected request gets ``429`` with ``Retry-After`` and the ``RateLimit-Limit`` / ``RateLimit-Remaining`` /
 ``RateLimit-Reset`` headers (as JSON when the request's ``Accept`` asks for JSON, as
 text otherwise); allowed responses carry the ``RateLimit-*`` headers too.
 When Redis cannot be reached the request is let through or answered ``503``, as
@@ -14,6 +14,7 @@ import hashlib
 import logging
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -21,16 +22,22 @@ from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.cache import patch_vary_headers
 
-from atomicops import keys
-from atomicops.calls import Call, arun, run
+from atomicops import calls, connection, keys
+from atomicops.calls import Call, call_flow
 from atomicops.conf import get_settings
-from atomicops.exceptions import InvalidInput, RedisUnavailable, ScriptBusyError
+from atomicops.engine import topology
+from atomicops.engine.ops import Flow
+from atomicops.engine.run import arun, run
+from atomicops.exceptions import CrossSlotError, InvalidInput, RedisUnavailable, ScriptBusyError
 from atomicops.identity import KeyFunc, aidentify, check_key, identify
 from atomicops.observe import rate_limit_hit
 from atomicops.ratelimit import (
+    STACK,
     RateLimitResult,
+    StackedLimit,
     fixed_window_call,
     sliding_window_call,
+    stack_call,
     token_bucket_call,
 )
 
@@ -44,6 +51,10 @@ ALGORITHMS = ("fixed_window", "sliding_window", "token_bucket")
 # The groups of the limits stacked on a view. functools.wraps copies a function's __dict__,
 # so each @rate_limit (and any decorator built with wraps) passes this on outwards.
 STACK_ATTR = "_atomicops_rate_limit_groups"
+# (wrapper, view, limits) on the wrapper of one or more @rate_limit: the next @rate_limit
+# right on top of that wrapper (and only there: another decorator in between has to run
+# between the limits) joins its limits, so a request is decided by all of them at once.
+LIMITS_ATTR = "_atomicops_rate_limits"
 # Errors that mean "the limit could not be checked", as opposed to bugs (bad data,
 # bad configuration), which are raised whatever fail_open says.
 _UNAVAILABLE = (RedisUnavailable, ScriptBusyError)
@@ -239,7 +250,13 @@ def rate_limit(
     ``client``: a redis-py client for sync views, a ``redis.asyncio`` one for async views
     (default: atomicops' configured client).
 
-    One round trip per request. Rejected: ``429`` with ``Retry-After`` and
+    One round trip per request, also for several ``@rate_limit`` stacked right on top of
+    each other: they are decided together by one script, all-or-nothing (a request one
+    refuses counts in none), and the headers describe the limit closest to refusing.
+    (A stack that cannot be one script, with another decorator in between, different
+    ``client=`` or, on a cluster, keys in different slots, checks its limits one by one
+    as nested decorators do.) If one says fail closed, an unreachable Redis means 503.
+    Rejected: ``429`` with ``Retry-After`` and
     ``RateLimit-*`` headers; ``request.ratelimit`` holds the :class:`RateLimitResult`.
     Redis unreachable: the view runs (fail open) or ``503`` (fail closed), per
     ``fail_open`` or ``ATOMICOPS["RATELIMIT_FAIL_OPEN"]``; either way it is logged.
@@ -249,19 +266,6 @@ def rate_limit(
     check_key(key)
     build = _hit_builder(algorithm, limit, window_ms, refill_rate, amount)
     only = None if methods is None else frozenset(m.upper() for m in methods)
-
-    def should_fail_open() -> bool:
-        return get_settings()["RATELIMIT_FAIL_OPEN"] if fail_open is None else fail_open
-
-    def on_unavailable(exc: Exception, name: str, request: HttpRequest) -> HttpResponse | None:
-        opened = should_fail_open()
-        logger.warning(
-            "atomicops: rate limit %s not checked (%s); request %s",
-            name,
-            exc,
-            "let through (fail open)" if opened else "refused with 503 (fail closed)",
-        )
-        return None if opened else _unavailable_response(request)
 
     def decorate(view: View) -> View:
         name = group or default_group(
@@ -281,54 +285,227 @@ def rate_limit(
                 f"rate_limit group {name!r} is stacked twice on "
                 f"{getattr(view, '__qualname__', view)!r}; stacked limits need groups of their own"
             )
+        this = Limit(
+            name=name,
+            algorithm=algorithm,
+            key=key,
+            limit=limit,
+            period=refill_rate if algorithm == "token_bucket" else window_ms,  # type: ignore[arg-type]
+            amount=amount,
+            only=only,
+            fail_open=fail_open,
+            client=client,
+            build=build,
+        )
+        joined = getattr(view, LIMITS_ATTR, None)
+        if joined is not None and joined[0] is view:
+            # Right on top of another @rate_limit: decide them together, around its view.
+            base, limits = joined[1], (this, *joined[2])
+        else:
+            base, limits = view, (this,)
+        wrapped = _limited(view, base, limits)
+        setattr(wrapped, STACK_ATTR, (*stack, name))
+        setattr(wrapped, LIMITS_ATTR, (wrapped, base, limits))
+        return wrapped  # type: ignore[no-any-return]
 
-        def hit_for(ident: str) -> Call[RateLimitResult]:
-            return build(limit_key(algorithm, name, ident))
+    return decorate
 
-        if iscoroutinefunction(view):
 
-            async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-                if only is not None and request.method not in only:
-                    return await view(request, *args, **kwargs)
-                ident = await aidentify(request, key)
-                if ident is None:
-                    return await view(request, *args, **kwargs)
-                try:
-                    result = rate_limit_hit(name, await arun(hit_for(ident), client))
-                except _UNAVAILABLE as exc:
-                    refused = on_unavailable(exc, name, request)
-                    return refused if refused is not None else await view(request, *args, **kwargs)
-                request.ratelimit = result  # type: ignore[attr-defined]
-                if not result.allowed:
-                    return too_many_requests(result, request)
-                response = await view(request, *args, **kwargs)
-                set_headers(response, result)
-                return response
+@dataclass(frozen=True)
+class Limit:
+    """One ``@rate_limit`` as its wrapper applies it (what stacked limits are made of)."""
 
-            wrapped = wraps(view)(async_wrapper)
-            setattr(wrapped, STACK_ATTR, (*stack, name))
-            return wrapped  # type: ignore[return-value]
+    name: str  # the group
+    algorithm: str
+    key: str | KeyFunc
+    limit: int
+    period: float  # window_ms, or a token bucket's refill_rate
+    amount: int
+    only: frozenset[str] | None  # the methods it limits, None for all
+    fail_open: bool | None
+    client: Any
+    build: Callable[[str], Call[RateLimitResult]]
 
-        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-            if only is not None and request.method not in only:
-                return view(request, *args, **kwargs)
-            ident = identify(request, key)
-            if ident is None:
-                return view(request, *args, **kwargs)
+    def hit(self, ident: str) -> Call[RateLimitResult]:
+        return self.build(limit_key(self.algorithm, self.name, ident))
+
+    def stacked(self, ident: str) -> StackedLimit:
+        key = limit_key(self.algorithm, self.name, ident)
+        return StackedLimit(self.algorithm, key, self.limit, self.period, self.amount)
+
+    def fails_open(self) -> bool:
+        return get_settings()["RATELIMIT_FAIL_OPEN"] if self.fail_open is None else self.fail_open
+
+
+Decided = list[tuple[Limit, RateLimitResult]]
+
+
+def _unavailable(
+    exc: Exception, limits: Iterable[Limit], request: HttpRequest
+) -> HttpResponse | None:
+    """None to let the request through (every limit fails open), else the 503."""
+    limits = list(limits)
+    opened = all(limit.fails_open() for limit in limits)
+    logger.warning(
+        "atomicops: rate limit %s not checked (%s); request %s",
+        ", ".join(limit.name for limit in limits),
+        exc,
+        "let through (fail open)" if opened else "refused with 503 (fail closed)",
+    )
+    return None if opened else _unavailable_response(request)
+
+
+def _together(active: list[tuple[Limit, str]], client: Any) -> bool:
+    """Whether the limits can be one script call: one client, and on a cluster one slot."""
+    first = active[0][0].client
+    if any(limit.client is not first for limit, _ in active):
+        return False
+    if not topology.is_cluster(client):
+        return True
+    try:
+        topology.slot_of([limit.stacked(ident).key for limit, ident in active], STACK)
+    except CrossSlotError:
+        return False  # different groups hash apart unless their keys share a tag
+    return True
+
+
+def _decide(active: list[tuple[Limit, str]], client_of: Callable[[Any], Any]) -> Flow[Decided]:
+    """The verdicts of the active limits: one script for all of them when it can be,
+    else one call each, in order, stopping at the first refusal (as nested wrappers did)."""
+    client = client_of(active[0][0].client)
+    if _together(active, client):
+        call = stack_call([limit.stacked(ident) for limit, ident in active])
+        results = yield from call_flow(call, client)
+        return [(limit, result) for (limit, _), result in zip(active, results, strict=True)]
+    decided: Decided = []
+    for limit, ident in active:
+        result = yield from call_flow(limit.hit(ident), client_of(limit.client))
+        decided.append((limit, result))
+        if not result.allowed:
+            break
+    return decided
+
+
+def _verdict(decided: Decided, request: HttpRequest) -> RateLimitResult:
+    """The result the response describes: the refusal with the longest wait, else the
+    limit closest to refusing (fewest remaining)."""
+    for limit, result in decided:
+        rate_limit_hit(limit.name, result)
+    refused = [result for _, result in decided if not result.allowed]
+    if refused:
+        chosen = max(refused, key=lambda result: result.retry_after_ms)
+    else:
+        chosen = min((result for _, result in decided), key=lambda result: result.remaining)
+    request.ratelimit = chosen  # type: ignore[attr-defined]
+    return chosen
+
+
+def _limited(view: Any, base: Any, limits: tuple[Limit, ...]) -> Any:
+    """``base`` behind ``limits`` (one wrapper however many are stacked); ``view`` is
+    what the decorator was given, whose name and attributes the wrapper takes."""
+    if len(limits) == 1:
+        return _limited_once(view, limits[0])
+
+    def active_for(request: HttpRequest, idents: list[str | None]) -> list[tuple[Limit, str]]:
+        return [
+            (limit, ident)
+            for limit, ident in zip(limits, idents, strict=True)
+            if ident is not None and (limit.only is None or request.method in limit.only)
+        ]
+
+    if iscoroutinefunction(base):
+
+        async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            idents = [
+                await aidentify(request, limit.key)
+                if limit.only is None or request.method in limit.only
+                else None
+                for limit in limits
+            ]
+            active = active_for(request, idents)
+            if not active:
+                return await base(request, *args, **kwargs)
             try:
-                result = rate_limit_hit(name, run(hit_for(ident), client))
+                decided = await arun(_decide(active, connection.get_async_client))
             except _UNAVAILABLE as exc:
-                refused = on_unavailable(exc, name, request)
-                return refused if refused is not None else view(request, *args, **kwargs)
+                refused = _unavailable(exc, (limit for limit, _ in active), request)
+                return refused if refused is not None else await base(request, *args, **kwargs)
+            chosen = _verdict(decided, request)
+            if not chosen.allowed:
+                return too_many_requests(chosen, request)
+            response = await base(request, *args, **kwargs)
+            set_headers(response, chosen)
+            return response
+
+        return wraps(view)(async_wrapper)
+
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        idents = [
+            identify(request, limit.key)
+            if limit.only is None or request.method in limit.only
+            else None
+            for limit in limits
+        ]
+        active = active_for(request, idents)
+        if not active:
+            return base(request, *args, **kwargs)
+        try:
+            decided = run(_decide(active, connection.get_client))
+        except _UNAVAILABLE as exc:
+            refused = _unavailable(exc, (limit for limit, _ in active), request)
+            return refused if refused is not None else base(request, *args, **kwargs)
+        chosen = _verdict(decided, request)
+        if not chosen.allowed:
+            return too_many_requests(chosen, request)
+        response = base(request, *args, **kwargs)
+        set_headers(response, chosen)
+        return response
+
+    return wraps(view)(wrapper)
+
+
+def _limited_once(view: Any, limit: Limit) -> Any:
+    """One limit: one call of its own script (the common case, kept as direct as before)."""
+    name, only, client = limit.name, limit.only, limit.client
+
+    if iscoroutinefunction(view):
+
+        async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            if only is not None and request.method not in only:
+                return await view(request, *args, **kwargs)
+            ident = await aidentify(request, limit.key)
+            if ident is None:
+                return await view(request, *args, **kwargs)
+            try:
+                result = rate_limit_hit(name, await calls.arun(limit.hit(ident), client))
+            except _UNAVAILABLE as exc:
+                refused = _unavailable(exc, (limit,), request)
+                return refused if refused is not None else await view(request, *args, **kwargs)
             request.ratelimit = result  # type: ignore[attr-defined]
             if not result.allowed:
                 return too_many_requests(result, request)
-            response = view(request, *args, **kwargs)
+            response = await view(request, *args, **kwargs)
             set_headers(response, result)
             return response
 
-        wrapped = wraps(view)(wrapper)
-        setattr(wrapped, STACK_ATTR, (*stack, name))
-        return wrapped  # type: ignore[return-value]
+        return wraps(view)(async_wrapper)
 
-    return decorate
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        if only is not None and request.method not in only:
+            return view(request, *args, **kwargs)
+        ident = identify(request, limit.key)
+        if ident is None:
+            return view(request, *args, **kwargs)
+        try:
+            result = rate_limit_hit(name, calls.run(limit.hit(ident), client))
+        except _UNAVAILABLE as exc:
+            refused = _unavailable(exc, (limit,), request)
+            return refused if refused is not None else view(request, *args, **kwargs)
+        request.ratelimit = result  # type: ignore[attr-defined]
+        if not result.allowed:
+            return too_many_requests(result, request)
+        response = view(request, *args, **kwargs)
+        set_headers(response, result)
+        return response
+
+    return wraps(view)(wrapper)

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from atomicops.calls import Call, arun, resolve, run
+from atomicops.engine.ops import text
 from atomicops.exceptions import InvalidInput, RateLimited
 from atomicops.keys import KeyLike
 from atomicops.observe import rate_limit_hit
@@ -25,17 +26,20 @@ from atomicops.validate import MAX_EXACT, whole
 
 __all__ = [
     "RateLimitResult",
+    "StackedLimit",
     "afixed_window",
     "asliding_window",
     "atoken_bucket",
     "fixed_window",
     "sliding_window",
+    "stack_call",
     "token_bucket",
 ]
 
 FIXED_WINDOW = "ratelimit_fixed_window"
 SLIDING_WINDOW = "ratelimit_sliding_window"
 TOKEN_BUCKET = "ratelimit_token_bucket"
+STACK = "ratelimit_stack"
 
 # The sliding window compares prev * (window - elapsed) + (cur + amount) * window with
 # limit * window (each term up to limit * window); Lua numbers are doubles, exact only
@@ -194,6 +198,72 @@ def token_bucket_call(
         )
 
     return Call(TOKEN_BUCKET, [resolved], [capacity, rate_arg, cost], interpret)
+
+
+class StackedLimit(NamedTuple):
+    """One limit of a stack decided by :func:`stack_call`: the arguments of its function."""
+
+    algorithm: str  # "fixed_window", "sliding_window" or "token_bucket"
+    key: KeyLike
+    limit: int  # a token bucket's capacity
+    period: float  # window_ms, or a token bucket's refill_rate (tokens per second)
+    amount: int = 1  # a token bucket's cost
+
+
+_BUILDERS = {
+    "fixed_window": ("f", fixed_window_call),
+    "sliding_window": ("s", sliding_window_call),
+    "token_bucket": ("t", token_bucket_call),
+}
+
+
+def stack_call(limits: Sequence[StackedLimit]) -> Call[list[RateLimitResult]]:
+    """Several limits decided together, as one prepared :class:`Call` of one script.
+
+    Every limit is checked before any is written, and the hit is applied to all of them
+    only if all allow it: a request refused by one limit consumes none of the others,
+    and unlike a lone :func:`fixed_window` a refused hit is not counted anywhere. The
+    results come back in ``limits``' order, each with its own verdict (``allowed``);
+    the request is allowed when all are. The keys must share a cluster slot (the
+    script is one call). Each limit is checked as its own function checks it.
+    """
+    kinds: list[str] = []
+    keys: list[Any] = []
+    args: list[Any] = []
+    names: list[str] = []
+    for algorithm, key, limit, period, amount in limits:
+        if algorithm not in _BUILDERS:
+            raise InvalidInput(f"stacked rate limit: no algorithm {algorithm!r}")
+        kind, build = _BUILDERS[algorithm]
+        single = build(key, limit, period, amount)  # type: ignore[arg-type]
+        if kind == "f":
+            period_arg, amount_arg = single.args  # window_ms, amount
+        else:
+            _, period_arg, amount_arg = single.args
+        kinds.append(kind)
+        keys.append(single.keys[0])
+        names.append(text(single.keys[0]) or "")
+        args += [kind, int(limit), period_arg, amount_arg]
+
+    def interpret(reply: Sequence[Any]) -> list[RateLimitResult]:
+        results = []
+        for i, name in enumerate(names):
+            allowed, used, reset, retry = reply[4 * i : 4 * i + 4]
+            limit = int(args[4 * i + 1])
+            results.append(
+                RateLimitResult(
+                    allowed=bool(allowed),
+                    count=used,
+                    remaining=max(0, limit - used),
+                    reset_ms=reset,
+                    limit=limit,
+                    retry_after_ms=retry,
+                    key=name,
+                )
+            )
+        return results
+
+    return Call(STACK, keys, args, interpret)
 
 
 def fixed_window(
