@@ -214,3 +214,58 @@ def test_wait_replicas_on_a_cluster(cluster, atomic_cluster, settings):
         bounded_incr(KEYS[0], 10)
     assert (caught.value.acked, caught.value.required) == (1, 2)
     assert int(atomic_cluster.get(KEYS[0])) == 2  # applied, once
+
+
+# -- batches and stacked limits (#17) ----------------------------------------------------
+
+
+def test_batch_is_one_round_trip_per_primary(atomic_cluster, monkeypatch):
+    from atomicops import batch
+    from atomicops.engine import wire
+    from atomicops.engine.ops import Call
+
+    sends: list = []
+    roundtrip = wire.roundtrip
+    monkeypatch.setattr(wire, "roundtrip", lambda send: sends.append(send) or roundtrip(send))
+    with batch() as b:
+        pending = [b.bounded_incr(key, 10) for key in KEYS]
+    assert len(sends) == 3  # the keys live on three primaries
+    assert [p.result().value for p in pending] == [1] * len(KEYS)
+    sends.clear()
+    with pytest.raises(CrossSlotError), batch() as b:  # raised when added, nothing sent
+        b.add(Call("counter_incr", ["{a}1", "{b}2"], [1, 0]))
+    assert not sends
+
+
+async def test_abatch_is_one_round_trip_per_primary(atomic_cluster, monkeypatch):
+    from atomicops import abatch
+    from atomicops.engine import wire
+
+    sends: list = []
+    aroundtrip = wire.aroundtrip
+
+    async def counted(send):
+        sends.append(send)
+        return await aroundtrip(send)
+
+    monkeypatch.setattr(wire, "aroundtrip", counted)
+    async with abatch() as b:
+        pending = [b.incr(key, 2) for key in KEYS]
+    assert len(sends) == 3
+    assert [p.result() for p in pending] == [2] * len(KEYS)
+
+
+def test_stacked_limits_on_a_cluster_are_checked_one_by_one(atomic_cluster, rf):
+    from django.http import HttpResponse
+
+    from atomicops import rate_limit
+
+    @rate_limit(3, 60_000, key="ip", group="cl-outer")
+    @rate_limit(2, 60_000, key="ip", group="cl-inner")
+    def view(request):
+        return HttpResponse("ok")
+
+    statuses = [view(rf.get("/", REMOTE_ADDR="10.0.0.5")).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    # Their keys are tagged by group, so in different slots: not all-or-nothing there.
+    assert atomic_cluster.get("atomicops:rl:fixed_window:{cl-outer|ip:10.0.0.5}") == b"3"
