@@ -71,6 +71,10 @@ class Server:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def pair(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.port)
+
     def arguments(self) -> list[str]:
         return [
             self.binary,

@@ -14,136 +14,44 @@ sentinels turn it into a replica of the new primary).
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import subprocess
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
 
-from tests.servers import free_port
+from tests.servers import Server, free_port
 
 SERVICE = "atomicops-test"
 DOWN_AFTER_MS = 500
 
 
-class PortTaken(Exception):
-    """The port chosen for a process was bound by someone else before it started."""
+@dataclass
+class DataNode(Server):
+    """A primary or a replica (``extra``: ``--replicaof``, set before it starts)."""
+
+    def arguments(self) -> list[str]:
+        # A replica (re)joining syncs at once, not after the default 5 s wait for others
+        # to share the transfer.
+        return [*super().arguments(), "--repl-diskless-sync-delay", "0"]
 
 
 @dataclass
-class Proc:
-    """One server or sentinel process on its own port and directory."""
+class SentinelNode(Server):
+    """A sentinel: the same binary with ``--sentinel`` and a ``sentinel.conf`` of its own
+    (``extra`` holds its lines; a sentinel rewrites the file, and a restart keeps it)."""
 
-    binary: str
-    name: str
-    args: tuple[str, ...] = ()
-    sentinel: bool = False
-    port: int = field(default_factory=free_port)
-    workdir: str = ""
-    process: subprocess.Popen | None = None
+    def arguments(self) -> list[str]:
+        conf = Path(self.workdir, "sentinel.conf")
+        if not conf.exists():
+            conf.write_text("\n".join([f"port {self.port}", *self.extra, ""]))
+        return [self.binary, str(conf), "--sentinel", "--bind", "127.0.0.1",
+                "--dir", self.workdir, "--logfile", os.path.join(self.workdir, "server.log")]  # fmt: skip
 
-    def start(self) -> Proc:
-        first = not self.workdir
-        for attempt in range(5):
-            try:
-                return self._start()
-            except PortTaken:
-                # free_port() only said the port was free a moment ago: another process
-                # may have bound it since. A first start can move; a restart cannot.
-                if not first or attempt == 4:
-                    raise
-                self.port = free_port()
-                Path(self.workdir, "sentinel.conf").unlink(missing_ok=True)
-        raise AssertionError("unreachable")
-
-    def _start(self) -> Proc:
-        if not self.workdir:  # a restart keeps the directory (a sentinel's rewritten conf)
-            self.workdir = tempfile.mkdtemp(prefix=f"atomicops-{self.name}-")
-        log = os.path.join(self.workdir, "server.log")
-        if self.sentinel:
-            conf = Path(self.workdir, "sentinel.conf")
-            if not conf.exists():
-                conf.write_text("\n".join([f"port {self.port}", *self.args, ""]))
-            argv = [self.binary, str(conf), "--sentinel", "--bind", "127.0.0.1",
-                    "--dir", self.workdir, "--logfile", log]  # fmt: skip
-        else:
-            argv = [
-                self.binary,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--dir", self.workdir,
-                "--save", "",
-                "--appendonly", "no",
-                "--logfile", log,
-                # A replica (re)joining syncs at once, not after the default 5 s wait for
-                # others to share the transfer.
-                "--repl-diskless-sync-delay", "0",
-                *self.args,
-            ]  # fmt: skip
-        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with self.client(socket_connect_timeout=0.5) as client:
-                    client.ping()
-                return self
-            except redis.ConnectionError:
-                if self.process.poll() is not None:
-                    log = self.log()
-                    if "Address already in use" in log:
-                        Path(self.workdir, "server.log").unlink(missing_ok=True)
-                        raise PortTaken(self.port) from None
-                    raise RuntimeError(f"{self.name} exited: {log}") from None
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{self.name} did not start: {self.log()}") from None
-                time.sleep(0.02)
-
-    def client(self, **kwargs) -> redis.Redis:
-        return redis.Redis(port=self.port, **kwargs)
-
-    def command(self, *args):
-        with self.client() as client:
-            return client.execute_command(*args)
-
-    def log(self) -> str:
-        try:
-            return Path(self.workdir, "server.log").read_text()[-3000:]
-        except OSError:
-            return ""
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        """``kill -9``: no shutdown, nothing said to anyone."""
-        if self.running:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait()
-
-    def stop(self) -> None:
-        if self.running:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    def remove(self) -> None:
-        self.stop()
-        if self.workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return ("127.0.0.1", self.port)
+    def new_ports(self) -> None:
+        self.port = free_port()
+        Path(self.workdir, "sentinel.conf").unlink(missing_ok=True)
 
 
 class SentinelSet:
@@ -156,10 +64,8 @@ class SentinelSet:
         # One name per kind: django-redis keeps its pools per LOCATION for the process,
         # so a second deployment under the same name would get the first one's pool.
         self.service = f"{SERVICE}-{kind}"
-        self.nodes = [Proc(binary, f"{kind}-data-{i}") for i in range(1 + replicas)]
-        self.sentinels = [
-            Proc(binary, f"{kind}-sentinel-{i}", sentinel=True) for i in range(sentinels)
-        ]
+        self.nodes = [DataNode(f"{kind}-data-{i}", binary) for i in range(1 + replicas)]
+        self.sentinels = [SentinelNode(f"{kind}-sentinel-{i}", binary) for i in range(sentinels)]
         ports = {p.port for p in self.nodes + self.sentinels}
         while len(ports) < len(self.nodes) + len(self.sentinels):  # free_port() twice alike
             for proc in self.nodes + self.sentinels:
@@ -174,10 +80,10 @@ class SentinelSet:
             first, *others = self.nodes
             first.start()
             for node in others:
-                node.args = ("--replicaof", "127.0.0.1", str(first.port))
+                node.extra = ("--replicaof", "127.0.0.1", str(first.port))
                 node.start()
             for sentinel in self.sentinels:
-                sentinel.args = (
+                sentinel.extra = (
                     f"sentinel monitor {self.service} 127.0.0.1 {first.port} {self.quorum}",
                     f"sentinel down-after-milliseconds {self.service} {DOWN_AFTER_MS}",
                     # How long a failed failover blocks the next one; also the time a
@@ -198,22 +104,22 @@ class SentinelSet:
 
     @property
     def sentinel_addresses(self) -> list[tuple[str, int]]:
-        return [s.address for s in self.sentinels]
+        return [s.pair for s in self.sentinels]
 
     # -- what the deployment says ------------------------------------------------------
 
-    def role(self, node: Proc) -> str:
+    def role(self, node: Server) -> str:
         with node.client(socket_timeout=1) as client:
             return str(client.info("replication")["role"])
 
-    def by_port(self, port: int) -> Proc:
+    def by_port(self, port: int) -> Server:
         return next(node for node in self.nodes if node.port == port)
 
-    def announced_primary(self, sentinel: Proc) -> Proc:
+    def announced_primary(self, sentinel: Server) -> Server:
         host, port = sentinel.command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
         return self.by_port(int(port))
 
-    def primary(self) -> Proc:
+    def primary(self) -> Server:
         """The primary every running sentinel names (and which says it is one)."""
         named = {self.announced_primary(s).port for s in self.sentinels if s.running}
         if len(named) != 1:
@@ -223,11 +129,11 @@ class SentinelSet:
             raise RuntimeError(f"{node.name} is named primary but is not one yet")
         return node
 
-    def replicas(self) -> list[Proc]:
+    def replicas(self) -> list[Server]:
         primary = self.primary()
         return [node for node in self.nodes if node is not primary and node.running]
 
-    def wait_healthy(self, timeout: float = 30, *, sentinels_met: bool = False) -> Proc:
+    def wait_healthy(self, timeout: float = 30, *, sentinels_met: bool = False) -> Server:
         """Until the running sentinels agree on a primary that has every other running
         node as an online replica; with ``sentinels_met``, also until each sentinel knows
         the others (a failover needs a majority of them to elect a leader)."""
@@ -269,7 +175,7 @@ class SentinelSet:
 
     # -- doing things to it ------------------------------------------------------------
 
-    def failover(self, timeout: float = 30) -> tuple[Proc, Proc]:
+    def failover(self, timeout: float = 30) -> tuple[Server, Server]:
         """``SENTINEL FAILOVER``: a replica is promoted, then the old primary is told to
         replicate it. Sentinel does not pause the old primary first: what it accepts in
         between is lost. Returns (old, new)."""
@@ -280,18 +186,18 @@ class SentinelSet:
         self.wait_healthy(timeout)
         return old, new
 
-    def kill_primary(self) -> Proc:
+    def kill_primary(self) -> Server:
         """``kill -9`` of the primary; returns it (not restarted)."""
         victim = self.primary()
         victim.kill()
         return victim
 
-    def wait_promoted(self, old: Proc, timeout: float = 30) -> Proc:
+    def wait_promoted(self, old: Server, timeout: float = 30) -> Server:
         """Until the sentinels name a primary other than ``old`` that says it is one."""
         self._wait(lambda: self.primary() is not old, timeout, "a replica to be promoted")
         return self.primary()
 
-    def bring_back(self, node: Proc, timeout: float = 30) -> None:
+    def bring_back(self, node: Server, timeout: float = 30) -> None:
         """Start a killed node again; the sentinels make it a replica of the primary."""
         node.start()
         self.wait_healthy(timeout)

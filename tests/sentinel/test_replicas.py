@@ -148,7 +148,7 @@ def test_a_demoted_primary_refuses_writes_as_server_refused(
 ):
     configure(settings, sentinel_set, WAIT_REPLICAS=wait, WAIT_TIMEOUT_MS=100)
     replica = sentinel_set.replicas()[0]
-    manager = _NamesAReplica(replica.address)
+    manager = _NamesAReplica(replica.pair)
     client = redis.Redis(
         connection_pool=redis.sentinel.SentinelConnectionPool("svc", manager, socket_timeout=2)
     )
@@ -223,7 +223,7 @@ async def test_a_demoted_primary_refuses_async_writes_as_server_refused(
     from atomicops import abounded_incr
 
     configure(settings, sentinel_set, WAIT_REPLICAS=1, WAIT_TIMEOUT_MS=100)
-    manager = _AsyncNamesAReplica(sentinel_set.replicas()[0].address)
+    manager = _AsyncNamesAReplica(sentinel_set.replicas()[0].pair)
     pool = redis.asyncio.sentinel.SentinelConnectionPool("svc", manager, socket_timeout=2)
     client = redis.asyncio.Redis(connection_pool=pool)
     for _ in range(2):
