@@ -2,9 +2,10 @@
 HTTPS request, sent at most once.
 
 A batch of one command is ``POST /`` with the command as a JSON array; a longer batch
-(the scripts' ``SCRIPT LOAD`` ahead of a call) is ``POST /pipeline``, one request.
-Upstash's ``/pipeline`` is not atomic, which costs nothing here: a batch's only possible
-write is its last command, and the loads before it are idempotent.
+(the scripts' ``SCRIPT LOAD`` ahead of a call, or the calls of ``atomicops.batch()``) is
+``POST /pipeline``, one request. Upstash's ``/pipeline`` is not atomic, and neither is a
+RESP batch: each script is atomic on its own, the loads are idempotent, and a lost answer
+makes every write of the batch :class:`OutcomeUnknown` on either transport.
 
 Replies come back in the shape :mod:`~atomicops.engine.wire` gives for RESP, so
 :mod:`~atomicops.registry` reads both alike: bytes (``Upstash-Encoding: base64`` keeps

@@ -344,3 +344,21 @@ def test_answers_that_are_not_replies():
     both = outcome(400, b'{"error": "ERR failed to parse"}', two)
     assert len(both) == 2 and all(isinstance(r, Exception) for r in both)
     assert OutcomeUnknown is not RedisUnavailable
+
+
+async def test_a_batch_is_one_request(rest_settings, rest, direct):
+    """batch(): several calls in one /pipeline request, sync and async, SDK clients too."""
+    from atomicops import abatch, batch
+
+    atomicops.incr("warm")  # the loads
+    rest.clear()
+    with batch() as b:
+        first = b.bounded_incr("n", 10)
+        fresh = b.compare_and_set("k", None, "v")
+        hit = b.fixed_window("rl", 10, 60_000)
+    assert (first.result().value, fresh.result(), hit.result().allowed) == (1, True, True)
+    assert len(rest.requests) == 1 and rest.requests[0].path == "/pipeline"
+    async with abatch(client=AsyncSdkRedis(rest.url, TOKEN, allow_telemetry=False)) as b:
+        second = b.bounded_incr("n", 10)
+    assert second.result().value == 2
+    assert direct.get("k") == b"v"
