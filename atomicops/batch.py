@@ -119,6 +119,9 @@ def batch_flow(queued: Sequence[Queued], client: Any) -> Flow[None]:
     if policy is not None and policy.error is not None:
         raise policy.error  # never send writes without the WAIT they were meant to have
     wait = None if policy is None else policy.wait
+    if not topology.is_cluster(client):
+        yield from _node_flow(client, list(queued), wait)
+        return
     groups: dict[int, tuple[Any, list[Queued]]] = {}
     for entry in queued:
         target = topology.target_for(client, entry.call.keys, entry.script.name)
@@ -250,6 +253,7 @@ class Batch:
     def __init__(self, client: Any = None) -> None:
         self._given = client
         self._client: Any = None
+        self._cluster = False
         self._queued: list[Queued] = []
         self._sent = False
 
@@ -264,7 +268,7 @@ class Batch:
                 + ("already sent: start a new one" if self._sent else "not entered")
             )
         script = registry.get(call.script)
-        if topology.is_cluster(self._client):
+        if self._cluster:
             topology.slot_of(call.keys, script.name)  # CrossSlotError now, not when sent
         result: BatchResult[R] = BatchResult()
         self._queued.append(Queued(call, script, result, hit))
@@ -351,6 +355,7 @@ class Batch:
         if connection.is_pipeline(client):
             raise InvalidInput("batch() takes a client, not a pipeline")
         self._client = client
+        self._cluster = topology.is_cluster(client)
 
     def _finish(self, kind: type[BaseException] | None) -> bool:
         """Whether there is anything to send (the block ended without raising)."""
