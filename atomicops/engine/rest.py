@@ -157,14 +157,6 @@ class RestClient(_Base):
             self._pid = os.getpid()
         return self._pool
 
-    def blpop(self, keys: Sequence[Any], timeout: float = 0) -> Any:
-        """``BLPOP`` as one request (what claims' waits call on a redis-py client)."""
-        context = Context("BLPOP", keys[0] if keys else None, write=False, script=False)
-        [reply] = roundtrip(Send(self, [("BLPOP", *keys, timeout)], context))
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
-
     # A little of redis-py's client surface, for tools that take "a client" (the admin's
     # lock listing, the demo's raw commands). atomicops' own calls never use it.
 
@@ -280,14 +272,6 @@ class AsyncRestClient(_Base):
         if self._pool is None:
             self._pool = weakref.WeakKeyDictionary()
         return self._pool  # type: ignore[no-any-return]
-
-    async def blpop(self, keys: Sequence[Any], timeout: float = 0) -> Any:
-        """The async twin of :meth:`RestClient.blpop`."""
-        context = Context("BLPOP", keys[0] if keys else None, write=False, script=False)
-        [reply] = await aroundtrip(Send(self, [("BLPOP", *keys, timeout)], context))
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
 
     async def aclose(self) -> None:
         """Close the running loop's pool."""
