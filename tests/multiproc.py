@@ -86,3 +86,58 @@ class Background:
         if not ok:
             raise AssertionError(f"background process failed:\n{value}")
         return value
+
+
+def _work(index: int, target: Callable, args: Sequence, stop: Any, results: Any) -> None:
+    try:
+        results.put((index, True, target(index, stop, *args)))
+    except BaseException:  # report everything, the parent decides
+        results.put((index, False, traceback.format_exc()))
+
+
+class Workers:
+    """One process per ``args`` entry, each running ``target(index, stop_event, *args)``
+    from ``with`` (or :meth:`start`) until :meth:`stop`, which returns their results in
+    order and raises if any failed. The cluster and Sentinel load tests are made of it."""
+
+    def __init__(self, target: Callable, args_list: Sequence[Sequence]) -> None:
+        self.stop_event = _ctx.Event()
+        self.results = _ctx.Queue()
+        self.processes = [
+            _ctx.Process(
+                target=_work, args=(i, target, args, self.stop_event, self.results), daemon=True
+            )
+            for i, args in enumerate(args_list)
+        ]
+
+    def start(self) -> Workers:
+        for process in self.processes:
+            process.start()
+        return self
+
+    def __enter__(self) -> Workers:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop_event.set()
+        for process in self.processes:
+            process.join(1)
+            if process.is_alive():
+                process.kill()
+
+    def stop(self, timeout: float = 60) -> list:
+        self.stop_event.set()
+        records: dict[int, Any] = {}
+        failures = []
+        try:
+            for _ in self.processes:
+                index, ok, value = self.results.get(timeout=timeout)
+                if ok:
+                    records[index] = value
+                else:
+                    failures.append(f"worker {index}:\n{value}")
+        except queue_module.Empty:
+            failures.append(f"workers did not finish within {timeout}s")
+        if failures:
+            raise AssertionError("\n".join(failures))
+        return [records[i] for i in sorted(records)]

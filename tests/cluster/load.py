@@ -9,10 +9,7 @@ final data against the replies: nothing lost, nothing applied twice.
 
 from __future__ import annotations
 
-import multiprocessing
-import queue
 import time
-import traceback
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,8 +27,7 @@ from atomicops import (
 )
 from atomicops.engine import topology
 from atomicops.registry import ScriptRegistry
-
-_ctx = multiprocessing.get_context("fork")
+from tests.multiproc import Workers
 
 PAIR_SOURCE = "return {redis.call('INCR', KEYS[1]), redis.call('INCR', KEYS[2])}"
 LIMIT = 10**9
@@ -173,53 +169,11 @@ def _lock(record: Record, tag: str, plan: Plan) -> None:
     lock.release()
 
 
-def _main(index: int, stop: Any, plan: Plan, results: Any) -> None:
-    try:
-        results.put((index, True, _work(index, stop, plan)))
-    except BaseException:
-        results.put((index, False, traceback.format_exc()))
-
-
-class Load:
-    """``workers`` forked processes running the plan from :meth:`start` to :meth:`stop`."""
+class Load(Workers):
+    """``workers`` forked processes running the plan from ``with`` to :meth:`stop`."""
 
     def __init__(self, plan: Plan, workers: int = 8) -> None:
-        self.plan = plan
-        self.stop_event = _ctx.Event()
-        self.results = _ctx.Queue()
-        self.processes = [
-            _ctx.Process(target=_main, args=(i, self.stop_event, plan, self.results), daemon=True)
-            for i in range(workers)
-        ]
-
-    def __enter__(self) -> Load:
-        for process in self.processes:
-            process.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop_event.set()
-        for process in self.processes:
-            process.join(1)
-            if process.is_alive():
-                process.kill()
-
-    def stop(self, timeout: float = 60) -> list[Record]:
-        self.stop_event.set()
-        records: dict[int, Record] = {}
-        failures = []
-        try:
-            for _ in self.processes:
-                index, ok, value = self.results.get(timeout=timeout)
-                if ok:
-                    records[index] = value
-                else:
-                    failures.append(f"worker {index}:\n{value}")
-        except queue.Empty:
-            failures.append(f"workers did not finish within {timeout}s")
-        if failures:
-            raise AssertionError("\n".join(failures))
-        return [records[i] for i in sorted(records)]
+        super().__init__(_work, [(plan,)] * workers)
 
 
 def totals(records: list[Record]) -> dict[str, int]:

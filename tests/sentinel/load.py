@@ -12,10 +12,7 @@ test can hold the data left after the failover against the replies.
 
 from __future__ import annotations
 
-import multiprocessing
-import queue
 import time
-import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,8 +32,8 @@ from atomicops import (
     registry,
     replication,
 )
+from tests.multiproc import Workers
 
-_ctx = multiprocessing.get_context("fork")
 LIMIT = 10**9
 
 
@@ -126,56 +123,11 @@ def _error(record: Record, what: str, exc: Exception) -> None:
     record.errors.append((time.time(), f"{what}:{kind}", str(exc)[:300]))
 
 
-def _main(index: int, stop: Any, group: Group, lock_every: int, results: Any) -> None:
-    try:
-        results.put((index, True, _work(index, stop, group, lock_every)))
-    except BaseException:
-        results.put((index, False, traceback.format_exc()))
-
-
-class Load:
-    """``per_group`` forked processes per group, running from :meth:`start` to :meth:`stop`."""
+class Load(Workers):
+    """``per_group`` forked processes per group, running from ``with`` to :meth:`stop`."""
 
     def __init__(self, groups: list[Group], per_group: int = 4, lock_every: int = 3) -> None:
-        self.stop_event = _ctx.Event()
-        self.results = _ctx.Queue()
-        self.processes = [
-            _ctx.Process(
-                target=_main,
-                args=(i, self.stop_event, group, lock_every, self.results),
-                daemon=True,
-            )
-            for i, group in enumerate(g for g in groups for _ in range(per_group))
-        ]
-
-    def __enter__(self) -> Load:
-        for process in self.processes:
-            process.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop_event.set()
-        for process in self.processes:
-            process.join(1)
-            if process.is_alive():
-                process.kill()
-
-    def stop(self, timeout: float = 60) -> list[Record]:
-        self.stop_event.set()
-        records: dict[int, Record] = {}
-        failures = []
-        try:
-            for _ in self.processes:
-                index, ok, value = self.results.get(timeout=timeout)
-                if ok:
-                    records[index] = value
-                else:
-                    failures.append(f"worker {index}:\n{value}")
-        except queue.Empty:
-            failures.append(f"workers did not finish within {timeout}s")
-        if failures:
-            raise AssertionError("\n".join(failures))
-        return [records[i] for i in sorted(records)]
+        super().__init__(_work, [(g, lock_every) for g in groups for _ in range(per_group)])
 
 
 @dataclass
