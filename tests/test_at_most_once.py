@@ -108,7 +108,14 @@ def test_cache_backed_clients_send_once(
 ):
     settings.CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-        "atomic": {"BACKEND": backend_path, "LOCATION": real_server.url, "OPTIONS": options},
+        # django-redis keeps one pool per LOCATION for the whole process: an earlier test's
+        # cache on this server (without the short timeout) would lend its pool here. The
+        # timeout in the URL makes the LOCATION this test's own.
+        "atomic": {
+            "BACKEND": backend_path,
+            "LOCATION": f"{real_server.url}?socket_timeout={TIMEOUT}",
+            "OPTIONS": options,
+        },
     }
     settings.ATOMICOPS = {"CONNECTION": "atomic"}
     with pytest.raises(OutcomeUnknown):
