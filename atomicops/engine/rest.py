@@ -32,7 +32,7 @@ request path.
 The HTTP is httpcore's connection pool (keep-alive, thread-safe; what httpx, and so
 upstash-redis, is built on), without httpx's client layer: its cookies, auth, redirects
 and request building cost a hit about 300 us of CPU that a script call has no use for
-(``benchmarks/bench_http.py``). httpcore is imported when a client first sends, so the
+(``benchmarks/bench_rest.py``). httpcore is imported when a client first sends, so the
 RESP-only install does not need it.
 """
 

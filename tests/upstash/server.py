@@ -316,7 +316,7 @@ class _Handler(BaseHTTPRequestHandler):
         return parse_qs(urlsplit(self.path).query).get("_token", [""])[0]
 
     def do_GET(self) -> None:  # noqa: N802
-        # Counts for a client in another process (benchmarks/bench_http.py); not Upstash's.
+        # Counts for a client in another process (benchmarks/bench_rest.py); not Upstash's.
         if urlsplit(self.path).path == "/__stats__":
             requests = self.rest.requests
             self._answer(200, {"requests": len(requests), "bytes": sum(r.size for r in requests)})

@@ -18,7 +18,7 @@ and requests per ``bounded_incr``
 and per ``Lock`` acquire + release. The absolute rates are mostly the local server's
 Python; the ratio and the request counts are the figures. Target: one request per hit
 and at least upstash-ratelimit's rate. Run:
-    .venv/bin/python benchmarks/bench_http.py
+    .venv/bin/python benchmarks/bench_rest.py
 """
 
 from __future__ import annotations
