@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def setup_django(redis_url: str, **extra) -> None:
+def setup_django(redis_url: str | None, *, atomicops: dict | None = None, **extra) -> None:
+    """Django configured for one benchmark; ``atomicops``: settings over the defaults here
+    (``{"REST_URL": ..., "REST_TOKEN": ...}`` with ``redis_url=None`` for the REST one)."""
     import django
     from django.conf import settings
 
@@ -30,6 +32,7 @@ def setup_django(redis_url: str, **extra) -> None:
                 "PROMETHEUS": False,
                 "OPENTELEMETRY": False,
                 "STATS_FLUSH_INTERVAL": 0,
+                **(atomicops or {}),
             },
             USE_TZ=True,
             **extra,

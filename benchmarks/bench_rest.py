@@ -31,31 +31,11 @@ import sys
 import time
 import urllib.request
 
-from _common import ROOT, compare_rounds, paired, start_server
+from _common import ROOT, compare_rounds, paired, setup_django, start_server
 
 N = int(os.environ.get("BENCH_N", "300"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "9"))
 SAMPLE = 200
-
-
-def setup_django(rest_url: str, token: str) -> None:
-    import django
-    from django.conf import settings
-
-    settings.configure(
-        INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "atomicops"],
-        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
-        ATOMICOPS={
-            "REST_URL": rest_url,
-            "REST_TOKEN": token,
-            "LOAD_ON_STARTUP": False,
-            "PROMETHEUS": False,
-            "OPENTELEMETRY": False,
-            "STATS_FLUSH_INTERVAL": 0,
-        },
-        USE_TZ=True,
-    )
-    django.setup()
 
 
 class Counts:
@@ -102,7 +82,7 @@ def main() -> None:
     url = process.stdout.readline().strip()
     rest = Counts(url)
     try:
-        setup_django(url, TOKEN)
+        setup_django(None, atomicops={"REST_URL": url, "REST_TOKEN": TOKEN})
         import upstash_ratelimit.limiter as limiter
         from upstash_ratelimit import FixedWindow, Ratelimit
         from upstash_redis import Redis
