@@ -35,9 +35,17 @@ local function read(cmd, ...)
   return r
 end
 
-local t = redis.call('TIME')
-local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local now = math.floor(now_us / 1000)
+-- The server's clock, read once and only when a sliding window or a bucket needs it.
+local now_us, now
+for i = 1, n do
+  local kind = ARGV[4 * i - 3]
+  if kind == 's' or kind == 't' then
+    local t = redis.call('TIME')
+    now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    now = math.floor(now_us / 1000)
+    break
+  end
+end
 
 -- Phase 1: decide every limit, write nothing.
 local plans = {}
