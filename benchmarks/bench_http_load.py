@@ -47,7 +47,7 @@ VARIANTS = {
     "django-ratelimit x2": "/dr2/",
 }
 
-PROJECT = '''
+PROJECT = """
 SECRET_KEY = "bench"
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
@@ -61,9 +61,9 @@ RATELIMIT_USE_CACHE = "default"
 ATOMICOPS = {{"URL": "{url}/0", "LOAD_ON_STARTUP": False, "PROMETHEUS": False,
              "OPENTELEMETRY": False, "STATS_FLUSH_INTERVAL": 0}}
 USE_TZ = True
-'''
+"""
 
-URLS = '''
+URLS = """
 from django.http import HttpResponse
 from django.urls import path
 from django_ratelimit.decorators import ratelimit
@@ -103,7 +103,7 @@ urlpatterns = [
     path("plain/", plain), path("ao1/", ao1), path("ao2/", ao2),
     path("dr1/", dr1), path("dr2/", dr2),
 ]
-'''
+"""
 
 
 def free_port() -> int:
