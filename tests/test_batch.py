@@ -250,3 +250,22 @@ def test_lost_replies_make_every_write_outcome_unknown_and_nothing_is_resent(rea
 def test_abatch_needs_async_with(backend):
     with pytest.raises(TypeError, match="async with"), abatch():
         pass
+
+
+def test_wait_replicas_ends_the_batch_and_each_write_says_not_replicated(real_server, settings):
+    from atomicops import NotReplicated
+
+    settings.ATOMICOPS = {
+        "URL": real_server.url,
+        "LOAD_ON_STARTUP": False,
+        "STATS_FLUSH_INTERVAL": 0,
+        "WAIT_REPLICAS": 1,
+        "WAIT_TIMEOUT_MS": 10,
+    }
+    with batch() as b:  # a server without replicas: nobody acknowledges
+        write = b.incr("w", 3)
+        read = b.get_counter("w")
+    with pytest.raises(NotReplicated) as raised:
+        write.result()
+    assert raised.value.result == 3 and raised.value.acked == 0  # it WAS applied
+    assert read.result() == 3
