@@ -30,6 +30,9 @@ class AtomicOpsConfig(AppConfig):
 
         observe.configure()
         replication.refresh()  # READ_FROM_REPLICAS / WAIT_REPLICAS, read once, not per call
+        from atomicops import autopipeline
+
+        autopipeline.refresh()  # AUTO_PIPELINE, read once, not per call
         timeline.flusher.start()
 
 

@@ -9,6 +9,7 @@ sent.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from atomicops import connection
@@ -49,7 +50,14 @@ def run(call: Call[R], client: Any) -> R:
     return engine_run.run(call_flow(call, connection.get_client(client)))
 
 
+# AUTO_PIPELINE's queue (atomicops.autopipeline sets it when the setting is on), else
+# None: one check per async call, and no import of the batch machinery from here.
+pipelined: Callable[[Call[Any], Any], Awaitable[Any]] | None = None
+
+
 async def arun(call: Call[R], client: Any) -> R:
     """The async twin of :func:`run`."""
     _no_pipeline(call, client)
+    if pipelined is not None:
+        return await pipelined(call, connection.get_async_client(client))  # type: ignore[no-any-return]
     return await engine_run.arun(call_flow(call, connection.get_async_client(client)))

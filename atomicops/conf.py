@@ -87,6 +87,9 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         # the admin dashboard sums every process (atomicops.timeline). Read when Django
         # starts (0 or None: no flusher thread) and by each flush after that.
         "STATS_FLUSH_INTERVAL": 10.0,
+        # Async calls made concurrently on one event loop are sent together, one write
+        # per loop turn (atomicops.autopipeline). Off: a lone caller pays for the queue.
+        "AUTO_PIPELINE": False,
     }
 )
 

@@ -9,6 +9,9 @@ next to a PING.
    pipeline's rate.
 2. Every primitive's time per call next to a ``PING`` on the same connection (the floor
    of one round trip): how close a call is to the network's limit.
+3. ``AUTO_PIPELINE``: 64 tasks calling ``abounded_incr`` at once, with it on and off, vs
+   64 tasks calling raw ``redis.asyncio`` ``evalsha`` on the same kind of pool (target:
+   2x), and a lone task with it on and off (what it costs a caller alone).
 
 Whether redis-py parses with hiredis is printed; run it with and without (``pip install
 atomicops[fast]``) to compare. One redis-server started for the run, medians over
@@ -18,8 +21,10 @@ interleaved rounds, one connection. Run:
 
 from __future__ import annotations
 
+import asyncio
 import os
 import statistics
+import time
 from decimal import Decimal
 
 from _common import compare_rounds, paired, report, setup_django, start_server
@@ -27,6 +32,8 @@ from _common import compare_rounds, paired, report, setup_django, start_server
 N = int(os.environ.get("BENCH_N", "3000"))  # batches of ten per round
 N_SINGLE = int(os.environ.get("BENCH_N_SINGLE", "20000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+N_ASYNC = int(os.environ.get("BENCH_N_ASYNC", "20000"))
+TASKS = int(os.environ.get("BENCH_TASKS", "64"))
 BIG = 2**53 - 1
 
 
@@ -120,6 +127,64 @@ def ping_part(client) -> None:
         print(f"  {name:<24} {us:>9.1f}   {paired(ping, values):.2f}")
 
 
+async def _tasks(url: str, tasks: int, calls: int, raw: bool) -> float:
+    import redis.asyncio
+
+    from atomicops import abounded_incr, registry
+
+    client = redis.asyncio.Redis.from_url(url, max_connections=tasks)
+    sha = registry.get("counter_bounded_incr").sha
+    per_task = calls // tasks
+
+    async def worker() -> None:
+        for _ in range(per_task):
+            if raw:
+                await client.evalsha(sha, 1, "a", BIG, 1, 0)
+            else:
+                await abounded_incr("a", BIG, client=client)
+
+    await abounded_incr("a", BIG, client=client)  # load the scripts
+    await asyncio.gather(*(worker() for _ in range(tasks)))  # warm: the pool's connections
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(tasks)))
+    elapsed = time.perf_counter() - started
+    await client.aclose()
+    return per_task * tasks / elapsed
+
+
+def auto_pipeline_part(url: str) -> None:
+    from django.conf import settings
+    from django.test import override_settings
+
+    def measure(tasks: int, calls: int, raw: bool = False, auto: bool = False) -> float:
+        with override_settings(ATOMICOPS={**settings.ATOMICOPS, "AUTO_PIPELINE": auto}):
+            return asyncio.run(_tasks(url, tasks, calls, raw))
+
+    contenders = {
+        f"raw async evalsha, {TASKS} tasks": lambda: measure(TASKS, N_ASYNC, raw=True),
+        f"abounded_incr, {TASKS} tasks": lambda: measure(TASKS, N_ASYNC),
+        f"abounded_incr, {TASKS} tasks, AUTO_PIPELINE": lambda: measure(TASKS, N_ASYNC, auto=True),
+        "abounded_incr, 1 task": lambda: measure(1, N_ASYNC // 4),
+        "abounded_incr, 1 task, AUTO_PIPELINE": lambda: measure(1, N_ASYNC // 4, auto=True),
+    }
+    rounds: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(ROUNDS):
+        for name, fn in contenders.items():
+            rounds[name].append(fn())
+    rates = {name: statistics.median(values) for name, values in rounds.items()}
+    print(f"\n{ROUNDS} interleaved rounds, median calls/s; tasks share one redis.asyncio pool")
+    report("async: auto-pipelining", rates, f"raw async evalsha, {TASKS} tasks")
+    many = paired(
+        rounds[f"abounded_incr, {TASKS} tasks, AUTO_PIPELINE"],
+        rounds[f"raw async evalsha, {TASKS} tasks"],
+    )
+    lone = paired(rounds["abounded_incr, 1 task, AUTO_PIPELINE"], rounds["abounded_incr, 1 task"])
+    print(
+        f"  {TASKS} tasks, AUTO_PIPELINE / raw evalsha, paired by round: {many:.2f}x (target >= 2)"
+    )
+    print(f"  lone caller, AUTO_PIPELINE / off, paired by round: {lone:.2f}")
+
+
 def main() -> None:
     from redis.utils import HIREDIS_AVAILABLE
 
@@ -132,6 +197,7 @@ def main() -> None:
         print(f"server {server.name} {server.version()}; hiredis parser: {HIREDIS_AVAILABLE}")
         batch_part(client)
         ping_part(client)
+        auto_pipeline_part(server.url)
     finally:
         server.stop()
 

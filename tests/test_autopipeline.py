@@ -1,0 +1,73 @@
+"""AUTO_PIPELINE: async calls made concurrently on one loop share one round trip (#17)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from atomicops import DataError, abounded_incr, acompare_and_set, afixed_window, aincr, calls
+from atomicops.engine import wire
+
+
+@pytest.fixture
+def sends(monkeypatch):
+    seen: list = []
+    aroundtrip = wire.aroundtrip
+
+    async def counted(send):
+        seen.append(send)
+        return await aroundtrip(send)
+
+    monkeypatch.setattr(wire, "aroundtrip", counted)
+    return seen
+
+
+@pytest.fixture
+def pipelined(backend, settings):
+    settings.ATOMICOPS = {**settings.ATOMICOPS, "AUTO_PIPELINE": True}
+    assert calls.pipelined is not None
+    yield backend
+    settings.ATOMICOPS = {**settings.ATOMICOPS, "AUTO_PIPELINE": False}
+    assert calls.pipelined is None
+
+
+def test_off_by_default():
+    assert calls.pipelined is None
+
+
+async def test_concurrent_calls_share_one_round_trip(pipelined, sends):
+    _, client = pipelined
+    await aincr("warm")  # the pool's first call also carries the SCRIPT LOADs
+    sends.clear()
+    results = await asyncio.gather(*(abounded_incr("n", 50) for _ in range(64)))
+    assert len(sends) == 1 and len(sends[0].commands) == 64
+    assert sorted(r.value for r in results) == list(range(1, 51)) + [50] * 14
+    assert sum(r.applied for r in results) == 50
+    assert int(client.get("n")) == 50
+
+
+async def test_each_call_keeps_its_own_result_and_error(pipelined, sends):
+    _, client = pipelined
+    client.hset("h", "f", "1")
+    fine, broken, cas, hit = await asyncio.gather(
+        aincr("a", 2),
+        abounded_incr("h", 5),
+        acompare_and_set("k", None, "v"),
+        afixed_window("rl", 1, 60_000),
+        return_exceptions=True,
+    )
+    assert fine == 2 and cas is True and hit.allowed
+    assert isinstance(broken, DataError) and broken.key == "h"
+
+
+async def test_a_call_cancelled_while_queued_is_not_sent(pipelined, sends):
+    _, client = pipelined
+    await aincr("warm")
+    sends.clear()
+    task = asyncio.ensure_future(aincr("never"))
+    await asyncio.sleep(0)  # the task is queued, the flush not yet run
+    task.cancel()
+    kept = await aincr("kept")
+    assert kept == 1 and client.get("never") is None
+    assert all("never" not in command for send in sends for command in send.commands)
