@@ -15,7 +15,7 @@ Limits are never reached (every request is allowed: the path a site pays on ever
 request). Rounds are interleaved; printed are the median requests per second and the
 median p50 / p99 latency over rounds, and the ratios. Needs ``wrk`` (Debian: ``apt-get
 install wrk``) and the bench extra (gunicorn, django-ratelimit). Run:
-    .venv/bin/python benchmarks/bench_http_load.py
+    .venv/bin/python benchmarks/bench_http.py
 """
 
 from __future__ import annotations
