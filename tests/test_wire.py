@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 import redis.asyncio
+from redis.connection import PythonRespSerializer
 
 from atomicops.engine import wire
 
@@ -13,7 +14,15 @@ COMMANDS = [
     ("EVALSHA_RO", "b" * 40, 0),
     ("EVAL", "return 1\r\n", 0),
     ("BLPOP", "k", "0.010"),
+    ("SCRIPT LOAD", "return 'é'"),
+    ("EVALSHA", "s", 1, "k", 1.5, 0.1, -2.5e-300),
 ]
+
+
+def python_packer(conn):
+    """redis-py's own pure-Python packer for ``conn``'s encoding (with hiredis installed,
+    ``conn.pack_command`` writes text as UTF-8 whatever the client's encoding)."""
+    return PythonRespSerializer(conn._buffer_cutoff, conn.encoder.encode).pack
 
 
 def connections():
@@ -27,12 +36,18 @@ def test_fast_packing_matches_redis_py(command):
     for conn in connections():
         packed = wire.pack_one(command, conn.encoder)
         assert packed is not None
-        assert packed == [b"".join(conn.pack_command(*command))], conn
+        assert packed == [b"".join(python_packer(conn)(*command))], conn
+
+
+def test_a_batch_is_packed_like_its_commands_one_by_one():
+    for conn in connections():
+        expected = b"".join(b"".join(python_packer(conn)(*command)) for command in COMMANDS)
+        assert wire.pack(conn, COMMANDS) == [expected], conn
 
 
 @pytest.mark.parametrize(
     "command",
-    [("SCRIPT LOAD", "return 1"), ("EVALSHA", "s", 1, "k", 1.5), ("EVALSHA", "s", 0, True)],
+    [("EVALSHA", "s", 1, "k", memoryview(b"v")), ("EVALSHA", "s", 0, True)],
 )
 def test_what_it_does_not_know_goes_to_redis_py(command):
     conn = redis.Redis().connection_pool.make_connection()

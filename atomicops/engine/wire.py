@@ -37,13 +37,14 @@ _IO_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 def pack_one(command: Command, encoder: Any) -> list[bytes] | None:
-    """RESP for one command of str/bytes/int items (all a script call has); else None.
+    """RESP for one command of str/bytes/int/float items (all atomicops sends); else None.
 
-    Half the cost of redis-py's general packer, which every call would pay: it splits
-    the command name on spaces and checks every item for the encoder's other types.
+    Half the cost of redis-py's general packer, which every call would pay: it checks
+    every item for the encoder's other types. Text is encoded with the client's encoding
+    (redis-py's hiredis packer would write UTF-8 whatever the client says).
     """
-    if " " in command[0]:  # "SCRIPT LOAD": redis-py sends the words as separate items
-        return None
+    if " " in command[0]:  # "SCRIPT LOAD": the words go as separate items, as redis-py's
+        command = (*command[0].split(), *command[1:])
     encoding, errors = encoder.encoding, encoder.encoding_errors
     out = [b"*%d\r\n" % len(command)]
     for item in command:
@@ -54,18 +55,29 @@ def pack_one(command: Command, encoder: Any) -> list[bytes] | None:
             data = item
         elif kind is int:
             data = b"%d" % item
-        else:  # floats, memoryviews...: redis-py's rules
+        elif kind is float:
+            data = repr(item).encode()  # redis-py's Encoder: the shortest exact form
+        else:  # memoryviews, bools (refused by redis-py)...: redis-py's rules
             return None
         out.append(b"$%d\r\n%b\r\n" % (len(data), data))
     return [b"".join(out)]
 
 
 def pack(conn: Any, batch: Sequence[Command]) -> Any:
+    """The whole batch as bytes to write at once, every command packed alike."""
+    # Client-side caching hands out proxy connections without an encoder.
+    encoder = getattr(conn, "encoder", None)
+    if encoder is not None:
+        if len(batch) == 1:
+            packed = pack_one(batch[0], encoder)
+            if packed is not None:
+                return packed
+        else:
+            parts = [pack_one(command, encoder) for command in batch]
+            if None not in parts:
+                return [b"".join(part[0] for part in parts if part is not None)]
     if len(batch) == 1:
-        # Client-side caching hands out proxy connections without an encoder.
-        encoder = getattr(conn, "encoder", None)
-        packed = pack_one(batch[0], encoder) if encoder is not None else None
-        return packed or conn.pack_command(*batch[0])
+        return conn.pack_command(*batch[0])
     return conn.pack_commands(batch)
 
 
