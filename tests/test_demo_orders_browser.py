@@ -32,8 +32,14 @@ def test_double_submit_places_one_order(page, live_server):
     rows = page.locator("[data-testid=answers] tr")
     rows.nth(orders.SUBMITS - 1).wait_for()
     cells = [row.split("\t") for row in rows.all_inner_texts()]
-    statuses = sorted(c[1] for c in cells)
-    assert statuses == ["201"] + ["409"] * (orders.SUBMITS - 1)
+    answers = sorted((c[1], c[2]) for c in cells)
+    # One submit placed the order; each repeat met it still running (409) or, on a slow
+    # machine, arrived after it finished and got its stored answer replayed.
+    placed = [a for a in answers if a[0] == "201" and a[1] != "true"]
+    assert len(placed) == 1, answers
+    assert all(
+        a in (("409", ""), ("409", "false"), ("201", "true")) for a in answers if a not in placed
+    ), answers
     page.wait_for_function("document.querySelector('[data-testid=placed]').textContent === '1'")
     # The same form again: the stored answer, not a second order.
     page.get_by_test_id("place").click()

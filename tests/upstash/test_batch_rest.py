@@ -13,7 +13,10 @@ def test_a_batch_is_one_request(rest_settings, rest, direct):
         counted = b.bounded_incr("n", 5, 2)
         fresh = b.compare_and_set("k", None, "v")
         hit = b.fixed_window("rl", 3, 60_000)
-    assert rest.names() == [["EVALSHA", "EVALSHA", "EVALSHA"]]
+    # One request. (SCRIPT LOADs ride along when the registry changed since the warm-up:
+    # in the full suite another test's registration can come in between.)
+    [names] = rest.names()
+    assert [name for name in names if name != "SCRIPT LOAD"] == ["EVALSHA"] * 3
     assert (counted.result().value, fresh.result(), hit.result().count) == (2, True, 1)
     assert (direct.get("n"), direct.get("k")) == (b"2", b"v")
     direct.script_flush()
