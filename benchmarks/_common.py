@@ -22,7 +22,10 @@ def setup_django(redis_url: str | None, *, atomicops: dict | None = None, **extr
     if not settings.configured:
         settings.configure(
             INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "atomicops"],
-            DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+            DATABASES=extra.pop(
+                "DATABASES",
+                {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+            ),
             # The anchors record nothing: metrics, spans and the dashboard's timeline are off
             # here (bench_metrics.py measures what they cost), even when prometheus_client
             # or opentelemetry-api are installed, as they are in the test extra.

@@ -42,12 +42,7 @@ def main() -> None:
 
 
 def run(cluster) -> None:
-    setup_django(cluster.startup_url)
-    from django.test.utils import override_settings
-
-    override_settings(
-        ATOMICOPS={"URL": cluster.startup_url, "CLUSTER": True, "LOAD_ON_STARTUP": False}
-    ).enable()
+    setup_django(cluster.startup_url, atomicops={"CLUSTER": True})
     import redis.asyncio.cluster
     import redis.cluster
     from redis.crc import key_slot

@@ -22,7 +22,7 @@ import tempfile
 import time
 import uuid
 
-from _common import compare, report, start_server
+from _common import compare, report, setup_django, start_server
 
 N = int(os.environ.get("BENCH_N", "20000"))
 N_ORM = int(os.environ.get("BENCH_N_ORM", "2000"))
@@ -46,22 +46,15 @@ def postgres_reachable() -> str | None:
 
 
 def setup(redis_url: str, sqlite_path: str, with_pg: bool) -> None:
-    import django
-    from django.conf import settings
-
     databases = {
         "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": sqlite_path},
         "memory": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
     }
     if with_pg:
         databases["pg"] = {"ENGINE": "django.db.backends.postgresql", **PG}
-    settings.configure(
-        INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "atomicops"],
-        DATABASES=databases,
-        ATOMICOPS={"URL": redis_url, "LOAD_ON_STARTUP": False},
-        USE_TZ=True,
-    )
-    django.setup()
+    # _common's settings: metrics, spans and the timeline off, as for every anchor (this
+    # benchmark configured its own and measured the Prometheus sink as part of each call).
+    setup_django(redis_url, DATABASES=databases)
 
 
 def make_model():
