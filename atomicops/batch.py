@@ -37,12 +37,11 @@ from redis.exceptions import NoScriptError
 from atomicops import cas, connection, counters, ratelimit, replication
 from atomicops.engine import run as engine_run
 from atomicops.engine import topology
-from atomicops.engine.ops import Call, Command, Context, Flow, R, Send, text
+from atomicops.engine.ops import Call, Command, Context, Flow, R, Send
 from atomicops.exceptions import (
     AtomicOpsError,
     BatchNotSent,
     InvalidInput,
-    NotReplicated,
     OutcomeUnknown,
     RedisUnavailable,
     ServerRefused,
@@ -216,32 +215,18 @@ def _settle(group: list[Queued], replies: list[Any], acked: Any, wait: Command |
             continue
         if entry.hit is not None:
             value = rate_limit_hit(entry.hit, value)
-        if wait is not None and not entry.script.readonly:
-            required = int(wait[1])
-            if not isinstance(acked, int) or acked < required:
-                entry.fail(_not_replicated(entry, value, acked, wait))
-                continue
+        if (
+            wait is not None
+            and not entry.script.readonly
+            and not replication.replicated(acked, wait)
+        ):
+            keys = entry.call.keys
+            error = replication.not_replicated(
+                entry.script.name, keys[0] if keys else None, acked, wait, value
+            )
+            entry.fail(error)
+            continue
         entry.result._value = value
-
-
-def _not_replicated(entry: Queued, value: Any, acked: Any, wait: Command) -> NotReplicated:
-    key = text(entry.call.keys[0]) if entry.call.keys else None
-    required = int(wait[1])
-    if isinstance(acked, Exception):
-        why, acked = f"the server refused WAIT ({acked})", 0
-    else:
-        why = f"{acked} of {required} replicas acknowledged it within {wait[2]} ms"
-    return NotReplicated(
-        f"script {entry.script.name!r}"
-        + (f" on key {key!r}" if key is not None else "")
-        + f" WAS applied on the primary, but {why}: a failover before it reaches a replica "
-        "may lose it. Do not send it again blindly (it was applied).",
-        acked=int(acked),
-        required=required,
-        result=value,
-        script=entry.script.name,
-        key=key,
-    )
 
 
 # -- the queue: one method per primitive, under its own name --------------------------------

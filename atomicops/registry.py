@@ -439,23 +439,10 @@ class Script:
         write; :class:`NotReplicated` when fewer do, or when the server refused the WAIT."""
         if isinstance(reply, Exception):
             return reply  # the script did not run (NOSCRIPT: sent again with its own WAIT)
-        required = int(wait[1])
-        if isinstance(acked, int) and acked >= required:
+        if replication.replicated(acked, wait):
             return reply
-        key = _first(keys)
-        where = f"script {self.name!r}" + (f" on key {key!r}" if key is not None else "")
-        if isinstance(acked, Exception):
-            why, acked = f"the server refused WAIT ({acked})", 0
-        else:
-            why = f"{acked} of {required} replicas acknowledged it within {wait[2]} ms"
-        raise NotReplicated(
-            f"{where} WAS applied on the primary, but {why}: a failover before it reaches "
-            "a replica may lose it. Do not send it again blindly (it was applied).",
-            acked=int(acked),
-            required=required,
-            result=self._result(reply, keys),
-            script=self.name,
-            key=key,
+        raise replication.not_replicated(
+            self.name, keys[0] if keys else None, acked, wait, self._result(reply, keys)
         )
 
     def prepare(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Call[Any]:

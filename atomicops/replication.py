@@ -10,12 +10,14 @@ per call.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from django.core.signals import setting_changed
 
 from atomicops.conf import get_settings
-from atomicops.exceptions import ConfigurationError
+from atomicops.engine.ops import text
+from atomicops.exceptions import ConfigurationError, NotReplicated
 
 
 class Policy(NamedTuple):
@@ -51,6 +53,35 @@ def refresh() -> None:
         active = None
         return
     active = Policy(("WAIT", wanted, conf["WAIT_TIMEOUT_MS"]) if wanted else None, reads)
+
+
+def replicated(acked: Any, wait: Sequence[Any]) -> bool:
+    """Whether ``WAIT``'s reply ``acked`` says enough replicas have the write."""
+    return isinstance(acked, int) and acked >= int(wait[1])
+
+
+def not_replicated(
+    script: str, key: Any, acked: Any, wait: Sequence[Any], result: Any
+) -> NotReplicated:
+    """The error of a write that was applied but not acknowledged by ``WAIT`` as asked
+    (``acked``: WAIT's reply, or the error the server refused it with)."""
+    required = int(wait[1])
+    if isinstance(acked, Exception):
+        why, acked = f"the server refused WAIT ({acked})", 0
+    else:
+        why = f"{acked} of {required} replicas acknowledged it within {wait[2]} ms"
+    key = text(key)
+    return NotReplicated(
+        f"script {script!r}"
+        + (f" on key {key!r}" if key is not None else "")
+        + f" WAS applied on the primary, but {why}: a failover before it reaches a replica "
+        "may lose it. Do not send it again blindly (it was applied).",
+        acked=int(acked),
+        required=required,
+        result=result,
+        script=script,
+        key=key,
+    )
 
 
 def _reset(*, setting: str, **kwargs: Any) -> None:
