@@ -186,3 +186,24 @@ def browser():
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         else:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def sends(monkeypatch):
+    """The Sends performed (sync and async), in order: one per round trip."""
+    from atomicops.engine import wire
+
+    seen: list = []
+    roundtrip, aroundtrip = wire.roundtrip, wire.aroundtrip
+
+    def counted(send):
+        seen.append(send)
+        return roundtrip(send)
+
+    async def acounted(send):
+        seen.append(send)
+        return await aroundtrip(send)
+
+    monkeypatch.setattr(wire, "roundtrip", counted)
+    monkeypatch.setattr(wire, "aroundtrip", acounted)
+    return seen

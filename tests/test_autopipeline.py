@@ -7,20 +7,6 @@ import asyncio
 import pytest
 
 from atomicops import DataError, abounded_incr, acompare_and_set, afixed_window, aincr, calls
-from atomicops.engine import wire
-
-
-@pytest.fixture
-def sends(monkeypatch):
-    seen: list = []
-    aroundtrip = wire.aroundtrip
-
-    async def counted(send):
-        seen.append(send)
-        return await aroundtrip(send)
-
-    monkeypatch.setattr(wire, "aroundtrip", counted)
-    return seen
 
 
 @pytest.fixture

@@ -34,27 +34,7 @@ from atomicops import (
     sliding_window,
     token_bucket,
 )
-from atomicops.engine import wire
 from tests.faultproxy import FaultProxy
-
-
-@pytest.fixture
-def sends(monkeypatch):
-    """The Sends performed (sync and async), in order: one per round trip."""
-    seen: list = []
-    roundtrip, aroundtrip = wire.roundtrip, wire.aroundtrip
-
-    def counted(send):
-        seen.append(send)
-        return roundtrip(send)
-
-    async def acounted(send):
-        seen.append(send)
-        return await aroundtrip(send)
-
-    monkeypatch.setattr(wire, "roundtrip", counted)
-    monkeypatch.setattr(wire, "aroundtrip", acounted)
-    return seen
 
 
 def evalsha_calls(client: redis.Redis) -> int:

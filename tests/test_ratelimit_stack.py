@@ -21,28 +21,8 @@ from atomicops import (
     token_bucket,
 )
 from atomicops.calls import arun, run
-from atomicops.engine import wire
 from atomicops.ratelimit import StackedLimit, stack_call
 from tests.multiproc import run_processes
-
-
-@pytest.fixture
-def sends(monkeypatch):
-    seen: list = []
-    roundtrip, aroundtrip = wire.roundtrip, wire.aroundtrip
-
-    def counted(send):
-        seen.append(send)
-        return roundtrip(send)
-
-    async def acounted(send):
-        seen.append(send)
-        return await aroundtrip(send)
-
-    monkeypatch.setattr(wire, "roundtrip", counted)
-    monkeypatch.setattr(wire, "aroundtrip", acounted)
-    return seen
-
 
 MIXED = [
     StackedLimit("fixed_window", "f", 5, 60_000),
