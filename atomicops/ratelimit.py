@@ -96,6 +96,21 @@ def _amount(value: Any, limit: int, key: str, what: str = "amount") -> int:
     return amount
 
 
+def _counted(
+    allowed: bool, count: int, reset_ms: int, retry_ms: int, limit: int, key: str
+) -> RateLimitResult:
+    """The result of a counting limit (``remaining`` follows from ``count``)."""
+    return RateLimitResult(
+        allowed=allowed,
+        count=count,
+        remaining=max(0, limit - count),
+        reset_ms=reset_ms,
+        limit=limit,
+        retry_after_ms=retry_ms,
+        key=key,
+    )
+
+
 def fixed_window_call(
     key: KeyLike, limit: int, window_ms: int, amount: int
 ) -> Call[RateLimitResult]:
@@ -108,15 +123,7 @@ def fixed_window_call(
     def interpret(reply: Sequence[Any]) -> RateLimitResult:
         count, ttl = reply[0], reply[1]
         allowed = count <= limit
-        return RateLimitResult(
-            allowed=allowed,
-            count=count,
-            remaining=max(0, limit - count),
-            reset_ms=ttl,
-            limit=limit,
-            retry_after_ms=0 if allowed else ttl,
-            key=name,
-        )
+        return _counted(allowed, count, ttl, 0 if allowed else ttl, limit, name)
 
     # The script only counts (as the seed's does); the limit is compared here.
     return Call(FIXED_WINDOW, [resolved], [window_ms, amount], interpret)
@@ -139,15 +146,7 @@ def sliding_window_call(
 
     def interpret(reply: Sequence[Any]) -> RateLimitResult:
         allowed, count, reset, retry = reply[0], reply[1], reply[2], reply[3]
-        return RateLimitResult(
-            allowed=bool(allowed),
-            count=count,
-            remaining=max(0, limit - count),
-            reset_ms=reset,
-            limit=limit,
-            retry_after_ms=retry,
-            key=name,
-        )
+        return _counted(bool(allowed), count, reset, retry, limit, name)
 
     return Call(SLIDING_WINDOW, [resolved], [limit, window_ms, amount], interpret)
 
@@ -250,17 +249,7 @@ def stack_call(limits: Sequence[StackedLimit]) -> Call[list[RateLimitResult]]:
         for i, name in enumerate(names):
             allowed, used, reset, retry = reply[4 * i : 4 * i + 4]
             limit = int(args[4 * i + 1])
-            results.append(
-                RateLimitResult(
-                    allowed=bool(allowed),
-                    count=used,
-                    remaining=max(0, limit - used),
-                    reset_ms=reset,
-                    limit=limit,
-                    retry_after_ms=retry,
-                    key=name,
-                )
-            )
+            results.append(_counted(bool(allowed), used, reset, retry, limit, name))
         return results
 
     return Call(STACK, keys, args, interpret)
