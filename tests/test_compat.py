@@ -12,6 +12,7 @@ import hashlib
 import inspect
 import socket
 import threading
+from contextlib import asynccontextmanager, contextmanager
 
 import pytest
 import redis
@@ -22,6 +23,25 @@ import redis.cluster
 from atomicops.engine import compat
 from tests.servers import free_port
 from tests.test_cluster import cluster_server  # noqa: F401  (a fixture: one-node clusters)
+
+
+@contextmanager
+def connection_of(client):
+    """compat.borrow and compat.give_back around a block."""
+    conn = compat.borrow(client)
+    try:
+        yield conn
+    finally:
+        compat.give_back(client, conn)
+
+
+@asynccontextmanager
+async def aconnection_of(client):
+    conn = await compat.aborrow(client)
+    try:
+        yield conn
+    finally:
+        await compat.agive_back(client, conn)
 
 
 class ScriptedServer:
@@ -114,7 +134,7 @@ def test_a_loading_reply_leaves_the_sync_stream_in_step(scripted, protocol):
     """
     client = redis.Redis(port=scripted.port, protocol=protocol)
     try:
-        with compat.connection_of(client) as conn:
+        with connection_of(client) as conn:
             conn.send_packed_command(conn.pack_commands([("FIRST",), ("SECOND",), ("FIRST",)]))
             replies = [compat.read_reply(client, conn, name) for name in ("F", "S", "F")]
             conn.send_packed_command(conn.pack_command("SECOND"))
@@ -133,7 +153,7 @@ def test_a_loading_reply_leaves_the_async_stream_in_step(scripted):
     async def main():
         client = redis.asyncio.Redis(port=scripted.port, protocol=2)
         try:
-            async with compat.aconnection_of(client) as conn:
+            async with aconnection_of(client) as conn:
                 batch = [("FIRST",), ("SECOND",), ("FIRST",), ("SECOND",)]
                 await conn.send_packed_command(conn.pack_commands(batch))
                 return [await compat.aread_reply(client, conn, cmd[0]) for cmd in batch]
@@ -147,7 +167,7 @@ def test_a_loading_reply_leaves_the_async_stream_in_step(scripted):
 
 def test_response_callbacks_convert_like_parse_response(real_client):
     """SCRIPT LOAD's reply goes through the client's callback (bytes -> str)."""
-    with compat.connection_of(real_client) as conn:
+    with connection_of(real_client) as conn:
         conn.send_packed_command(conn.pack_command("SCRIPT", "LOAD", "return 1"))
         sha = compat.read_reply(real_client, conn, "SCRIPT LOAD")
     assert isinstance(sha, str) and len(sha) == 40
@@ -156,7 +176,7 @@ def test_response_callbacks_convert_like_parse_response(real_client):
 def test_single_connection_clients_keep_their_connection_behind_a_lock(real_server):
     sync = redis.Redis(port=real_server.port, single_connection_client=True)
     try:
-        with compat.connection_of(sync) as conn:
+        with connection_of(sync) as conn:
             assert conn is sync.connection
             other: list[bool] = []  # another thread cannot take the connection meanwhile
             thread = threading.Thread(
@@ -171,7 +191,7 @@ def test_single_connection_clients_keep_their_connection_behind_a_lock(real_serv
     async def main():
         client = redis.asyncio.Redis(port=real_server.port, single_connection_client=True)
         try:
-            async with compat.aconnection_of(client) as conn:
+            async with aconnection_of(client) as conn:
                 assert conn is client.connection and client._single_conn_lock.locked()
         finally:
             await client.aclose()

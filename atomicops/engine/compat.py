@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import inspect
 import select
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from redis._parsers.socket import SocketBuffer
@@ -119,16 +117,6 @@ def give_back(client: Any, conn: Any) -> None:
         client.connection_pool.release(conn)
 
 
-@contextmanager
-def connection_of(client: Any) -> Iterator[Any]:
-    """:func:`borrow` and :func:`give_back` as a context manager (tools and tests)."""
-    conn = borrow(client)
-    try:
-        yield conn
-    finally:
-        give_back(client, conn)
-
-
 async def aborrow(client: Any, *, fresh: bool = True) -> Any:
     """The async twin of :func:`borrow` (``_single_conn_lock``, ``initialize()``).
 
@@ -157,16 +145,6 @@ async def agive_back(client: Any, conn: Any) -> None:
         client._single_conn_lock.release()
     else:
         await client.connection_pool.release(conn)
-
-
-@asynccontextmanager
-async def aconnection_of(client: Any) -> AsyncIterator[Any]:
-    """The async twin of :func:`connection_of`."""
-    conn = await aborrow(client)
-    try:
-        yield conn
-    finally:
-        await agive_back(client, conn)
 
 
 def socket_closed_under(conn: Any) -> bool:
@@ -351,7 +329,7 @@ class _AsyncNodePool:
         conn = self.node.acquire_connection()
         # Marked by a topology refresh (redis.asyncio's lazy reconnect): drop it now;
         # writing the batch connects it again. A socket the server closed meanwhile is
-        # caught by aconnection_of (socket_closed_under), as for every pool.
+        # caught by aborrow (socket_closed_under), as for every pool.
         if conn.should_reconnect():
             try:
                 await conn.disconnect()
