@@ -13,7 +13,7 @@ Keys of the semaphore called ``name`` (one hash tag, so one cluster slot):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import TYPE_CHECKING, Any
 
 from atomicops.engine.ops import Call
 from atomicops.exceptions import InvalidInput
@@ -85,6 +85,8 @@ class Semaphore(Lease):
 
 
 if TYPE_CHECKING:
+    # typing.Unpack is 3.11+; annotations are strings here, only the type checker reads it
+    from typing_extensions import Unpack
 
     class HeldSemaphore(Semaphore):
         """A :class:`Semaphore` inside its ``with`` block (for type checkers only)."""

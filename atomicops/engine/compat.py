@@ -14,7 +14,13 @@ from typing import Any
 
 from redis._parsers.socket import SocketBuffer
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
-from redis.exceptions import AuthenticationError, BusyLoadingError, ReadOnlyError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    BusyLoadingError,
+    ReadOnlyError,
+    RedisClusterException,
+    ResponseError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 # Errors the server *replied* with: the reply was read whole, the stream is in step.
@@ -281,10 +287,21 @@ def cluster_refresh(client: Any, moved: Any = None, failed: str | None = None) -
 
 
 async def acluster_refresh(client: Any, moved: Any = None, failed: str | None = None) -> None:
-    """The asyncio twin of :func:`cluster_refresh` (its ``initialize`` keeps pools anyway)."""
+    """The asyncio twin of :func:`cluster_refresh` (its ``initialize`` keeps pools anyway).
+
+    Since redis-py 8.2 the asyncio ``initialize`` asks a startup node through that node's
+    own pooled connections and does not retry: one the server closed while idle (a
+    ``timeout`` setting, a CLIENT KILL, a restart) fails the whole refresh with
+    ``RedisClusterUnreachableError`` although the node is up. redis-py drops the
+    connection that failed, so one more reading gets a fresh one. ``CLUSTER SLOTS`` is a
+    read: asking twice is safe.
+    """
     manager = client.nodes_manager
     extra = [(moved.host, moved.port)] if moved is not None else None
-    await manager.initialize(additional_startup_nodes_info=extra, last_failed_node_name=failed)
+    try:
+        await manager.initialize(additional_startup_nodes_info=extra, last_failed_node_name=failed)
+    except (RedisConnectionError, RedisClusterException):  # a deterministic one fails again
+        await manager.initialize(additional_startup_nodes_info=extra, last_failed_node_name=failed)
     if moved is not None and not _points_at(manager, moved):
         await manager.move_slot(moved)
 
@@ -349,7 +366,7 @@ def django_redis_cache_client(alias: str) -> Any:
     """The redis-py client behind Django's own ``RedisCache`` (``cache._cache``)."""
     from django.core.cache import caches
 
-    return caches[alias]._cache.get_client(write=True)  # type: ignore[attr-defined]
+    return caches[alias]._cache.get_client(write=True)  # type: ignore[attr-defined, unused-ignore]
 
 
 # -- replies read over HTTP (engine/rest.py) --------------------------------------------
@@ -379,7 +396,7 @@ def parse_error(message: str) -> Exception:
     with redis-py's rules: ``BaseParser.parse_error``."""
     from redis._parsers.base import BaseParser
 
-    return BaseParser.parse_error(message)  # type: ignore[no-untyped-call,no-any-return]
+    return BaseParser.parse_error(message)  # type: ignore[no-untyped-call, no-any-return, unused-ignore]
 
 
 # -- the official Upstash SDK (upstash-redis) ------------------------------------------
