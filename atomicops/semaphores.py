@@ -20,6 +20,10 @@ from atomicops.exceptions import InvalidInput
 from atomicops.lease import WAKE_TTL_MS, Lease, LeaseOptions, NameLike, Wake
 from atomicops.validate import MAX_EXACT
 
+if TYPE_CHECKING:
+    # typing.Unpack is 3.11+; annotations are strings here, only the type checker reads it
+    from typing_extensions import Unpack
+
 
 class Semaphore(Lease):
     """At most ``limit`` holders at once, each with a lease of ``ttl`` seconds.
@@ -85,8 +89,6 @@ class Semaphore(Lease):
 
 
 if TYPE_CHECKING:
-    # typing.Unpack is 3.11+; annotations are strings here, only the type checker reads it
-    from typing_extensions import Unpack
 
     class HeldSemaphore(Semaphore):
         """A :class:`Semaphore` inside its ``with`` block (for type checkers only)."""
