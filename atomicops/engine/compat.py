@@ -13,7 +13,9 @@ import select
 from typing import Any
 
 from redis._parsers.socket import SocketBuffer
+from redis.asyncio.cluster import NodesManager as AsyncNodesManager
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.cluster import NodesManager as SyncNodesManager
 from redis.exceptions import (
     AuthenticationError,
     BusyLoadingError,
@@ -264,6 +266,27 @@ def node_name(node: Any) -> str:
     return str(node.name)
 
 
+# What ``NodesManager.initialize`` takes, sync and asyncio. redis-py 8.0 added
+# ``last_failed_node_name`` to both and ``additional_startup_nodes_info`` to the asyncio
+# one (the sync one has it since 7.2). Without them a refresh reads the startup nodes
+# only: the slot a MOVED named is still patched (``move_slot``, 7.2+), so the call goes
+# where it was sent, but a refresh after a node failed may first wait for that node's
+# connect timeout. Nothing is lost but that time.
+_SYNC_INITIALIZE = frozenset(inspect.signature(SyncNodesManager.initialize).parameters)
+_ASYNC_INITIALIZE = frozenset(inspect.signature(AsyncNodesManager.initialize).parameters)
+
+
+def _initialize_options(
+    takes: frozenset[str], moved: Any, failed: str | None, **more: Any
+) -> dict[str, Any]:
+    wanted = {
+        "additional_startup_nodes_info": [(moved.host, moved.port)] if moved is not None else None,
+        "last_failed_node_name": failed,
+        **more,
+    }
+    return {name: value for name, value in wanted.items() if name in takes}
+
+
 def cluster_refresh(client: Any, moved: Any = None, failed: str | None = None) -> None:
     """Re-read a sync cluster's slot map: ``CLUSTER SLOTS`` through ``NodesManager.initialize``.
 
@@ -276,11 +299,8 @@ def cluster_refresh(client: Any, moved: Any = None, failed: str | None = None) -
     Concurrent refreshes of one client collapse into one (redis-py's epoch check).
     """
     manager = client.nodes_manager
-    extra = [(moved.host, moved.port)] if moved is not None else None
     manager.initialize(
-        additional_startup_nodes_info=extra,
-        disconnect_startup_nodes_pools=False,
-        last_failed_node_name=failed,
+        **_initialize_options(_SYNC_INITIALIZE, moved, failed, disconnect_startup_nodes_pools=False)
     )
     if moved is not None and not _points_at(manager, moved):
         manager.move_slot(moved)
@@ -297,13 +317,15 @@ async def acluster_refresh(client: Any, moved: Any = None, failed: str | None = 
     read: asking twice is safe.
     """
     manager = client.nodes_manager
-    extra = [(moved.host, moved.port)] if moved is not None else None
+    options = _initialize_options(_ASYNC_INITIALIZE, moved, failed)
     try:
-        await manager.initialize(additional_startup_nodes_info=extra, last_failed_node_name=failed)
+        await manager.initialize(**options)
     except (RedisConnectionError, RedisClusterException):  # a deterministic one fails again
-        await manager.initialize(additional_startup_nodes_info=extra, last_failed_node_name=failed)
+        await manager.initialize(**options)
     if moved is not None and not _points_at(manager, moved):
-        await manager.move_slot(moved)
+        patched = manager.move_slot(moved)  # a coroutine since redis-py 8.2
+        if inspect.isawaitable(patched):
+            await patched
 
 
 def _points_at(manager: Any, moved: Any) -> bool:
