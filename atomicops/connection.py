@@ -725,11 +725,27 @@ def async_cluster_twin(sync_cluster: Any) -> Any:
     )
     for where in ("host", "port", "path", "db"):
         kwargs.pop(where, None)
+    # Before redis-py 8.0 the asyncio RedisCluster names its settings one by one and lacks
+    # driver_info, which its connections take; lib_name and lib_version say the same there.
+    takes = _ASYNC_CLUSTER_TAKES
+    if takes is not None:
+        kwargs = {name: value for name, value in kwargs.items() if name in takes}
     startup = [
         redis.asyncio.cluster.ClusterNode(host, int(port))
         for host, port in (name.rsplit(":", 1) for name in names)
     ]
     return redis.asyncio.cluster.RedisCluster(startup_nodes=startup, **kwargs)
+
+
+def _keywords_taken(cls: type) -> set[str] | None:
+    """The keywords ``cls()`` takes, or None when it takes any (``**kwargs``)."""
+    params = inspect.signature(cls).parameters.values()
+    if any(param.kind is param.VAR_KEYWORD for param in params):
+        return None
+    return init_parameters(cls)
+
+
+_ASYNC_CLUSTER_TAKES = _keywords_taken(redis.asyncio.cluster.RedisCluster)
 
 
 def _build_async() -> Any:

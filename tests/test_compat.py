@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
-import socket
 import threading
 from contextlib import asynccontextmanager, contextmanager
 
@@ -21,7 +20,7 @@ import redis.asyncio.cluster
 import redis.cluster
 
 from atomicops.engine import compat
-from tests.servers import free_port
+from tests.servers import ScriptedServer
 from tests.test_cluster import cluster_server  # noqa: F401  (a fixture: one-node clusters)
 
 REDIS_PY = tuple(int(part) for part in redis.__version__.split(".")[:2])
@@ -44,67 +43,6 @@ async def aconnection_of(client):
         yield conn
     finally:
         await compat.agive_back(client, conn)
-
-
-class ScriptedServer:
-    """A RESP server on loopback answering each command by its name from ``replies``.
-
-    Anything else (the client's handshake: CLIENT SETINFO, HELLO...) gets ``+OK``.
-    """
-
-    def __init__(self, replies: dict[bytes, bytes]) -> None:
-        self.replies = replies
-        self.port = free_port()
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", self.port))
-        self.sock.listen()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
-
-    def _talk(self, conn: socket.socket) -> None:
-        buffer = b""
-        with conn:
-            while True:
-                data = conn.recv(65536)
-                if not data:
-                    return
-                buffer += data
-                while True:
-                    parsed = _parse(buffer)
-                    if parsed is None:
-                        break
-                    command, buffer = parsed
-                    conn.sendall(self.replies.get(command[0].upper(), b"+OK\r\n"))
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def _parse(buffer: bytes) -> tuple[list[bytes], bytes] | None:
-    """One RESP array of bulk strings off the front of ``buffer`` (None: incomplete)."""
-    if not buffer.startswith(b"*") or b"\r\n" not in buffer:
-        return None
-    head, rest = buffer.split(b"\r\n", 1)
-    items = []
-    for _ in range(int(head[1:])):
-        if b"\r\n" not in rest:
-            return None
-        size_line, rest = rest.split(b"\r\n", 1)
-        size = int(size_line[1:])
-        if len(rest) < size + 2:
-            return None
-        items.append(rest[:size])
-        rest = rest[size + 2 :]
-    return items, rest
 
 
 @pytest.fixture
