@@ -4,15 +4,12 @@ The algorithm is checked on a fixed clock (the script's test-only ``clock_ms`` a
 which DRF's tests need too), the public functions on real server time on every backend;
 batch, stacked limits and ``@rate_limit`` run the same logic. The real-time promises of
 the issue (paced clients never refused, a burst then retries, ``1/day``,
-``30000000/day``, several processes on one key) are in the ``slow`` tests at the end.
+``30000000/day``, several processes on one key) are in tests/test_ratelimit_promises.py.
 """
 
 from __future__ import annotations
 
-import time
-
 import pytest
-import redis
 from django.http import HttpResponse
 from django.test import RequestFactory
 
@@ -27,7 +24,6 @@ from atomicops import (
 )
 from atomicops.calls import run
 from atomicops.ratelimit import StackedLimit, exact_log_call, stack_call
-from tests.multiproc import run_processes
 
 
 def at(key: str, ms: int, limit: int = 3, window: int = 1000, amount: int = 1, history: int = 0):
@@ -194,87 +190,3 @@ def test_stack_refuses_bad_exact_input_before_sending(sends):
         rate_limit(2, 1000, algorithm="exact")
     assert sends == []
 
-
-# -- real time, real server: the promises of issue #27 ---------------------------------------
-
-
-def _paced(url: str, key: str, limit: int, window_ms: int, every: float, n: int) -> list[bool]:
-    client = redis.Redis.from_url(url)
-    verdicts = []
-    for _ in range(n):
-        verdicts.append(exact_window(key, limit, window_ms, client=client).allowed)
-        # After the reply: the next hit's server time is at least `every` after this
-        # one's, whatever the scheduling.
-        time.sleep(every)
-    return verdicts
-
-
-@pytest.mark.slow
-def test_paced_clients_are_never_refused(real_client, real_server):
-    # Three clients in three processes at once (the slowest sets the time: ~12 s).
-    args = [
-        (real_server.url, "p1", 1, 1000, 1.2, 10),
-        (real_server.url, "p2", 2, 1000, 0.6, 16),
-        (real_server.url, "p5", 5, 1000, 0.24, 30),
-    ]
-    assert run_processes(_paced, args) == [[True] * 10, [True] * 16, [True] * 30]
-
-
-def admitted_times(client: redis.Redis, key: str) -> int:
-    # The newest run is this hit's (one client on the key): its server ms.
-    return int(client.lindex(key, 0).split()[0])
-
-
-def assert_at_most_n_in_any_window(times: list[int], limit: int, window_ms: int) -> None:
-    times = sorted(times)
-    for i in range(len(times) - limit):
-        # The window is (now - window, now]: hits `window` apart are never in one.
-        assert times[i + limit] - times[i] >= window_ms, (i, times)
-
-
-@pytest.mark.slow
-def test_a_burst_then_a_retry_every_100ms(real_client):
-    limit, window, seen = 3, 1000, []
-    start = time.monotonic()
-    for _ in range(limit):  # the burst
-        if exact_window("retry", limit, window).allowed:
-            seen.append(admitted_times(real_client, "retry"))
-    while time.monotonic() - start < 3.0:
-        time.sleep(0.1)
-        if exact_window("retry", limit, window).allowed:
-            seen.append(admitted_times(real_client, "retry"))
-    assert_at_most_n_in_any_window(seen, limit, window)
-    assert len(seen) >= 7  # DRF's log admits 9 in these 3 s; scheduling may cost two
-
-
-@pytest.mark.slow
-def test_one_a_day_waits_at_most_a_day_and_30m_a_day_serves(real_client):
-    assert exact_window("day", 1, 86_400_000).allowed
-    refused = exact_window("day", 1, 86_400_000)
-    assert not refused.allowed and 86_390_000 < refused.retry_after_ms <= 86_400_000
-    results = [exact_window("big", 30_000_000, 86_400_000) for _ in range(10)]
-    assert all(r.allowed for r in results) and results[-1].remaining == 30_000_000 - 10
-
-
-def _hammer(url: str, key: str, limit: int, window_ms: int, seconds: float) -> list[int]:
-    client = redis.Redis.from_url(url)
-    admitted = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        log = run(exact_log_call(key, limit, window_ms, 1, history=1), client)
-        if log.result.allowed:
-            admitted.append(log.runs[0][0])  # the server ms this hit was admitted at
-    return admitted
-
-
-@pytest.mark.slow
-def test_processes_hammering_one_key_never_exceed_n_in_any_window(real_client, real_server):
-    limit, window = 5, 300
-    times = [
-        t
-        for batch_ in run_processes(_hammer, [(real_server.url, "ham", limit, window, 2.0)] * 6)
-        for t in batch_
-    ]
-    assert_at_most_n_in_any_window(times, limit, window)
-    # 2 s is six windows and more: the limiter did admit, up to its rate.
-    assert limit * 5 <= len(times) <= limit * (2000 // window + 1)
