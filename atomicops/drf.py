@@ -20,7 +20,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, overload
 
 from django.core.exceptions import ImproperlyConfigured
-
 from rest_framework import throttling
 from rest_framework.exceptions import APIException
 from rest_framework.settings import api_settings
@@ -156,6 +155,9 @@ class SimpleRateThrottle(throttling.SimpleRateThrottle):
     fail_open: bool | None = None
     client: Any = None
     result: RateLimitResult | None = None
+    # Set by allow_request, as DRF sets them (annotations only: unset before a check).
+    history: Sequence[float]
+    now: float
     # How many runs of the log (one per server ms with admitted requests) each check
     # reads back to build ``history``; past it, ``history`` is a ThrottleHistory.
     history_runs: int = 100

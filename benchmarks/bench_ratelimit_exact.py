@@ -51,7 +51,9 @@ def paced(url: str, algorithm: str, limit: int, window_ms: int, pause: float, n:
     client = redis.Redis.from_url(url)
     refused = 0
     for _ in range(n):
-        refused += not hit(algorithm, f"paced:{algorithm}:{limit}:{pause}", limit, window_ms, client).allowed
+        refused += not hit(
+            algorithm, f"paced:{algorithm}:{limit}:{pause}", limit, window_ms, client
+        ).allowed
         time.sleep(pause)
     return refused
 
@@ -148,7 +150,10 @@ def main() -> None:
             cells = []
             for algorithm in ("sliding", "exact"):
                 rounds = sorted(
-                    rate(lambda a=algorithm: hit(a, f"speed:{a}:{limit}", limit, 60_000, client), 2000)
+                    rate(
+                        lambda a=algorithm, n=limit: hit(a, f"speed:{a}:{n}", n, 60_000, client),
+                        2000,
+                    )
                     for _ in range(5)
                 )
                 cells.append(f"{rounds[2]:,.0f}")

@@ -189,4 +189,3 @@ def test_stack_refuses_bad_exact_input_before_sending(sends):
     with pytest.raises(InvalidInput, match="algorithm"):
         rate_limit(2, 1000, algorithm="exact")
     assert sends == []
-
