@@ -214,14 +214,15 @@ def exact_window_call(
     key: KeyLike, limit: int, window_ms: int, amount: int
 ) -> Call[RateLimitResult]:
     """The exact window hit as a prepared :class:`Call`, arguments checked (nothing sent)."""
-    resolved, name = resolve(key)
+    # The same checks and arguments; only the reply is read into less.
     log = exact_log_call(key, limit, window_ms, amount)
+    name, limit = text(log.keys[0]) or "", log.args[0]
 
     def interpret(reply: Sequence[Any]) -> RateLimitResult:
         allowed, count, reset, retry = reply[0], reply[1], reply[2], reply[3]
-        return _counted(bool(allowed), count, reset, retry, log.args[0], name)
+        return _counted(bool(allowed), count, reset, retry, limit, name)
 
-    return Call(EXACT_WINDOW, [resolved], log.args, interpret)
+    return Call(EXACT_WINDOW, log.keys, log.args, interpret)
 
 
 def token_bucket_call(

@@ -54,7 +54,8 @@ for i = 1, n do
   end
 end
 
--- Phase 1: decide every limit, write nothing.
+-- Phase 1: decide every limit, write nothing (but drop an exact window's runs that have
+-- left it, which no decision counts).
 local plans = {}
 local all = true
 for i = 1, n do
