@@ -9,6 +9,8 @@ the issue (paced clients never refused, a burst then retries, ``1/day``,
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.http import HttpResponse
 from django.test import RequestFactory
@@ -189,3 +191,25 @@ def test_stack_refuses_bad_exact_input_before_sending(sends):
     with pytest.raises(InvalidInput, match="algorithm"):
         rate_limit(2, 1000, algorithm="exact")
     assert sends == []
+
+
+def server_ms(client) -> int:
+    seconds, micros = client.time()
+    return seconds * 1000 + micros // 1000
+
+
+@pytest.mark.parametrize("how", ["single", "stack"])
+def test_a_bigger_amount_on_server_time_waits_for_the_third_oldest(backend, how):
+    _, client = backend
+    for _ in range(5):
+        exact_window("amt", 5, 60_000)
+        time.sleep(0.003)  # each hit in its own ms: five runs
+    third = int(client.lrange("amt", 0, -1)[-3].split()[0])
+    before = server_ms(client)
+    if how == "single":
+        refused = exact_window("amt", 5, 60_000, 3)
+    else:
+        refused = run(stack_call([StackedLimit("exact_window", "amt", 5, 60_000, 3)]), None)[0]
+    after = server_ms(client)
+    assert not refused.allowed and refused.count == 5
+    assert third + 60_000 - after <= refused.retry_after_ms <= third + 60_000 - before
