@@ -211,7 +211,7 @@ class SimpleRateThrottle(throttling.SimpleRateThrottle):
                 self.num_requests,
                 round(self.duration * 1000),
                 1,
-                history=self.history_runs,
+                history=max(1, self.history_runs),  # [0] must be the newest
                 clock_ms=clock,
             )
             log = run(call, self.client)
@@ -263,9 +263,15 @@ _HISTORY_LIST = 10_000
 class AnonRateThrottle(SimpleRateThrottle, throttling.AnonRateThrottle):
     """DRF's ``AnonRateThrottle`` (scope ``"anon"``: anonymous clients by address), atomic."""
 
+    # Restated: SimpleRateThrottle comes first in the MRO, so a scope set on it (DRF's own
+    # tests do, SimpleRateThrottle.scope = "anon") would hide DRF's class attribute.
+    scope = "anon"
+
 
 class UserRateThrottle(SimpleRateThrottle, throttling.UserRateThrottle):
     """DRF's ``UserRateThrottle`` (scope ``"user"``: the user's pk, else the address), atomic."""
+
+    scope = "user"  # restated, as AnonRateThrottle's
 
 
 class ScopedRateThrottle(SimpleRateThrottle, throttling.ScopedRateThrottle):

@@ -83,6 +83,12 @@ def test_public_names_are_drfs():
     assert drf.AnonRateThrottle.scope == "anon" and drf.UserRateThrottle.scope == "user"
 
 
+def test_a_scope_set_on_the_base_class_does_not_reach_the_subclasses(monkeypatch):
+    # Ours come before DRF's in the MRO; DRF's own tests set SimpleRateThrottle.scope.
+    monkeypatch.setattr(drf.SimpleRateThrottle, "scope", "anon", raising=False)
+    assert drf.UserRateThrottle.scope == "user" and drf.AnonRateThrottle.scope == "anon"
+
+
 def test_rate_string_429_and_wait(backend):
     view, address = api_view(ThreePerMinute), fresh_address()
     assert [get(view, address).status_code for _ in range(3)] == [200, 200, 200]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import pytest
 import redis
+from rest_framework.settings import api_settings
 
+from atomicops.drf import SimpleRateThrottle
 from tests.conftest import CI
 
 
@@ -29,3 +31,11 @@ def _drf_throttles_on_redis(servers, settings, atomicops_throttle_timer):
     client.flushall()
     client.close()
     settings.ATOMICOPS = {"URL": server.url, "LOAD_ON_STARTUP": False, "STATS_FLUSH_INTERVAL": 0}
+    yield
+    # DRF's tests leave state behind on shared objects (SimpleRateThrottle.scope = 'anon',
+    # setattr(api_settings, 'NUM_PROXIES', n)); in DRF's suite nothing after them minds,
+    # here other test modules use the same classes and settings.
+    if "scope" in vars(SimpleRateThrottle):
+        del SimpleRateThrottle.scope
+    api_settings.reload()
+    vars(api_settings).pop("NUM_PROXIES", None)
