@@ -56,9 +56,11 @@ from atomicops.locks import Lock, LockInfo, LockScan, list_locks, locked, scan_l
 from atomicops.metrics import metrics_view
 from atomicops.ratelimit import (
     RateLimitResult,
+    aexact_window,
     afixed_window,
     asliding_window,
     atoken_bucket,
+    exact_window,
     fixed_window,
     sliding_window,
     token_bucket,
@@ -102,6 +104,8 @@ __all__ = [
     "afixed_window",
     "sliding_window",
     "asliding_window",
+    "exact_window",
+    "aexact_window",
     "token_bucket",
     "atoken_bucket",
     "RateLimitResult",

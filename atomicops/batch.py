@@ -319,6 +319,13 @@ class Batch:
         call = ratelimit.sliding_window_call(key, limit, window_ms, amount)
         return self.add(call, hit="sliding_window")
 
+    def exact_window(
+        self, key: KeyLike, limit: int, window_ms: int, amount: int = 1
+    ) -> BatchResult[ratelimit.RateLimitResult]:
+        """:func:`~atomicops.exact_window` in the batch."""
+        call = ratelimit.exact_window_call(key, limit, window_ms, amount)
+        return self.add(call, hit="exact_window")
+
     def token_bucket(
         self, key: KeyLike, capacity: int, refill_rate: float, cost: int = 1
     ) -> BatchResult[ratelimit.RateLimitResult]:

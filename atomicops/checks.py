@@ -8,6 +8,8 @@ Without network I/O (every ``manage.py check``):
 * E006 two apps ship a script of one name and ``OVERRIDE_SCRIPTS`` does not pick one;
 * E007 an ``OVERRIDE_SCRIPTS`` entry cannot apply (no such app, or no such file in it);
 * E008 ``TRUSTED_PROXY_COUNT`` / ``CLIENT_IP_HEADER`` malformed, or both set;
+* E009 a rate in ``REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]`` that DRF cannot parse or
+  the exact window cannot serve (it would fail every request of its scope);
 * W002 fakeredis is configured outside tests;
 * W004 ``ATOMICOPS`` has a key atomicops does not know (a typo, usually);
 * W005 ``KEY_PREFIX`` contains a brace (a cluster hash tag).
@@ -68,6 +70,11 @@ BAD_PROXY_SETTINGS_HINT = (
     "Behind N reverse proxies that append to X-Forwarded-For set TRUSTED_PROXY_COUNT = N; "
     "behind one that sets a header to the client's address (overwriting the client's), "
     "set CLIENT_IP_HEADER to its name. See 'Behind proxies' in docs/ratelimit.md."
+)
+BAD_THROTTLE_RATE = "atomicops.E009"
+BAD_THROTTLE_RATE_HINT = (
+    "Write the rate as DRF does: '<requests>/<period>', the period s, sec, m, min, h, "
+    "hour, d or day, e.g. '100/min' or '30000000/day'."
 )
 NO_EVAL_RO = "atomicops.W001"
 NO_EVAL_RO_HINT = (
@@ -211,6 +218,35 @@ def check_proxy_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.
     except ConfigurationError as exc:
         return [checks.Error(exc.message, hint=BAD_PROXY_SETTINGS_HINT, id=BAD_PROXY_SETTINGS)]
     return []
+
+
+@checks.register("atomicops")
+def check_throttle_rates(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E009: every DRF throttle rate in the settings can be parsed and served.
+
+    Read from ``settings.REST_FRAMEWORK`` directly: importing DRF here would import it
+    in every project, and only ``atomicops.drf`` may.
+    """
+    from django.conf import settings
+
+    from atomicops.ratelimit import parse_drf_rate
+
+    rates = (getattr(settings, "REST_FRAMEWORK", None) or {}).get("DEFAULT_THROTTLE_RATES")
+    messages: list[checks.CheckMessage] = []
+    for scope, rate in (rates or {}).items():
+        if rate is None:  # DRF: a scope with rate None is not throttled
+            continue
+        try:
+            parse_drf_rate(rate)
+        except AtomicOpsError as exc:
+            messages.append(
+                checks.Error(
+                    f"REST_FRAMEWORK['DEFAULT_THROTTLE_RATES'][{scope!r}]: {exc.message}",
+                    hint=BAD_THROTTLE_RATE_HINT,
+                    id=BAD_THROTTLE_RATE,
+                )
+            )
+    return messages
 
 
 def _is_fakeredis(client: Any) -> bool:

@@ -35,6 +35,7 @@ from atomicops.ratelimit import (
     STACK,
     RateLimitResult,
     StackedLimit,
+    exact_window_call,
     fixed_window_call,
     sliding_window_call,
     stack_call,
@@ -47,7 +48,7 @@ logger = logging.getLogger("atomicops")
 
 View = TypeVar("View", bound=Callable[..., Any])
 
-ALGORITHMS = ("fixed_window", "sliding_window", "token_bucket")
+ALGORITHMS = ("fixed_window", "sliding_window", "exact_window", "token_bucket")
 # The groups of the limits stacked on a view. functools.wraps copies a function's __dict__,
 # so each @rate_limit (and any decorator built with wraps) passes this on outwards.
 STACK_ATTR = "_atomicops_rate_limit_groups"
@@ -212,7 +213,11 @@ def _hit_builder(
                 f"rate_limit(algorithm={algorithm!r}) takes window_ms, not refill_rate"
             )
         window = window_ms
-        make = fixed_window_call if algorithm == "fixed_window" else sliding_window_call
+        make = {
+            "fixed_window": fixed_window_call,
+            "sliding_window": sliding_window_call,
+            "exact_window": exact_window_call,
+        }[algorithm]
 
         def build(key: str) -> Call[RateLimitResult]:
             return make(key, limit, window, amount)
@@ -241,8 +246,9 @@ def rate_limit(
     IPv6 by /64), ``"header:<Name>"`` (that header, else the IP; only meaningful if the
     view authenticates it) or a callable ``request -> str | None`` (async views may pass
     an async one; ``None`` means not limited). Header and callable values are hashed
-    before they reach a key. ``algorithm`` is ``"fixed_window"``, ``"sliding_window"``
-    or ``"token_bucket"`` (then ``limit`` is the capacity and ``refill_rate`` the tokens
+    before they reach a key. ``algorithm`` is ``"fixed_window"``, ``"sliding_window"``,
+    ``"exact_window"`` (at most ``limit`` in any trailing ``window_ms``) or
+    ``"token_bucket"`` (then ``limit`` is the capacity and ``refill_rate`` the tokens
     per second, instead of ``window_ms``). Views sharing a ``group`` share their limits;
     the default is the view's dotted name plus a digest of this limit's arguments (see
     :func:`default_group`), so stacked limits count apart. ``methods`` limits only those

@@ -1,9 +1,9 @@
-"""Rate limits: fixed window, sliding window and token bucket, one Lua script each.
+"""Rate limits: fixed window, sliding window, exact window and token bucket, one Lua script each.
 
 Every hit is one script call, so one round trip when the server has the script: the
 read, the decision and the write happen in one atomic step, and no number of clients
-can slip a hit in between. The sliding window and the token bucket read the time from
-the server (``TIME``), so clients with skewed clocks still agree.
+can slip a hit in between. The sliding window, the exact window and the token bucket
+read the time from the server (``TIME``), so clients with skewed clocks still agree.
 
 Each function takes a key (a string used as given, or an ``(instance, name)`` pair) and
 returns a :class:`RateLimitResult`; ``a``-prefixed twins do the same over
@@ -22,15 +22,19 @@ from atomicops.engine.ops import text
 from atomicops.exceptions import InvalidInput, RateLimited
 from atomicops.keys import KeyLike
 from atomicops.observe import rate_limit_hit
-from atomicops.validate import MAX_EXACT, whole
+from atomicops.validate import MAX_EXACT, MAX_LEASE_MS, whole
 
 __all__ = [
+    "ExactWindow",
     "RateLimitResult",
     "StackedLimit",
+    "aexact_window",
     "afixed_window",
     "asliding_window",
     "atoken_bucket",
+    "exact_window",
     "fixed_window",
+    "parse_drf_rate",
     "sliding_window",
     "stack_call",
     "token_bucket",
@@ -38,6 +42,7 @@ __all__ = [
 
 FIXED_WINDOW = "ratelimit_fixed_window"
 SLIDING_WINDOW = "ratelimit_sliding_window"
+EXACT_WINDOW = "ratelimit_exact_window"
 TOKEN_BUCKET = "ratelimit_token_bucket"
 STACK = "ratelimit_stack"
 
@@ -151,6 +156,75 @@ def sliding_window_call(
     return Call(SLIDING_WINDOW, [resolved], [limit, window_ms, amount], interpret)
 
 
+class ExactWindow(NamedTuple):
+    """An exact-window hit with what the log says besides the verdict (for DRF's throttles).
+
+    ``runs`` are the newest admitted hits as ``(server ms, hits in that ms)``, newest first,
+    as many runs as were asked for; ``oldest_ms`` is the oldest counted hit's ms (0 when
+    none is counted), ``now_ms`` the time the script used.
+    """
+
+    result: RateLimitResult
+    now_ms: int
+    oldest_ms: int
+    runs: list[tuple[int, int]]
+
+
+def exact_log_call(
+    key: KeyLike,
+    limit: int,
+    window_ms: int,
+    amount: int,
+    *,
+    history: int = 0,
+    clock_ms: int | None = None,
+) -> Call[ExactWindow]:
+    """The exact window hit as a prepared :class:`Call`, arguments checked (nothing sent).
+
+    ``history``: how many of the newest runs of the log to return. ``clock_ms`` replaces
+    the server's ``TIME`` and is for tests only (DRF's own tests drive a fake
+    ``timer()``; see ``atomicops.testing``): production calls leave it ``None``.
+    """
+    resolved, name = resolve(key)
+    limit = _whole(limit, "limit", name)
+    window_ms = _whole(window_ms, "window_ms", name)
+    if window_ms > MAX_LEASE_MS:
+        # The script adds the window to the server clock: the sum must stay exact.
+        raise InvalidInput(
+            f"rate limit on key {name!r}: window_ms {window_ms} is above 2**52 "
+            "(about 142,000 years)",
+            key=name,
+        )
+    amount = _amount(amount, limit, name)
+    history = _whole(history, "history", name, minimum=0)
+    args: list[Any] = [limit, window_ms, amount, history]
+    if clock_ms is not None:
+        args.append(_whole(clock_ms, "clock_ms", name, minimum=0))
+
+    def interpret(reply: Sequence[Any]) -> ExactWindow:
+        allowed, count, reset, retry, now, oldest, n = reply[:7]
+        result = _counted(bool(allowed), count, reset, retry, limit, name)
+        runs = [(reply[7 + 2 * i], reply[8 + 2 * i]) for i in range(n)]
+        return ExactWindow(result, now, oldest, runs)
+
+    return Call(EXACT_WINDOW, [resolved], args, interpret)
+
+
+def exact_window_call(
+    key: KeyLike, limit: int, window_ms: int, amount: int
+) -> Call[RateLimitResult]:
+    """The exact window hit as a prepared :class:`Call`, arguments checked (nothing sent)."""
+    # The same checks and arguments; only the reply is read into less.
+    log = exact_log_call(key, limit, window_ms, amount)
+    name, limit = text(log.keys[0]) or "", log.args[0]
+
+    def interpret(reply: Sequence[Any]) -> RateLimitResult:
+        allowed, count, reset, retry = reply[0], reply[1], reply[2], reply[3]
+        return _counted(bool(allowed), count, reset, retry, limit, name)
+
+    return Call(EXACT_WINDOW, log.keys, log.args, interpret)
+
+
 def token_bucket_call(
     key: KeyLike, capacity: int, refill_rate: float, cost: int
 ) -> Call[RateLimitResult]:
@@ -199,10 +273,40 @@ def token_bucket_call(
     return Call(TOKEN_BUCKET, [resolved], [capacity, rate_arg, cost], interpret)
 
 
+# DRF's periods, by the first letter of the rate's period as DRF's parse_rate reads it.
+_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_drf_rate(rate: Any) -> tuple[int, int]:
+    """A DRF rate string (``"100/min"``) as ``(requests, seconds)``, read as DRF reads it.
+
+    DRF's ``parse_rate`` takes ``int()`` of the part before ``/`` and the period's first
+    letter (``s``, ``m``, ``h``, ``d``: ``"5/sec"``, ``"5/minute"``, ``"5/day"``). This
+    accepts the same strings and also checks that the exact window can serve the rate
+    (requests at most 2**53 - 1; a negative count admits nothing, as in DRF). Raises
+    :class:`InvalidInput` otherwise. For ``atomicops.checks`` (which must not import DRF).
+    """
+    try:
+        num, period = rate.split("/")
+        requests = int(num)
+        seconds = _PERIODS[period[0]]
+    except (AttributeError, ValueError, KeyError, IndexError, TypeError):
+        raise InvalidInput(
+            f"throttle rate {rate!r} is not '<requests>/<period>' with a period of "
+            "s, sec, m, min, h, hour, d or day"
+        ) from None
+    if requests > MAX_EXACT:
+        raise InvalidInput(
+            f"throttle rate {rate!r}: {requests} requests is beyond 2**53 - 1, the largest "
+            "count a Lua number holds exactly"
+        )
+    return requests, seconds
+
+
 class StackedLimit(NamedTuple):
     """One limit of a stack decided by :func:`stack_call`: the arguments of its function."""
 
-    algorithm: str  # "fixed_window", "sliding_window" or "token_bucket"
+    algorithm: str  # "fixed_window", "sliding_window", "exact_window" or "token_bucket"
     key: KeyLike
     limit: int  # a token bucket's capacity
     period: float  # window_ms, or a token bucket's refill_rate (tokens per second)
@@ -212,6 +316,7 @@ class StackedLimit(NamedTuple):
 _BUILDERS = {
     "fixed_window": ("f", fixed_window_call),
     "sliding_window": ("s", sliding_window_call),
+    "exact_window": ("e", exact_window_call),
     "token_bucket": ("t", token_bucket_call),
 }
 
@@ -238,7 +343,7 @@ def stack_call(limits: Sequence[StackedLimit]) -> Call[list[RateLimitResult]]:
         if kind == "f":
             period_arg, amount_arg = single.args  # window_ms, amount
         else:
-            _, period_arg, amount_arg = single.args
+            _, period_arg, amount_arg = single.args[:3]
         kinds.append(kind)
         keys.append(single.keys[0])
         names.append(text(single.keys[0]) or "")
@@ -313,6 +418,38 @@ async def asliding_window(
     """The async twin of :func:`sliding_window`; same script, same rules."""
     return rate_limit_hit(
         "sliding_window", await arun(sliding_window_call(key, limit, window_ms, amount), client)
+    )
+
+
+def exact_window(
+    key: KeyLike, limit: int, window_ms: int, amount: int = 1, *, client: Any = None
+) -> RateLimitResult:
+    """Admit ``amount`` hits if, with them, at most ``limit`` lie in the last ``window_ms``.
+
+    Exact: the window slides with every call, and a hit is admitted if and only if fewer
+    than ``limit - amount + 1`` admitted hits lie in ``(now - window_ms, now]`` (DRF's
+    rule), so a client pacing itself below the rate is never refused and no window ever
+    holds more than ``limit``. ``retry_after_ms`` is exact: when the oldest hit that has
+    to leave the window leaves it. Rejected hits are not counted. Server time, atomic,
+    one round trip, one list key holding the admitted hits still in the window,
+    run-length encoded per server ms: memory grows with the distinct ms the client used
+    (at most ``limit`` runs), not with ``limit`` (see docs/ratelimit.md for figures).
+
+    Raises :class:`InvalidInput` (bad arguments, ``amount > limit``, ``window_ms`` above
+    2**52), :class:`DataError` (the key holds something else), :class:`RedisUnavailable`
+    / :class:`OutcomeUnknown`.
+    """
+    return rate_limit_hit(
+        "exact_window", run(exact_window_call(key, limit, window_ms, amount), client)
+    )
+
+
+async def aexact_window(
+    key: KeyLike, limit: int, window_ms: int, amount: int = 1, *, client: Any = None
+) -> RateLimitResult:
+    """The async twin of :func:`exact_window`; same script, same rules."""
+    return rate_limit_hit(
+        "exact_window", await arun(exact_window_call(key, limit, window_ms, amount), client)
     )
 
 

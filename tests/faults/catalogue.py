@@ -55,6 +55,11 @@ def _halves(raw: redis.Redis, key: str) -> Any:
     return int(halves) if halves == halves.to_integral_value() else halves
 
 
+def _exact_hits(raw: redis.Redis, key: str) -> int:
+    """The hits in an exact window's log: each run is "<ms> <hits> <cum>"."""
+    return sum(int(run.split()[1]) for run in raw.lrange(key, 0, -1))
+
+
 def _tokens_taken(raw: redis.Redis, key: str) -> int:
     tokens = raw.hget(key, "tokens")
     return 0 if tokens is None else round(10 - float(tokens))
@@ -174,6 +179,15 @@ PRIMITIVES = [
         arun=lambda key, c: atomicops.asliding_window(key, 10, 60_000, client=c),
         ok=lambda r: r.allowed and r.count == 1,
         applied=lambda raw, key: int(raw.hget(key, "c") or 0),
+    ),
+    Primitive(
+        "exact_window",
+        grows=True,
+        write=True,
+        run=lambda key, c: atomicops.exact_window(key, 10, 60_000, client=c),
+        arun=lambda key, c: atomicops.aexact_window(key, 10, 60_000, client=c),
+        ok=lambda r: r.allowed and r.count == 1,
+        applied=_exact_hits,
     ),
     Primitive(
         "token_bucket",

@@ -462,7 +462,7 @@ VALUES = st.one_of(
 COUNT = {"key": "fz:k", "ttl": None}
 
 
-def _window_domain(a: dict, sliding: bool) -> bool | None:
+def _window_domain(a: dict, sliding: bool, exact: bool = False) -> bool | None:
     limit_ok = in_range(a["limit"], 1, MAX)
     valid = all_valid(
         key_ok(a["key"]),
@@ -472,6 +472,8 @@ def _window_domain(a: dict, sliding: bool) -> bool | None:
     )
     if valid and sliding and 4 * a["limit"] * a["window_ms"] >= 2**53:
         return False  # documented: limit * window_ms must stay below 2**51
+    if valid and exact and a["window_ms"] > 2**52:
+        return False  # documented: the exact window adds window_ms to the server clock
     return valid
 
 
@@ -492,8 +494,10 @@ def _bucket_domain(a: dict) -> bool | None:
     )
 
 
-def _window_specs(sliding: bool) -> dict[str, Arg]:
+def _window_specs(sliding: bool, exact: bool = False) -> dict[str, Arg]:
     extra = (2**50, 2**51, 6e4, "60000") if sliding else (6e4, "60000")
+    if exact:
+        extra = (2**52, 2**52 + 1, *extra)
     return {
         "key": key_arg(),
         "limit": arg(small(1, 100), *INT_EDGES),
@@ -827,6 +831,14 @@ def families() -> dict[str, Family]:
             lambda a: _window_domain(a, sliding=True),
             _rate_result,
         ),
+        "exact_window": op(
+            "exact_window",
+            lambda: _window_specs(False, exact=True),
+            lambda: {"key": "fz:k", "limit": 10, "window_ms": 60_000, "amount": 1},
+            _window,
+            lambda a: _window_domain(a, sliding=False, exact=True),
+            _rate_result,
+        ),
         "token_bucket": op(
             "token_bucket",
             lambda: {
@@ -883,7 +895,8 @@ def families() -> dict[str, Family]:
 
 FAMILY_NAMES = [
     *("bounded_incr", "bounded_decr", "incr", "incr_float", "get_counter", "reset_counter"),
-    *("compare_and_set", "compare_and_delete", "fixed_window", "sliding_window", "token_bucket"),
+    *("compare_and_set", "compare_and_delete", "fixed_window", "sliding_window"),
+    *("exact_window", "token_bucket"),
     *("Lock", "Semaphore", "registry script", "key_for", "list_locks"),
 ]
 
