@@ -51,28 +51,38 @@ local function run(raw)
 end
 
 -- Hits at or before now - window have left the window (DRF drops history <= now - duration).
--- Each run is pushed once and popped once, so this loop is O(1) amortized per call.
+-- They are counted here and trimmed only after the write below: on a cluster slot that is
+-- migrating, popping the last run would delete the key, and the LPUSH that follows would
+-- then be refused mid-script as a key no longer on this node. Each run is pushed once and
+-- trimmed once, so the scan is O(1) amortized per call.
+local expired, len = 0, redis.call('LLEN', KEYS[1])
 local tail_ms, tail_n, tail_cum
-while true do
-  local raw = redis.call('LINDEX', KEYS[1], -1)
-  if not raw then break end
-  tail_ms, tail_n, tail_cum = run(raw)
+while expired < len do
+  tail_ms, tail_n, tail_cum = run(redis.call('LINDEX', KEYS[1], -1 - expired))
   if not tail_ms then
     return redis.error_reply('WRONGTYPE rate limit key holds another list')
   end
   if tail_ms > now - window then break end
-  redis.call('RPOP', KEYS[1])
+  expired = expired + 1
   tail_ms = nil
 end
+local function trim_expired()
+  if expired > 0 then redis.call('LTRIM', KEYS[1], 0, -1 - expired) end
+end
 
+-- head_cum continues from the newest run even when it has left the window: cum only grows.
 local head_ms, head_n, head_cum = 0, 0, 0
 local count = 0
-if tail_ms then
-  head_ms, head_n, head_cum = run(redis.call('LINDEX', KEYS[1], 0))
-  if not head_ms then
+if len > 0 then
+  local newest_ms, newest_n, newest_cum = run(redis.call('LINDEX', KEYS[1], 0))
+  if not newest_ms then
     return redis.error_reply('WRONGTYPE rate limit key holds another list')
   end
-  count = head_cum - tail_cum + tail_n
+  head_cum = newest_cum
+  if tail_ms then
+    head_ms, head_n = newest_ms, newest_n
+    count = head_cum - tail_cum + tail_n
+  end
 end
 
 local allowed = count + amount <= limit
@@ -90,6 +100,7 @@ if allowed then
     if not tail_ms then tail_ms = now end
   end
   head_cum = head_cum + amount
+  trim_expired()
   -- Once the newest hit has left the window the log means nothing. At an absolute time
   -- on TIME's clock (a PEXPIRE counts from the script's start, which can be before the
   -- TIME read); a fake clock has no absolute time, so there it is relative.
@@ -102,6 +113,7 @@ else
   -- The same call fits once `need` of the counted hits have left: the run holding the
   -- need-th oldest hit decides. Runs are ordered and cum grows towards the head, so a
   -- binary search finds it (most calls need one hit: the tail run).
+  trim_expired() -- refused, so a run is still in the window: the key stays
   local need = count + amount - limit
   local target = tail_cum - tail_n + need
   local at_ms = tail_ms

@@ -118,25 +118,27 @@ for i = 1, n do
     p.used = prev * (window - elapsed) + cur * window
     p.allowed = p.used + amount * window <= limit * window
   elseif kind == 'e' then
-    -- As ratelimit_exact_window: drop the runs that left the window (neutral: they count
-    -- for no decision), then count the rest from the cumulative counts of head and tail.
+    -- As ratelimit_exact_window: the runs that left the window count for no decision and
+    -- are trimmed in the second phase, after any write (popping the last one here would
+    -- delete the key before the LPUSH, which a migrating slot refuses mid-script).
     local window = p.window
     local head, tail
-    while true do
-      local raw, err = read('LINDEX', KEYS[i], -1)
-      if err then return redis.error_reply(err) end
-      if not raw then break end
-      tail = exact_run(raw)
+    local len, err = read('LLEN', KEYS[i])
+    if err then return redis.error_reply(err) end
+    local expired = 0
+    while expired < len do
+      tail = exact_run(redis.call('LINDEX', KEYS[i], -1 - expired))
       if not tail then return redis.error_reply('WRONGTYPE rate limit key holds another list') end
       if tail.ms > now - window then break end
-      redis.call('RPOP', KEYS[i])
+      expired = expired + 1
       tail = nil
     end
-    p.count = 0
-    if tail then
+    p.count, p.expired, p.cum = 0, expired, 0
+    if len > 0 then
       head = exact_run(redis.call('LINDEX', KEYS[i], 0))
       if not head then return redis.error_reply('WRONGTYPE rate limit key holds another list') end
-      p.count = head.cum - tail.cum + tail.n
+      p.cum = head.cum -- cum only grows, also past runs that left the window
+      if tail then p.count = head.cum - tail.cum + tail.n else head = nil end
     end
     p.head, p.tail = head, tail
     p.allowed = p.count + amount <= limit
@@ -205,12 +207,13 @@ for i = 1, n do
       if head and head.ms >= now then
         redis.call('LSET', KEYS[i], 0, string.format('%d %d %d', head.ms, head.n + p.amount, head.cum + p.amount))
       else
-        local cum = head and head.cum or 0
-        redis.call('LPUSH', KEYS[i], string.format('%d %d %d', now, p.amount, cum + p.amount))
+        redis.call('LPUSH', KEYS[i], string.format('%d %d %d', now, p.amount, p.cum + p.amount))
         head = {ms = now}
       end
       redis.call('PEXPIREAT', KEYS[i], head.ms + window)
     end
+    -- After the write; without one, trimming every run deletes a key no later command uses.
+    if p.expired > 0 then redis.call('LTRIM', KEYS[i], 0, -1 - p.expired) end
     used = count
     if count > 0 then reset = head.ms + window - now end
     if not p.allowed then

@@ -93,3 +93,26 @@ def test_semaphore_acquire_replaces_the_only_expired_holder(cluster, atomic_clus
     assert [m for m, _ in atomic_cluster.zrange(holders, 0, -1, withscores=True)] == [b"me"]
     assert atomic_cluster.hgetall(tokens) == {b"me": str(token).encode()}
     assert atomic_cluster.exists(wake) == 0  # the only slot is taken: nobody to wake
+
+
+def test_exact_window_admits_when_every_run_has_left_the_window(cluster, atomic_cluster):
+    # The only run is long gone: popping it first would delete the key before the LPUSH.
+    tag = a_tag(cluster)
+    log = f"{{{tag}}}:rl"
+    atomic_cluster.rpush(log, "1000 2 2")
+    with migrating(cluster, tag):
+        reply = registry.get("ratelimit_exact_window")([log], [2, 1000, 1, 0])
+    assert reply[:2] == [1, 1]  # admitted, one hit in the window
+    [run] = atomic_cluster.lrange(log, 0, -1)
+    assert run.split()[1:] == [b"1", b"3"]  # the new run, cum carried on
+    assert 0 < atomic_cluster.pttl(log) <= 1000
+
+
+def test_stacked_exact_window_admits_when_every_run_has_left_the_window(cluster, atomic_cluster):
+    tag = a_tag(cluster)
+    log = f"{{{tag}}}:rl"
+    atomic_cluster.rpush(log, "1000 1 1")
+    with migrating(cluster, tag):
+        reply = registry.get("ratelimit_stack")([log], ["e", 2, 1000, 1])
+    assert reply[:2] == [1, 1]
+    assert atomic_cluster.llen(log) == 1
