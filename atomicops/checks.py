@@ -32,6 +32,7 @@ from django.core import checks
 from redis.exceptions import ResponseError
 
 from atomicops.exceptions import AtomicOpsError, ConfigurationError
+from atomicops.redaction import redact_text, redact_url
 
 # Ids are public and stable (docs/admin.md lists them); hints say what to do.
 NO_CONNECTION = "atomicops.E001"
@@ -332,7 +333,7 @@ def check_rest_transport(app_configs: Any = None, **kwargs: Any) -> list[checks.
         return []  # atomicops.E001 says why
     if client is None:
         return []
-    where = f"Upstash's REST API at {client.url}"
+    where = f"Upstash's REST API at {redact_url(client.url)}"
     probe = f"{keys.prefix()}:__probe__:token-can-write"
     context = Context("checking whether the REST token can write", write=False, script=False)
     try:
@@ -359,8 +360,9 @@ def _unreachable(exc: BaseException) -> checks.CheckMessage:
     from atomicops import connection
 
     # RedisUnavailable's own words name the internal batch; the cause says what failed.
+    # Both parts redacted: the cause's words may quote a URL (a REST URL's "?_token=").
     return checks.Warning(
-        f"cannot reach Redis ({connection.describe_source()}): {exc.__cause__ or exc}",
+        redact_text(f"cannot reach Redis ({connection.describe_source()}): {exc.__cause__ or exc}"),
         hint=UNREACHABLE_HINT,
         id=UNREACHABLE,
     )
