@@ -289,3 +289,81 @@ def test_lock_names_never_reach_metrics_raw_and_labels_stay_bounded(real_client,
 def test_lease_prefix_rule(prefix, label):
     observe.code_label.reset()
     assert observe.lease_prefix(f"{prefix}:rest") == label
+
+
+# -- 7. plain strings do not reach atomicops' own keys ---------------------------------------
+
+
+def test_reset_counter_cannot_unblock_a_rate_limited_client(real_client, sends):
+    from atomicops import fixed_window, reset_counter
+    from atomicops.decorators import limit_key
+
+    key = limit_key("fixed", "login", "ip:203.0.113.7")
+    for _ in range(3):
+        fixed_window(key, 2, 60_000)
+    assert not fixed_window(key, 2, 60_000).allowed
+    before = len(sends)
+    for plain in (str.__str__(key), key.encode(), f"{key}"):
+        with pytest.raises(InvalidInput, match="KEY_PREFIX") as caught:
+            reset_counter(plain)
+        assert caught.value.key == str.__str__(key)
+    assert len(sends) == before  # nothing was sent
+    assert not fixed_window(key, 2, 60_000).allowed  # still limited
+
+
+def test_a_held_locks_fence_cannot_be_reset(real_client):
+    from atomicops import Lock, reset_counter
+
+    with Lock("report", ttl=10) as lock:
+        fence = f"{lock.key}:fence"
+        with pytest.raises(InvalidInput):
+            reset_counter(fence)
+        assert real_client.exists(fence) == 1
+        assert lock.locked()
+
+
+def test_every_counter_cas_and_rate_limit_function_refuses_plain_prefixed_keys(real_client, sends):
+    import atomicops as ao
+
+    key = "atomicops:anything"
+    calls = [
+        lambda: ao.incr(key), lambda: ao.incr_float(key, 1.5), lambda: ao.get_counter(key),
+        lambda: ao.reset_counter(key), lambda: ao.bounded_incr(key, 5),
+        lambda: ao.bounded_decr(key, 0), lambda: ao.compare_and_set(key, None, "v"),
+        lambda: ao.compare_and_delete(key, "v"), lambda: ao.fixed_window(key, 1, 1000),
+        lambda: ao.sliding_window(key, 1, 1000), lambda: ao.token_bucket(key, 1, 1.0),
+    ]  # fmt: skip
+    for call in calls:
+        with pytest.raises(InvalidInput):
+            call()
+    assert sends == []
+    assert real_client.keys("*") == []
+
+
+async def test_async_twins_refuse_them_too(real_client):
+    import atomicops as ao
+
+    with pytest.raises(InvalidInput):
+        await ao.areset_counter("atomicops:rl:x")
+    with pytest.raises(InvalidInput):
+        await ao.acompare_and_set("atomicops:x", None, "v")
+    with pytest.raises(InvalidInput):
+        await ao.afixed_window(b"atomicops:x", 1, 1000)
+
+
+def test_built_keys_pairs_and_other_prefixes_still_work(real_client, settings):
+    import atomicops as ao
+    from atomicops import keys
+    from tests.testapp.models import Article
+
+    article = Article.objects.create(title="t")
+    assert ao.incr((article, "views")) == 1
+    assert ao.incr(ao.key_for(article, "views")) == 2
+    assert ao.incr(keys.prefixed("demo", "race")) == 1
+    assert ao.incr(keys.tagged("mine", "x")) == 1
+    assert ao.incr("views:1") == 1  # outside the prefix: any string
+    assert ao.incr("atomicopsx:1") == 1  # only "<KEY_PREFIX>:" is reserved
+    settings.ATOMICOPS = {**settings.ATOMICOPS, "KEY_PREFIX": "shop"}
+    assert ao.incr("atomicops:free-now") == 1
+    with pytest.raises(InvalidInput, match="'shop'"):
+        ao.incr("shop:rl:x")
