@@ -8,6 +8,7 @@ Without network I/O (every ``manage.py check``):
 * E006 two apps ship a script of one name and ``OVERRIDE_SCRIPTS`` does not pick one;
 * E007 an ``OVERRIDE_SCRIPTS`` entry cannot apply (no such app, or no such file in it);
 * E008 ``TRUSTED_PROXY_COUNT`` / ``CLIENT_IP_HEADER`` malformed, or both set;
+* E024 ``IDEMPOTENCY_MAX_CLIENT_BYTES`` is not an integer >= 1 or None;
 * W002 fakeredis is configured outside tests;
 * W004 ``ATOMICOPS`` has a key atomicops does not know (a typo, usually);
 * W005 ``KEY_PREFIX`` contains a brace (a cluster hash tag).
@@ -69,6 +70,11 @@ BAD_PROXY_SETTINGS_HINT = (
     "Behind N reverse proxies that append to X-Forwarded-For set TRUSTED_PROXY_COUNT = N; "
     "behind one that sets a header to the client's address (overwriting the client's), "
     "set CLIENT_IP_HEADER to its name. See 'Behind proxies' in docs/ratelimit.md."
+)
+BAD_IDEMPOTENCY_BOUND = "atomicops.E024"
+BAD_IDEMPOTENCY_BOUND_HINT = (
+    "The most bytes of stored @idempotent responses one client may have, e.g. "
+    "8 * 1024 * 1024 (the default); None for no bound. See docs/idempotency.md."
 )
 NO_EVAL_RO = "atomicops.W001"
 NO_EVAL_RO_HINT = (
@@ -200,6 +206,20 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             )
         )
     return messages
+
+
+@checks.register("atomicops")
+def check_idempotency_bound(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E024: the per-client bound on stored @idempotent responses must be usable."""
+    from atomicops.idempotency import client_bound
+
+    try:
+        client_bound()
+    except ConfigurationError as exc:
+        return [
+            checks.Error(exc.message, hint=BAD_IDEMPOTENCY_BOUND_HINT, id=BAD_IDEMPOTENCY_BOUND)
+        ]
+    return []
 
 
 @checks.register("atomicops")

@@ -367,3 +367,16 @@ def test_built_keys_pairs_and_other_prefixes_still_work(real_client, settings):
     assert ao.incr("atomicops:free-now") == 1
     with pytest.raises(InvalidInput, match="'shop'"):
         ao.incr("shop:rl:x")
+
+
+@pytest.mark.parametrize("bound", [0, -1, 1.5, "8MB", True])
+def test_a_bad_client_bound_is_a_system_check_error(settings, bound):
+    from django.core import checks
+
+    from atomicops.checks import BAD_IDEMPOTENCY_BOUND
+
+    settings.ATOMICOPS = {"URL": "redis://127.0.0.1:1/0", "IDEMPOTENCY_MAX_CLIENT_BYTES": bound}
+    found = [m for m in checks.run_checks() if m.id == BAD_IDEMPOTENCY_BOUND]
+    assert len(found) == 1 and repr(bound) in found[0].msg
+    settings.ATOMICOPS = {"URL": "redis://127.0.0.1:1/0", "IDEMPOTENCY_MAX_CLIENT_BYTES": None}
+    assert not [m for m in checks.run_checks() if m.id == BAD_IDEMPOTENCY_BOUND]
