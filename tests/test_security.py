@@ -180,8 +180,21 @@ def test_projects_with_different_secret_keys_never_share_a_record(real_client, s
 # -- 4. what one client can store is bounded -------------------------------------------------
 
 
+@pytest.fixture
+def prometheus():
+    """A PrometheusSink on a private registry, the only event sink for the test."""
+    prometheus_client = pytest.importorskip("prometheus_client")
+    from atomicops import metrics
+
+    registry = prometheus_client.CollectorRegistry()
+    sink = metrics.PrometheusSink(registry)
+    observe.attach((), (sink,))
+    yield registry
+    observe.configure()
+
+
 @pytest.mark.parametrize("real_server", ["redis"], indirect=True)
-def test_fifty_anonymous_megabyte_responses_stay_under_16_mb(real_client, caplog):
+def test_fifty_anonymous_megabyte_responses_stay_under_16_mb(real_client, caplog, prometheus):
     before = real_client.info("memory")["used_memory"]
     skips = observe.idempotency_skips.get("client_bound", 0)
     client = Client()
@@ -199,6 +212,10 @@ def test_fifty_anonymous_megabyte_responses_stay_under_16_mb(real_client, caplog
     assert 5 <= stored < 50
     not_stored = 50 - stored
     assert observe.idempotency_skips["client_bound"] - skips == not_stored
+    counted = prometheus.get_sample_value(
+        "atomicops_idempotency_not_stored_total", {"reason": "client_bound"}
+    )
+    assert counted == not_stored
     refusals = [r.getMessage() for r in caplog.records if "IDEMPOTENCY_MAX" in r.getMessage()]
     assert len(refusals) == not_stored
     assert not any("127.0.0.1" in message for message in refusals)  # the client is hashed
