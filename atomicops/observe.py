@@ -127,10 +127,12 @@ _CODE_LABEL = re.compile(r"[a-z][a-z0-9_]{0,31}(?:\.[a-z][a-z0-9_]{0,31})?\Z")
 CODE_LABEL_DIGITS = 3
 # Rate-limit groups are chosen in code (group=, a DRF scope, the default
 # "<module>.<qualname>#<hash>"): a looser rule, still no "@" or spaces, and bounded.
-_GROUP_LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_.:#|-]{0,127}\Z")
+_GROUP_LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_.:#|<>-]{0,127}\Z")
 # Distinct values one process writes per label; past it everything new is "other", so a
-# label's series stay bounded whatever names the code is given.
+# label's series stay bounded whatever names the code is given. Groups come from code
+# only (one per rate-limited view by default), so a project may have more of them.
 LABEL_LIMIT = 64
+GROUP_LABEL_LIMIT = 256
 
 
 class BoundedLabels:
@@ -166,7 +168,7 @@ def _looks_like_code(text: str) -> bool:
 
 
 code_label = BoundedLabels(_looks_like_code)
-group_label = BoundedLabels(lambda text: _GROUP_LABEL.match(text) is not None)
+group_label = BoundedLabels(lambda text: _GROUP_LABEL.match(text) is not None, GROUP_LABEL_LIMIT)
 
 # The hook of Script.flow: None while no call sink is attached, else a function that
 # wraps a call's rounds (a flow) in one that reports to the sinks.
@@ -296,6 +298,10 @@ def configure() -> None:
     from atomicops import metrics, tracing
     from atomicops.conf import get_settings
 
+    # New settings, new sinks: the label tables start afresh too (in a project that is
+    # once, at start-up; tests that override ATOMICOPS get a table per configuration).
+    code_label.reset()
+    group_label.reset()
     conf = get_settings()
     calls: list[Any] = []
     events: list[Any] = []

@@ -25,6 +25,15 @@ from tests.testapp import security_views  # noqa: E402
 
 pytestmark = [pytest.mark.urls("tests.security_urls"), pytest.mark.django_db]
 
+
+@pytest.fixture(autouse=True)
+def fresh_labels():
+    """Tests here fill the per-process label tables on purpose: others start afresh."""
+    yield
+    observe.code_label.reset()
+    observe.group_label.reset()
+
+
 BODY = {"item": "book", "qty": 1}
 
 
@@ -397,3 +406,39 @@ def test_a_bad_client_bound_is_a_system_check_error(settings, bound):
     assert len(found) == 1 and repr(bound) in found[0].msg
     settings.ATOMICOPS = {"URL": "redis://127.0.0.1:1/0", "IDEMPOTENCY_MAX_CLIENT_BYTES": None}
     assert not [m for m in checks.run_checks() if m.id == BAD_IDEMPOTENCY_BOUND]
+
+
+@pytest.mark.parametrize(
+    "group, label",
+    [
+        ("drf:anon", "drf:anon"),
+        ("fixed_window", "fixed_window"),
+        ("shop.views.make.<locals>.create#1a2b3c4d", "shop.views.make.<locals>.create#1a2b3c4d"),
+        ("login:alice@example.com", "other"),
+        ("a group with spaces", "other"),
+        ("g" * 129, "other"),
+    ],
+)
+def test_rate_limit_group_rule(group, label):
+    observe.group_label.reset()
+    assert observe.group_label(group) == label
+
+
+def test_rate_limit_groups_are_bounded_per_process():
+    observe.group_label.reset()
+    observe.rate_limits.reset()
+
+    class Hit:
+        allowed = True
+
+    try:
+        for i in range(500):
+            observe.rate_limit_hit(f"group_{i}", Hit())
+        observe.rate_limit_hit("user:bob@example.com", Hit())
+        groups = {group for group, _ in observe.rate_limits}
+        limit = observe.GROUP_LABEL_LIMIT
+        assert len(groups) == limit + 1 and "other" in groups
+        assert observe.rate_limits["other", True] == 500 - limit + 1
+    finally:
+        observe.group_label.reset()
+        observe.rate_limits.reset()
