@@ -379,6 +379,7 @@ class _Plan:
     ttl_ms: int
     client: Any
     usage: tuple[str, str]  # the client's storage tally (usage_keys)
+    scope: str  # the client's HMAC (client_scope): how logs name it
     bound: int  # IDEMPOTENCY_MAX_CLIENT_BYTES, 0: none
     exact: bool  # the identity names one client (a user, a session)
 
@@ -447,7 +448,7 @@ def _after_write(plan: _Plan, op: claims.Op, result: Any) -> None:
             "%s is past IDEMPOTENCY_MAX_CLIENT_BYTES (%d bytes); the view ran, and a retry "
             "with the same key runs it again",
             plan.key,
-            plan.usage[0].rpartition("{")[2].partition("}")[0],
+            plan.scope,
             plan.bound,
         )
         return
@@ -620,6 +621,7 @@ def idempotent(
             ttl_ms=ttl_ms,
             client=client,
             usage=usage_keys(identity),
+            scope=client_scope(identity),
             bound=client_bound(),
             exact=exact,
         )
