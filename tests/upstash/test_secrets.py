@@ -112,3 +112,25 @@ def test_the_debug_page_shows_no_token_in_atomicops_frames(settings):
     # And the whole page, httpcore's frames included, never shows the bearer token (a
     # secret left in the URL's query is in httpcore's URL object: out of atomicops' hands).
     assert TOKEN not in reporter.get_traceback_html()
+
+
+@pytest.mark.parametrize("command", ["atomicops_load", "atomicops_flush_check"])
+def test_management_commands_show_no_secret(settings, command):
+    from django.core.management import CommandError
+
+    configure(settings, secret_url(f"http://127.0.0.1:{free_port()}"))
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError) as caught:
+        call_command(command, stdout=out, stderr=err)
+    text = f"{out.getvalue()}{err.getvalue()}{caught.value}"
+    assert "127.0.0.1" in text  # it does say where
+    assert_clean(text)
+
+
+def test_the_admin_dashboard_shows_no_secret(settings, admin_client):
+    configure(settings, secret_url(f"http://127.0.0.1:{free_port()}"))
+    page = admin_client.get("/admin/atomicops/dashboard/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "127.0.0.1" in text
+    assert_clean(text)
