@@ -28,6 +28,7 @@ from atomicops.exceptions import AtomicOpsError
 from atomicops.flushcheck import FlushCheckRow, flush_check, primaries
 from atomicops.locks import LockScan, scan_locks
 from atomicops.luaheader import Header
+from atomicops.redaction import redact_text
 from atomicops.registry import Script
 from atomicops.timeline import SCRIPT_FIELDS
 
@@ -126,7 +127,7 @@ def read_server(client: Any, scripts: list[Script]) -> ServerFacts:
         context = Context("reading the server facts", write=False, script=False)
         replies = wire.roundtrip(Send(client, batch, context))
     except AtomicOpsError as exc:
-        facts.error = exc.message
+        facts.error = redact_text(exc.message)
         return facts
     server, memory = replies[0], replies[1]
     if isinstance(server, dict):
@@ -187,7 +188,7 @@ def collect(client: Any = None) -> dict[str, Any]:
         targets = primaries(client)
     except (AtomicOpsError, RedisError, OSError) as exc:
         # ConfigurationError, or a cluster client that cannot reach its nodes.
-        context["connection_error"] = getattr(exc, "message", None) or str(exc)
+        context["connection_error"] = redact_text(getattr(exc, "message", None) or str(exc))
         targets = []
     servers = [read_server(target, scripts) for target in targets]
     if targets and topology.is_cluster(client):

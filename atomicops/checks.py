@@ -10,6 +10,7 @@ Without network I/O (every ``manage.py check``):
 * E008 ``TRUSTED_PROXY_COUNT`` / ``CLIENT_IP_HEADER`` malformed, or both set;
 * E009 a rate in ``REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]`` that DRF cannot parse or
   the exact window cannot serve (it would fail every request of its scope);
+* E010 ``IDEMPOTENCY_MAX_CLIENT_BYTES`` is not an integer >= 1 or None;
 * W002 fakeredis is configured outside tests;
 * W004 ``ATOMICOPS`` has a key atomicops does not know (a typo, usually);
 * W005 ``KEY_PREFIX`` contains a brace (a cluster hash tag).
@@ -34,6 +35,7 @@ from django.core import checks
 from redis.exceptions import ResponseError
 
 from atomicops.exceptions import AtomicOpsError, ConfigurationError
+from atomicops.redaction import redact_text, redact_url
 
 # Ids are public and stable (docs/admin.md lists them); hints say what to do.
 NO_CONNECTION = "atomicops.E001"
@@ -75,6 +77,11 @@ BAD_THROTTLE_RATE = "atomicops.E009"
 BAD_THROTTLE_RATE_HINT = (
     "Write the rate as DRF does: '<requests>/<period>', the period s, sec, m, min, h, "
     "hour, d or day, e.g. '100/min' or '30000000/day'."
+)
+BAD_IDEMPOTENCY_BOUND = "atomicops.E010"
+BAD_IDEMPOTENCY_BOUND_HINT = (
+    "The most bytes of stored @idempotent responses one client may have, e.g. "
+    "8 * 1024 * 1024 (the default); None for no bound. See docs/idempotency.md."
 )
 NO_EVAL_RO = "atomicops.W001"
 NO_EVAL_RO_HINT = (
@@ -206,6 +213,20 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             )
         )
     return messages
+
+
+@checks.register("atomicops")
+def check_idempotency_bound(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E010: the per-client bound on stored @idempotent responses must be usable."""
+    from atomicops.idempotency import client_bound
+
+    try:
+        client_bound()
+    except ConfigurationError as exc:
+        return [
+            checks.Error(exc.message, hint=BAD_IDEMPOTENCY_BOUND_HINT, id=BAD_IDEMPOTENCY_BOUND)
+        ]
+    return []
 
 
 @checks.register("atomicops")
@@ -368,7 +389,7 @@ def check_rest_transport(app_configs: Any = None, **kwargs: Any) -> list[checks.
         return []  # atomicops.E001 says why
     if client is None:
         return []
-    where = f"Upstash's REST API at {client.url}"
+    where = f"Upstash's REST API at {redact_url(client.url)}"
     probe = f"{keys.prefix()}:__probe__:token-can-write"
     context = Context("checking whether the REST token can write", write=False, script=False)
     try:
@@ -395,8 +416,9 @@ def _unreachable(exc: BaseException) -> checks.CheckMessage:
     from atomicops import connection
 
     # RedisUnavailable's own words name the internal batch; the cause says what failed.
+    # Both parts redacted: the cause's words may quote a URL (a REST URL's "?_token=").
     return checks.Warning(
-        f"cannot reach Redis ({connection.describe_source()}): {exc.__cause__ or exc}",
+        redact_text(f"cannot reach Redis ({connection.describe_source()}): {exc.__cause__ or exc}"),
         hint=UNREACHABLE_HINT,
         id=UNREACHABLE,
     )

@@ -87,6 +87,12 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         # the admin dashboard sums every process (atomicops.timeline). Read when Django
         # starts (0 or None: no flusher thread) and by each flush after that.
         "STATS_FLUSH_INTERVAL": 10.0,
+        # The most bytes of stored responses one client may have in @idempotent's records
+        # at a time (body, headers and RECORD_OVERHEAD per record), across its keys. Past
+        # it the view runs and its response is not stored (logged and counted); None: no
+        # bound. The default keeps one client's records (with Redis' own overhead on
+        # top) well under 16 MB.
+        "IDEMPOTENCY_MAX_CLIENT_BYTES": 8 * 1024 * 1024,
         # Async calls made concurrently on one event loop are sent together, one write
         # per loop turn (atomicops.autopipeline). Off: a lone caller pays for the queue.
         "AUTO_PIPELINE": False,

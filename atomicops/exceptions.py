@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from atomicops.redaction import redact_text
+
 
 class AtomicOpsError(Exception):
     """Root of all atomicops errors."""
@@ -30,7 +32,14 @@ class AtomicOpsError(Exception):
 
 
 class ConfigurationError(AtomicOpsError):
-    """The ATOMICOPS setting or the cache it points at cannot give a Redis client."""
+    """The ATOMICOPS setting or the cache it points at cannot give a Redis client.
+
+    Its message passes through :func:`atomicops.redaction.redact_text`: a setting's
+    URL quoted in it, or a library's words about one, never shows a password or token.
+    """
+
+    def __init__(self, message: str, **context: Any) -> None:
+        super().__init__(redact_text(message), **context)
 
 
 class InvalidInput(AtomicOpsError, ValueError):

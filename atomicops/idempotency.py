@@ -4,14 +4,18 @@ A client sends ``Idempotency-Key: <key>`` with an unsafe request. The first requ
 that key runs the view; its response is stored and replayed, byte for byte, to repeats
 of the same request. See ``docs/idempotency.md`` for the state machine of a key.
 
-Each key is one Redis hash, ``<KEY_PREFIX>:idem:{<digest>}``, where the digest is of the
-client's identity (user, else address) and the key, so the key a client chose never
-reaches a Redis key name, and one client cannot replay or block another's. Per request:
+Each key is one Redis hash, ``<KEY_PREFIX>:idem:{<client>}:<key>``, both parts HMACs
+keyed with a secret derived from ``SECRET_KEY``: of the client's identity (the user,
+else the session, else the address; decided after the framework authenticated), and of
+the identity with the key. So the key a client chose never reaches a Redis key name, one
+client cannot replay or block another's, and two projects sharing a Redis never meet.
+Per request:
 
 * ``idempotency_claim``: one round trip claims the key, or answers with the stored
   response, "still running" (409) or "a different request" (422);
 * the view runs; the claim is renewed in the background every third of ``lease``;
-* ``idempotency_store`` (fenced by the owner token) stores the response, or
+* ``idempotency_store`` (fenced by the owner token) stores the response, within the
+  client's storage bound (``IDEMPOTENCY_MAX_CLIENT_BYTES``), or
   ``idempotency_release`` gives the key up when the view raised or answered 5xx.
 """
 
@@ -21,6 +25,8 @@ import hashlib
 import json
 import logging
 import math
+import re
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import wraps
@@ -29,20 +35,30 @@ from typing import Any, TypeVar
 from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
+from django.utils.crypto import salted_hmac
 
-from atomicops import claims
+from atomicops import claims, observe
 from atomicops.conf import get_settings
 from atomicops.engine import run as engine_run
-from atomicops.exceptions import AtomicOpsError, InvalidInput, OutcomeUnknown, RedisUnavailable
-from atomicops.identity import aidentify, digest, identify
+from atomicops.exceptions import (
+    AtomicOpsError,
+    ConfigurationError,
+    InvalidInput,
+    OutcomeUnknown,
+    RedisUnavailable,
+)
+from atomicops.identity import DIGEST_CHARS, aidentify, digest, identify
 from atomicops.registry import registry
 
 __all__ = [
     "MAX_KEY_LENGTH",
     "MAX_STORED_BYTES",
+    "RECORD_OVERHEAD",
     "REPLAYED_HEADER",
+    "client_scope",
     "idempotent",
     "record_key",
+    "usage_keys",
 ]
 
 logger = logging.getLogger("atomicops")
@@ -54,6 +70,9 @@ MAX_KEY_LENGTH = 255
 # response, is not kept: its key stays used ("done") and a repeat gets 409 saying so,
 # because running the view again is what the key exists to prevent.
 MAX_STORED_BYTES = 1024 * 1024
+# What one stored record costs a client's bound on top of its meta and body: Redis' own
+# per-key and per-field overhead, so that many tiny records cannot pass the bound unseen.
+RECORD_OVERHEAD = 256
 REPLAYED_HEADER = "Idempotent-Replayed"
 # The longest TTL and lease: the scripts add them to the server clock in Lua numbers.
 _MAX_MS = 2**53 - 1
@@ -75,6 +94,11 @@ _NOT_STORED = frozenset(
     }
 )
 _FORMAT = 1  # of the stored meta JSON; a record of another format is not replayed
+# The HMAC's salt: records are keyed with a secret derived from SECRET_KEY for this use.
+_HMAC_SALT = "atomicops.idempotency"
+# Cache-Control's "private" directive, bare or with the header names it covers
+# (RFC 9111 section 5.2.2.7): ``private`` or ``private="X-A, X-B"``.
+_PRIVATE = re.compile(r'(?:^|,)\s*private\s*(?:=\s*(?:"([^"]*)"|([^,\s]*)))?\s*(?:,|$)', re.I)
 
 # Claim outcomes (the first element of idempotency_claim's reply).
 CLAIMED = b"claimed"
@@ -115,15 +139,79 @@ def valid_key(raw: str) -> bool:
     )
 
 
-def record_key(identity: str, key: str) -> str:
-    """The Redis key of one client's Idempotency-Key: ``<KEY_PREFIX>:idem:{<digest>}``.
+def _hmac(value: str) -> str:
+    # salted_hmac derives the HMAC's key from SECRET_KEY and the salt: a project without
+    # the secret cannot compute (or meet) another project's record names.
+    return salted_hmac(_HMAC_SALT, value, algorithm="sha256").hexdigest()[:DIGEST_CHARS]
 
-    The digest (128 bits of SHA-256) covers the identity and the key, so neither appears
-    raw, and every client has its own keys.
+
+def client_scope(identity: str) -> str:
+    """The hash tag of one client's records: an HMAC of ``identity`` (128 bits, hex)."""
+    return _hmac("client\n" + identity)
+
+
+def record_key(identity: str, key: str) -> str:
+    """The Redis key of one client's Idempotency-Key:
+    ``<KEY_PREFIX>:idem:{<client>}:<key>``.
+
+    Both parts are HMAC-SHA-256 (128 bits) keyed with a secret derived from
+    ``SECRET_KEY``: neither the identity nor the key appears raw, every client has its own
+    keys, and projects with different ``SECRET_KEY`` s never share a record even with the
+    same ``KEY_PREFIX``. The client's part is the hash tag, so its records and its
+    storage tally (:func:`usage_keys`) share a cluster slot.
     """
     prefix = get_settings()["KEY_PREFIX"]
-    scope = digest(identity + "\n" + key)
-    return f"{prefix}:idem:{{{scope}}}"
+    scope, name = client_scope(identity), _hmac(identity + "\n" + key)
+    return f"{prefix}:idem:{{{scope}}}:{name}"
+
+
+def usage_keys(identity: str) -> tuple[str, str]:
+    """``(sizes, used)``: the keys that tally what one client has stored.
+
+    ``sizes`` is a sorted set of the stored records (member ``<bytes>:<ms>:<record>``,
+    score: when it expires, server time in ms); ``used`` the sum of their bytes. Both
+    expire with the client's last record.
+    """
+    prefix = get_settings()["KEY_PREFIX"]
+    scope = client_scope(identity)
+    return f"{prefix}:idem:{{{scope}}}:sizes", f"{prefix}:idem:{{{scope}}}:used"
+
+
+def client_bound() -> int:
+    """``ATOMICOPS["IDEMPOTENCY_MAX_CLIENT_BYTES"]``, checked: 0 means no bound."""
+    bound = get_settings()["IDEMPOTENCY_MAX_CLIENT_BYTES"]
+    if bound is None:
+        return 0
+    if isinstance(bound, bool) or not isinstance(bound, int) or bound < 1:
+        raise ConfigurationError(
+            "ATOMICOPS['IDEMPOTENCY_MAX_CLIENT_BYTES'] must be an integer >= 1 or None, "
+            f"got {bound!r}"
+        )
+    return bound
+
+
+def _with_session(request: Any, identity: str) -> tuple[str, bool]:
+    """``(identity, exact)``: a signed-in user's identity as it is; an anonymous client's
+    is its session when it has one, else its address (shared by everyone behind it, so
+    not exact). No session is created for this."""
+    if identity.startswith("user:"):
+        return identity, True
+    session = getattr(request, "session", None)
+    session_key = getattr(session, "session_key", None) if session is not None else None
+    if session_key:
+        # The raw session key is a secret: it only ever enters the HMAC of the record key.
+        return f"session:{session_key}", True
+    return identity, False
+
+
+def request_identity(request: Any) -> tuple[str, bool]:
+    """Who a request's records belong to, and whether that names exactly one client."""
+    return _with_session(request, identify(request, "user") or "ip:unknown")
+
+
+async def arequest_identity(request: Any) -> tuple[str, bool]:
+    """:func:`request_identity` for async views."""
+    return _with_session(request, await aidentify(request, "user") or "ip:unknown")
 
 
 def fingerprint(request: Any) -> str:
@@ -193,13 +281,43 @@ def _unavailable() -> HttpResponse:
     return response
 
 
-def _serialize(response: HttpResponseBase) -> tuple[str, bytes]:
-    """``(meta JSON, body)`` of a response to store; a note instead when it cannot be kept."""
+def private_headers(response: HttpResponseBase) -> frozenset[str] | None:
+    """The header names (lower case) the view marked private with
+    ``Cache-Control: private="X-A, X-B"``; ``None`` for a bare ``private`` (the whole
+    response is for one client)."""
+    names: set[str] = set()
+    for match in _PRIVATE.finditer(response.get("Cache-Control", "")):
+        listed = match.group(1) if match.group(1) is not None else match.group(2)
+        if not listed:
+            return None
+        names.update(name.strip().lower() for name in listed.split(",") if name.strip())
+    return frozenset(names)
+
+
+def _serialize(response: HttpResponseBase, exact: bool = True) -> tuple[str, bytes]:
+    """``(meta JSON, body)`` of a response to store; a note instead when it cannot be kept.
+
+    ``exact``: the record belongs to exactly one client (a user, a session). Otherwise
+    (an address, shared by every client behind it) the cookies the view set and the
+    headers it marked private are not stored, and a response marked private as a whole
+    is not kept at all: a replay may reach another client.
+    """
     if response.streaming:
         return json.dumps({"v": _FORMAT, "kept": False, "why": "a streaming response"}), b""
+    private: frozenset[str] = frozenset()
+    if not exact:
+        found = private_headers(response)
+        if found is None:
+            why = "marked Cache-Control: private, for a client known only by its address"
+            return json.dumps({"v": _FORMAT, "kept": False, "why": why}), b""
+        private = found | {"set-cookie"}
     body = response.content  # type: ignore[attr-defined]
-    headers = [[k, v] for k, v in response.items() if k.lower() not in _NOT_STORED]
-    cookies = [morsel.OutputString() for morsel in response.cookies.values()]
+    headers = [
+        [k, v]
+        for k, v in response.items()
+        if k.lower() not in _NOT_STORED and k.lower() not in private
+    ]
+    cookies = [] if not exact else [m.OutputString() for m in response.cookies.values()]
     meta = json.dumps(
         {
             "v": _FORMAT,
@@ -260,9 +378,17 @@ class _Plan:
     lease_ms: int
     ttl_ms: int
     client: Any
+    usage: tuple[str, str]  # the client's storage tally (usage_keys)
+    scope: str  # the client's HMAC (client_scope): how logs name it
+    bound: int  # IDEMPOTENCY_MAX_CLIENT_BYTES, 0: none
+    exact: bool  # the identity names one client (a user, a session)
 
 
-def _flow() -> claims.Flow[HttpResponseBase]:
+# idempotency_store's answer when the client's bound would be passed.
+OVER_BOUND = 2
+
+
+def _flow(exact: bool = True) -> claims.Flow[HttpResponseBase]:
     """One request's decisions; yields ``("claim",)``, ``("view",)``, ``("store", meta,
     body)`` and ``("release",)``, written once for sync and async views."""
     try:
@@ -292,7 +418,7 @@ def _flow() -> claims.Flow[HttpResponseBase]:
     if response.status_code >= 500:
         yield ("release",)
         return response
-    meta, body = _serialize(response)
+    meta, body = _serialize(response, exact)
     yield ("store", meta, body)
     return response
 
@@ -302,11 +428,30 @@ def _script_args(plan: _Plan, op: claims.Op) -> tuple[str, list[Any]]:
     if kind == "claim":
         return "idempotency_claim", [plan.owner, plan.fingerprint, plan.lease_ms]
     if kind == "store":
-        return "idempotency_store", [plan.owner, plan.ttl_ms, op[1], op[2]]
+        member = plan.key.rpartition(":")[2]
+        return "idempotency_store", [
+            plan.owner, plan.ttl_ms, op[1], op[2], plan.bound, RECORD_OVERHEAD, member,
+        ]  # fmt: skip
     return "idempotency_release", [plan.owner]
 
 
+def _script_keys(plan: _Plan, op: claims.Op) -> list[str]:
+    return [plan.key, *plan.usage] if op[0] == "store" else [plan.key]
+
+
 def _after_write(plan: _Plan, op: claims.Op, result: Any) -> None:
+    if op[0] == "store" and result == OVER_BOUND:
+        # The client's part of the key is already an HMAC: the log names no one.
+        observe.idempotency_not_stored("client_bound")
+        logger.warning(
+            "atomicops: the response for Idempotency-Key record %s was not stored: client "
+            "%s is past IDEMPOTENCY_MAX_CLIENT_BYTES (%d bytes); the view ran, and a retry "
+            "with the same key runs it again",
+            plan.key,
+            plan.scope,
+            plan.bound,
+        )
+        return
     if op[0] == "store" and not result:
         logger.warning(
             "atomicops: the response for Idempotency-Key record %s was not stored: the claim "
@@ -316,7 +461,7 @@ def _after_write(plan: _Plan, op: claims.Op, result: Any) -> None:
         )
 
 
-# -- finding the request and rendering ------------------------------------------------
+# -- finding the request, DRF, rendering ----------------------------------------------
 
 
 def _request_index(args: tuple[Any, ...]) -> int:
@@ -335,19 +480,62 @@ def _request_index(args: tuple[Any, ...]) -> int:
     raise InvalidInput("@idempotent decorates a view: it takes the request first (or after self)")
 
 
-def _render(response: Any, args: tuple[Any, ...], index: int) -> Any:
+def _drf_apiview() -> type | None:
+    """DRF's ``APIView`` when DRF is imported (no DRF view can exist before it is)."""
+    module = sys.modules.get("rest_framework.views")
+    return getattr(module, "APIView", None) if module is not None else None
+
+
+def _drf_instance(view: Any, args: tuple[Any, ...], index: int) -> Any:
+    """The DRF view instance whose ``dispatch`` is being called with a plain Django
+    ``HttpRequest`` (DRF has not authenticated yet), or None.
+
+    ``method_decorator(idempotent(), name="dispatch")`` calls the decorated function
+    with a ``partial`` of the bound ``dispatch`` and the request first;
+    ``@idempotent()`` written on ``def dispatch(self, request)`` gets ``self`` first.
+    """
+    apiview = _drf_apiview()
+    if apiview is None or hasattr(args[index], "_request"):
+        return None
+    owner = args[0] if index == 1 else getattr(getattr(view, "func", view), "__self__", None)
+    return owner if isinstance(owner, apiview) else None
+
+
+def _refuse_drf_view_function(view: Any) -> None:
+    """A DRF view function (``as_view()``, ``@api_view``) runs DRF's authentication
+    inside it: decorated from outside, the identity would be read before it."""
+    apiview = _drf_apiview()
+    cls = getattr(view, "cls", None)
+    if apiview is not None and isinstance(cls, type) and issubclass(cls, apiview):
+        raise InvalidInput(
+            f"@idempotent cannot decorate the DRF view function of {cls.__name__} "
+            "(as_view() or @api_view): it would run before DRF authenticates, so every "
+            "client would look anonymous. Put @idempotent() below @api_view (on the "
+            "function itself), on the APIView's handler (def post), or use "
+            'method_decorator(idempotent(), name="dispatch")'
+        )
+
+
+def _view_of(request: Any, default: Any) -> Any:
+    """The DRF view instance a DRF ``Request`` was made for (its parser context)."""
+    context = getattr(request, "parser_context", None)
+    found = context.get("view") if isinstance(context, dict) else None
+    return found if found is not None else default
+
+
+def _render(response: Any, request: Any, view_self: Any) -> Any:
     """Render a template response now: the bytes must be stored before returning it.
 
-    A DRF ``Response`` returned by a decorated ``APIView`` method has no renderer yet
-    (``dispatch()`` finalizes it after the method returns): finalize it with the view's
-    own ``finalize_response`` first. ``dispatch()`` finalizing it again changes nothing.
+    A DRF ``Response`` returned by a handler (``APIView.post``, an ``@api_view``
+    function) has no renderer yet (``dispatch()`` finalizes it after the handler
+    returns): finalize it with the view's own ``finalize_response`` first.
+    ``dispatch()`` finalizing it again changes nothing.
     """
     if getattr(response, "is_rendered", True):
         return response
-    view_self = args[0] if index == 1 else None
-    finalize = getattr(view_self, "finalize_response", None)
+    finalize = getattr(_view_of(request, view_self), "finalize_response", None)
     if finalize is not None and not hasattr(response, "accepted_renderer"):
-        response = finalize(args[1], response)
+        response = finalize(request, response)
     response.render()
     return response
 
@@ -376,9 +564,12 @@ def idempotent(
 
     * the first request with a key runs the view; its response (status, reason, body,
       headers, cookies) is kept ``ttl`` seconds;
-    * a repeat with the same key and request (method, path and query, body digest, same
-      user, or same address when anonymous) gets that response again, byte for byte, with
-      ``Idempotent-Replayed: true``; the view does not run;
+    * a repeat with the same key and request (method, path and query, body digest) from
+      the same client gets that response again, byte for byte, with
+      ``Idempotent-Replayed: true``; the view does not run. The client is the signed-in
+      user (on a DRF view: DRF's authenticated user, whichever way it is decorated),
+      else the session, else the address; with the address alone, cookies the view set
+      and headers it marked ``Cache-Control: private`` are not stored;
     * a repeat while the first still runs: ``409`` with ``Retry-After``;
     * the same key with a different request: ``422``;
     * a malformed key (empty, over 255 characters, not printable ASCII): ``400``;
@@ -388,12 +579,15 @@ def idempotent(
     again. The claim has a lease of ``lease`` seconds, renewed in the background while
     the view runs: a process that dies mid-view blocks the key (409) until the lease
     runs out, then the next retry runs the view. Responses over ``MAX_STORED_BYTES`` and
-    streaming responses are not kept: repeats get ``409`` without ``Retry-After``.
+    streaming responses are not kept: repeats get ``409`` without ``Retry-After``. A
+    client past ``IDEMPOTENCY_MAX_CLIENT_BYTES`` of stored responses gets its view run
+    without the response stored (logged, counted): a retry runs it again.
 
     Two round trips when the view runs (claim, then store), one for a replay, 409 or
     422. When Redis cannot be reached the request is answered ``503`` (the view does not
     run). ``client``: a redis-py client for sync views, a ``redis.asyncio`` one for
-    async views. Raises :class:`InvalidInput` at decoration time for bad arguments.
+    async views. Raises :class:`InvalidInput` at decoration time for bad arguments, and
+    for a DRF view function (``as_view()``, ``@api_view``) decorated from outside.
     """
     ttl_ms = _ms(ttl, "ttl")
     lease_ms = _ms(lease, "lease")
@@ -418,7 +612,7 @@ def idempotent(
             )
         return None
 
-    def plan_for(request: Any, identity: str, raw: str) -> _Plan:
+    def plan_for(request: Any, identity: str, exact: bool, raw: str) -> _Plan:
         return _Plan(
             key=record_key(identity, raw),
             owner=claims.new_owner(),
@@ -426,9 +620,14 @@ def idempotent(
             lease_ms=lease_ms,
             ttl_ms=ttl_ms,
             client=client,
+            usage=usage_keys(identity),
+            scope=client_scope(identity),
+            bound=client_bound(),
+            exact=exact,
         )
 
-    def decorate(view: View) -> View:
+    def decorate(view: View, view_self: Any = None) -> View:
+        _refuse_drf_view_function(view)
         if iscoroutinefunction(view):
 
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -440,8 +639,9 @@ def idempotent(
                 refused = refusal(raw)
                 if refused is not None or raw is None:
                     return refused if refused is not None else await view(*args, **kwargs)
-                identity = await aidentify(request, "user")
-                plan = plan_for(request, identity or "ip:unknown", raw)
+                identity, exact = await arequest_identity(request)
+                plan = plan_for(request, identity, exact, raw)
+                owner = view_self if view_self is not None else (args[0] if index else None)
 
                 async def perform(op: claims.Op) -> Any:
                     if op[0] == "view":
@@ -451,12 +651,12 @@ def idempotent(
                         finally:
                             held.stop()
                         if not getattr(response, "is_rendered", True):
-                            response = await sync_to_async(_render)(response, args, index)
+                            response = await sync_to_async(_render)(response, request, owner)
                         return _check_response(response)
                     name, script_args = _script_args(plan, op)
                     try:
                         result = await registry.get(name).acall(
-                            keys=[plan.key], args=script_args, client=plan.client
+                            keys=_script_keys(plan, op), args=script_args, client=plan.client
                         )
                     except AtomicOpsError as exc:
                         if op[0] == "claim":
@@ -466,7 +666,7 @@ def idempotent(
                     _after_write(plan, op, result)
                     return result
 
-                return await engine_run.arun(_flow(), perform)
+                return await engine_run.arun(_flow(plan.exact), perform)
 
             return wraps(view)(async_wrapper)  # type: ignore[return-value]
 
@@ -475,25 +675,38 @@ def idempotent(
             request = args[index]
             if request.method not in only:
                 return view(*args, **kwargs)
+            drf_view = _drf_instance(view, args, index)
+            if drf_view is not None:
+                # DRF's dispatch, called before DRF authenticated: decide nothing now.
+                # The handler dispatch() picks after authentication and permissions is
+                # guarded instead, on this request's own view instance (as_view() makes
+                # one per request), so the identity is DRF's user and a refused request
+                # (401, 403) is never stored.
+                handler_name = request.method.lower()
+                handler = getattr(drf_view, handler_name, None)
+                if handler is not None and handler_name in drf_view.http_method_names:
+                    setattr(drf_view, handler_name, decorate(handler, drf_view))
+                return view(*args, **kwargs)
             raw = request.headers.get(header)
             refused = refusal(raw)
             if refused is not None or raw is None:
                 return refused if refused is not None else view(*args, **kwargs)
-            identity = identify(request, "user")
-            plan = plan_for(request, identity or "ip:unknown", raw)
+            identity, exact = request_identity(request)
+            plan = plan_for(request, identity, exact, raw)
+            owner = view_self if view_self is not None else (args[0] if index else None)
 
             def perform(op: claims.Op) -> Any:
                 if op[0] == "view":
                     held = claims.hold(plan.key, plan.owner, plan.lease_ms, plan.client)
                     try:
-                        response = _render(view(*args, **kwargs), args, index)
+                        response = _render(view(*args, **kwargs), request, owner)
                     finally:
                         held.stop()
                     return _check_response(response)
                 name, script_args = _script_args(plan, op)
                 try:
                     result = registry.get(name)(
-                        keys=[plan.key], args=script_args, client=plan.client
+                        keys=_script_keys(plan, op), args=script_args, client=plan.client
                     )
                 except AtomicOpsError as exc:
                     if op[0] == "claim":
@@ -503,7 +716,7 @@ def idempotent(
                 _after_write(plan, op, result)
                 return result
 
-            return engine_run.run(_flow(), perform)
+            return engine_run.run(_flow(plan.exact), perform)
 
         return wraps(view)(wrapper)  # type: ignore[return-value]
 

@@ -1,7 +1,11 @@
 """Key building: the configured prefix, model instances, hash tags and escaping.
 
 A key argument anywhere in atomicops is either a string (used exactly as given) or a
-pair ``(instance, name)``, which becomes ``<prefix>:{<app>.<model>:<pk>}:<name>``. The
+pair ``(instance, name)``, which becomes ``<prefix>:{<app>.<model>:<pk>}:<name>``.
+A plain string that starts with ``<KEY_PREFIX>:`` names one of atomicops' own keys (a
+rate limit's count, a lock's fence): the counter, compare-and-set and rate-limit
+functions refuse it (:func:`resolve_key`), unless it came from one of the builders here,
+which return a :class:`BuiltKey`. The
 braces are a Redis Cluster hash tag, so every key of one object lands in one slot and
 a script may touch several of them in one call. Parts that come from users (a pk, a
 name, an IP address) are escaped so they cannot close the tag, open another one, or
@@ -16,6 +20,20 @@ from atomicops.conf import get_settings
 from atomicops.exceptions import InvalidInput
 
 KeyLike = str | bytes | tuple[Any, str]
+
+
+class BuiltKey(str):
+    """A key made by one of atomicops' builders (:func:`tagged`, :func:`key_for`,
+    :func:`prefixed`): the only strings under ``<KEY_PREFIX>:`` that the counter,
+    compare-and-set and rate-limit functions accept.
+
+    A ``str`` in every other way. Text made from it (an f-string, ``+``, slicing) is a
+    plain ``str`` again, so a key built from a user's input by concatenation stays
+    refused.
+    """
+
+    __slots__ = ()
+
 
 # Only these change meaning inside a key: braces move the cluster hash slot, "%" is
 # our escape character, control characters make keys unreadable in logs and tools.
@@ -49,7 +67,20 @@ def tagged(kind: str, name: object, *, escaped: bool = False) -> str:
     text = str(name) if escaped else escape(name)
     if not text:
         raise InvalidInput(f"{kind} name must not be empty")
-    return f"{prefix()}:{kind}:{{{text}}}"
+    return BuiltKey(f"{prefix()}:{kind}:{{{text}}}")
+
+
+def prefixed(kind: str, name: object) -> BuiltKey:
+    """``<prefix>:<kind>:<name>``, ``name`` escaped: a key of your own code's under
+    ``KEY_PREFIX`` that the counter, compare-and-set and rate-limit functions accept.
+
+    For keys that code, not a request, chooses (the demo's race counter). ``kind`` is
+    taken as written; ``name`` is escaped as by :func:`escape`.
+    """
+    text = escape(name)
+    if not kind or not text:
+        raise InvalidInput(f"a prefixed key needs a kind and a name, got {kind!r}, {name!r}")
+    return BuiltKey(f"{prefix()}:{kind}:{text}")
 
 
 def saved_instance(instance: Any, name: Any, *, what: str) -> Any:
@@ -81,14 +112,42 @@ def saved_instance(instance: Any, name: Any, *, what: str) -> Any:
 def key_for(instance: Any, name: str) -> str:
     """Key for ``name`` on a saved model instance, e.g. ``key_for(article, "views")``."""
     meta = saved_instance(instance, name, what="key")
-    return f"{prefix()}:{{{meta.app_label}.{meta.model_name}:{escape(instance.pk)}}}:{escape(name)}"
+    return BuiltKey(
+        f"{prefix()}:{{{meta.app_label}.{meta.model_name}:{escape(instance.pk)}}}:{escape(name)}"
+    )
+
+
+def reserved(key: str | bytes) -> bool:
+    """Whether ``key`` is a plain string (or bytes) under ``<KEY_PREFIX>:``, not built
+    by atomicops' builders: a name that could reach atomicops' own keys."""
+    if isinstance(key, BuiltKey):
+        return False
+    head = prefix() + ":"
+    if isinstance(key, bytes):
+        return key.startswith(head.encode("utf-8", "surrogatepass"))
+    return key.startswith(head)
 
 
 def resolve_key(key: KeyLike) -> str | bytes:
-    """Turn a key argument (a string or an ``(instance, name)`` pair) into a key."""
+    """Turn a key argument (a string or an ``(instance, name)`` pair) into a key.
+
+    Raises :class:`InvalidInput` (nothing is sent) for an empty key, and for a plain
+    string under ``<KEY_PREFIX>:`` (:func:`reserved`): counting, setting or resetting
+    one would reach atomicops' own state, such as un-blocking a rate-limited client or
+    deleting a held lock's fence. Keys from :func:`key_for`, :func:`tagged` and
+    :func:`prefixed`, and ``(instance, name)`` pairs, are accepted.
+    """
     if isinstance(key, (str, bytes)):
         if not key:
             raise InvalidInput("key must not be empty")
+        if reserved(key):
+            shown = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+            raise InvalidInput(
+                f"key {shown!r} starts with KEY_PREFIX {prefix()!r}: atomicops' own keys "
+                "are not reachable with a plain string (nothing was sent); use an "
+                "(instance, name) pair, atomicops.key_for(), or a key outside the prefix",
+                key=shown,
+            )
         return key
     if isinstance(key, tuple) and len(key) == 2:
         return key_for(*key)

@@ -14,11 +14,17 @@ Every name starts with ``atomicops_``:
 ``atomicops_lock_hold_seconds{kind,prefix}``    histogram: granted to release
 ``atomicops_ratelimit_allowed_total{group}``    rate-limit hits let through
 ``atomicops_ratelimit_refused_total{group}``    rate-limit hits refused
+``atomicops_idempotency_not_stored_total``      ``{reason}``: ``@idempotent`` responses not
+                                                stored (``client_bound``: the client is past
+                                                ``IDEMPOTENCY_MAX_CLIENT_BYTES``)
 =============================================  ================================================
 
-``prefix`` is a lease name up to its first ``:`` (:func:`atomicops.observe.lease_prefix`);
-``group`` is a ``@rate_limit`` group, ``drf:<scope>`` for a DRF throttle, or the
-function's name (``fixed_window``...) for direct calls. The metrics live in prometheus_client's default registry, which
+No label carries text a user chose. ``prefix`` is a lease name up to its first ``:``
+when that looks like an identifier chosen by code, else ``other``
+(:func:`atomicops.observe.lease_prefix`); ``group`` is a ``@rate_limit`` group,
+``drf:<scope>`` for a DRF throttle, or the function's name (``fixed_window``...) for
+direct calls. Each is bounded to ``observe.LABEL_LIMIT`` distinct values per process
+(the rest are ``other``), so ``/metrics`` stays bounded whatever names are used. The metrics live in prometheus_client's default registry, which
 django-prometheus' ``/metrics`` exports; they are counters and histograms, so
 prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``) sums them across
 workers. :func:`metrics_view` serves them where django-prometheus is not installed.
@@ -120,6 +126,12 @@ class PrometheusSink:
         self.refused = Counter(
             "atomicops_ratelimit_refused", "Rate-limit hits refused.", ["group"], registry=registry
         )
+        self.idempotency_not_stored_total = Counter(
+            "atomicops_idempotency_not_stored",
+            "@idempotent responses not stored, by reason.",
+            ["reason"],
+            registry=registry,
+        )
         self._scripts: dict[str, tuple[str, Any, Any, Any]] = {}
         self._children: dict[tuple[Any, ...], Any] = {}
 
@@ -165,6 +177,9 @@ class PrometheusSink:
 
     def rate_limit(self, group: str, allowed: bool) -> None:
         self._child(self.allowed if allowed else self.refused, group).inc()
+
+    def idempotency_not_stored(self, reason: str) -> None:
+        self._child(self.idempotency_not_stored_total, reason).inc()
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)

@@ -20,6 +20,7 @@ The per-process counts the dashboard's timeline sums across processes are not si
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -30,10 +31,16 @@ from django.core.signals import setting_changed
 from atomicops.engine.ops import Flow, Send
 
 __all__ = [
+    "OTHER",
+    "BoundedLabels",
     "CallSink",
     "EventSink",
     "RateLimitStats",
+    "code_label",
     "configure",
+    "group_label",
+    "idempotency_not_stored",
+    "idempotency_skips",
     "lease_held",
     "lease_prefix",
     "lease_waited",
@@ -73,6 +80,9 @@ class EventSink(Protocol):
 
     def rate_limit(self, group: str, allowed: bool) -> None: ...
 
+    # Optional: a sink without it is not told (sinks written before it existed).
+    # def idempotency_not_stored(self, reason: str) -> None: ...
+
 
 class RateLimitStats(Mapping[tuple[str, bool], int]):
     """Per-process counts of rate-limit hits: ``(group, allowed) -> hits``."""
@@ -100,6 +110,65 @@ class RateLimitStats(Mapping[tuple[str, bool], int]):
 
 
 rate_limits = RateLimitStats()
+# Per-process counts of @idempotent responses not stored, by reason ("client_bound").
+idempotency_skips: dict[str, int] = {}
+
+
+# -- labels: never user-chosen text --------------------------------------------------
+
+OTHER = "other"
+# A lease label is the part of its name before the first ":", written only when it looks
+# like an identifier a programmer chose: lower-case ASCII letters, digits and "_",
+# starting with a letter, at most 32 characters, once optionally followed by "." and
+# another such word (an (instance, name) pair's "shop.order"), with at most 3 digits in
+# all. That turns away e-mail addresses ("@"), API keys and tokens (upper case, "-",
+# long, digit-heavy), numbers and ids ("42"). Anything else is counted as "other".
+_CODE_LABEL = re.compile(r"[a-z][a-z0-9_]{0,31}(?:\.[a-z][a-z0-9_]{0,31})?\Z")
+CODE_LABEL_DIGITS = 3
+# Rate-limit groups are chosen in code (group=, a DRF scope, the default
+# "<module>.<qualname>#<hash>"): a looser rule, still no "@" or spaces, and bounded.
+_GROUP_LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_.:#|<>-]{0,127}\Z")
+# Distinct values one process writes per label; past it everything new is "other", so a
+# label's series stay bounded whatever names the code is given. Groups come from code
+# only (one per rate-limited view by default), so a project may have more of them.
+LABEL_LIMIT = 64
+GROUP_LABEL_LIMIT = 256
+
+
+class BoundedLabels:
+    """The label values one process hands out for one kind of name: at most ``limit``
+    distinct values that pass ``accept``, then :data:`OTHER` for every new one."""
+
+    def __init__(self, accept: Callable[[str], bool], limit: int = LABEL_LIMIT) -> None:
+        self._accept = accept
+        self._limit = limit
+        self._given: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, text: str) -> str:
+        if text in self._given:  # the hot path: a label already handed out
+            return text
+        if not self._accept(text):
+            return OTHER
+        with self._lock:
+            if len(self._given) >= self._limit:
+                return OTHER
+            self._given.add(text)
+        return text
+
+    def reset(self) -> None:
+        with self._lock:
+            self._given = set()
+
+
+def _looks_like_code(text: str) -> bool:
+    return (
+        _CODE_LABEL.match(text) is not None and sum(c.isdigit() for c in text) <= CODE_LABEL_DIGITS
+    )
+
+
+code_label = BoundedLabels(_looks_like_code)
+group_label = BoundedLabels(lambda text: _GROUP_LABEL.match(text) is not None, GROUP_LABEL_LIMIT)
 
 # The hook of Script.flow: None while no call sink is attached, else a function that
 # wraps a call's rounds (a flow) in one that reports to the sinks.
@@ -162,12 +231,14 @@ _call_sink: CallSink | _Fanout = _Fanout(())  # what _watched reports to (see at
 
 
 def lease_prefix(name: str) -> str:
-    """What a lease's metrics are labelled with: its name up to the first ``:``.
+    """What a lease's metrics are labelled with: its name up to the first ``:``, when
+    that looks like an identifier chosen by code (:data:`code_label`), else ``other``.
 
     ``"order:42"`` -> ``"order"``; an ``(instance, name)`` pair's ``"shop.order:42:pay"``
-    -> ``"shop.order"``. Per name would give every order its own time series.
+    -> ``"shop.order"``; ``"alice@example.com"`` -> ``"other"``. Per name would give
+    every order its own time series, and put users' text in the metrics.
     """
-    return name.partition(":")[0]
+    return code_label(str(name).partition(":")[0])
 
 
 def lease_waited(kind: str, name: str, started: float, acquired: bool) -> None:
@@ -193,10 +264,20 @@ def lease_held(kind: str, name: str, granted: float | None) -> None:
 def rate_limit_hit(group: str, result: R) -> R:
     """Count a rate-limit result under ``group``; returns ``result``."""
     allowed = bool(result.allowed)
+    group = group_label(group)
     rate_limits.bump(group, allowed)
     for sink in _event_sinks:
         sink.rate_limit(group, allowed)
     return result
+
+
+def idempotency_not_stored(reason: str) -> None:
+    """An @idempotent response was not stored for ``reason`` (a fixed word)."""
+    idempotency_skips[reason] = idempotency_skips.get(reason, 0) + 1
+    for sink in _event_sinks:
+        report = getattr(sink, "idempotency_not_stored", None)
+        if report is not None:
+            report(reason)
 
 
 def attach(call_sinks: tuple[CallSink, ...] = (), event_sinks: tuple[EventSink, ...] = ()) -> None:
@@ -217,6 +298,10 @@ def configure() -> None:
     from atomicops import metrics, tracing
     from atomicops.conf import get_settings
 
+    # New settings, new sinks: the label tables start afresh too (in a project that is
+    # once, at start-up; tests that override ATOMICOPS get a table per configuration).
+    code_label.reset()
+    group_label.reset()
     conf = get_settings()
     calls: list[Any] = []
     events: list[Any] = []

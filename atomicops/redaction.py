@@ -1,19 +1,84 @@
-"""Redis URLs made fit to show: the password out, everything else kept.
+"""URLs made fit to show: the password out, everything else kept; the one redaction.
 
-Used wherever a URL reaches a person: errors, ``manage.py`` output, system checks, the
-admin dashboard, the demo's pages.
+Every URL atomicops shows goes through :func:`redact_url` (or :func:`redact_text` for a
+message that may hold one): the REST client's ``repr``, errors, ``manage.py`` output,
+system checks, logs, the admin dashboard, the demo's pages. Userinfo passwords and query
+parameters that look secret (``password``, ``token``, Upstash's ``_token``, ``key``,
+``secret``...) are masked. :class:`Secret` holds a credential (the REST token) so that no
+``repr`` or ``str`` of it, and no debug page's frame locals, ever shows it.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import unquote_plus, urlsplit
 
 MASK = "***"
 
 # Query parameters that carry a secret: redis-py reads ``password`` from the query, and
 # a URL may carry other credentials its author added (``ssl_password``, ``token``, ...).
-_SECRET_PARAM = re.compile(r"pass|secret|token|auth|credential", re.IGNORECASE)
+_SECRET_PARAM = re.compile(
+    r"pass|pwd|secret|token|auth|credential|key|sig|session|cookie|bearer", re.IGNORECASE
+)
+# A URL inside free text (an error's words): a scheme, "://", up to white space or a quote.
+_URL_IN_TEXT = re.compile(r"""[A-Za-z][A-Za-z0-9+.-]*://[^\s'"<>`]+""")
+
+
+class Secret:
+    """A credential that is never shown: ``repr`` and ``str`` are ``***``.
+
+    :meth:`reveal` gives the value, to be used inline where it is sent (building a
+    request's header), so that no variable of a traceback's frames holds it.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return f"Secret({MASK!r})"
+
+    def __str__(self) -> str:
+        return MASK
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Secret is not pickled")
+
+
+class MaskedBytes(bytes):
+    """Bytes that carry a secret (an ``Authorization`` header's value) and show as
+    ``b'***'``: a list of headers printed, or shown among a debug page's frame
+    locals, keeps the secret out."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(MASK.encode())
+
+    __str__ = __repr__
+
+
+class ShownURL(str):
+    """A URL that is sent as it is and shown (``repr``) redacted: for the variables on
+    a request's path, which a debug page prints."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(redact_url(str.__str__(self)))
+
+
+def redact_text(text: object) -> str:
+    """``text`` with every URL in it passed through :func:`redact_url`."""
+    return _URL_IN_TEXT.sub(lambda match: redact_url(match.group(0)), str(text))
 
 
 def redact_url(url: str) -> str:
@@ -27,7 +92,7 @@ def redact_url(url: str) -> str:
     or ``#`` ends the authority early), keeps nothing between ``://`` and its last ``@``.
     Text without ``://`` only has its query masked.
     """
-    url = str(url)
+    url = str.__str__(url) if isinstance(url, str) else str(url)
     scheme, sep, rest = url.partition("://")
     if not sep:
         return _mask_query(url)

@@ -15,7 +15,7 @@ import pytest
 from django.test import AsyncClient, Client, RequestFactory
 
 from atomicops import InvalidInput, get_counter, idempotent, registry
-from atomicops.idempotency import MAX_KEY_LENGTH, fingerprint, record_key
+from atomicops.idempotency import MAX_KEY_LENGTH, fingerprint, record_key, usage_keys
 
 pytestmark = [pytest.mark.urls("tests.idempotency_urls"), pytest.mark.django_db]
 
@@ -43,6 +43,9 @@ def same_response(a, b) -> None:
 
 @pytest.mark.parametrize("view", ["create", "create_async"])
 def test_repeat_gets_the_stored_response_byte_for_byte(backend, client, view):
+    # A session makes the client exactly one client: its cookies are replayed to it
+    # (to a client known only by its address they are not, see test_idempotency_privacy).
+    client.session.save()
     first = post(client, view, "k1")
     assert first.status_code == 201
     assert "Idempotent-Replayed" not in first.headers
@@ -147,7 +150,9 @@ def test_repeat_while_the_first_runs_gets_409(backend, client):
     # Its owner's response is what the repeat gets once stored.
     meta = json.dumps({"v": 1, "kept": True, "status": 201, "reason": "Created",
                        "headers": [["Content-Type", "text/plain"]], "cookies": []})  # fmt: skip
-    assert registry.get("idempotency_store")(keys=[key], args=["other", 60_000, meta, b"done"])
+    store = registry.get("idempotency_store")
+    usage = usage_keys("ip:127.0.0.1")
+    assert store(keys=[key, *usage], args=["other", 60_000, meta, b"done", 0, 0, "r"])
     replay = post(client, "create", "busy")
     assert (replay.status_code, replay.content) == (201, b"done")
     assert runs("busy") == 0
@@ -155,12 +160,18 @@ def test_repeat_while_the_first_runs_gets_409(backend, client):
 
 def test_only_the_owner_stores_or_releases(backend):
     key = record_key("ip:127.0.0.1", "fenced")
+    keys = [key, *usage_keys("ip:127.0.0.1")]
     assert registry.get("idempotency_claim")(keys=[key], args=["me", "fp", 5000]) == [b"claimed"]
-    assert registry.get("idempotency_store")(keys=[key], args=["thief", 60_000, "{}", b""]) == 0
+    assert (
+        registry.get("idempotency_store")(keys=keys, args=["thief", 60_000, "{}", b"", 0, 0, "r"])
+        == 0
+    )
     assert registry.get("idempotency_release")(keys=[key], args=["thief"]) == 0
     assert registry.get("claim_extend")(keys=[key], args=["thief", 9000]) == 0
     assert registry.get("claim_extend")(keys=[key], args=["me", 9000]) == 1
-    assert registry.get("idempotency_store")(keys=[key], args=["me", 60_000, "{}", b""]) == 1
+    assert (
+        registry.get("idempotency_store")(keys=keys, args=["me", 60_000, "{}", b"", 0, 0, "r"]) == 1
+    )
     # Stored: neither a release nor a late renewal changes it any more.
     assert registry.get("idempotency_release")(keys=[key], args=["me"]) == 0
     assert registry.get("claim_extend")(keys=[key], args=["me", 9000]) == 0

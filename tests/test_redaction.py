@@ -116,3 +116,33 @@ def test_a_bad_url_in_the_settings_is_reported_without_its_password(settings):
     found = checks.run_checks(tags=["atomicops"])
     assert [message.id for message in found] == ["atomicops.E001"]
     assert SECRET not in str(found[0])
+
+
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("HTTP 413 from https://db.upstash.io/?_token=s3cret", "HTTP 413 from https://db.upstash.io/?_token=***"),
+        ("cannot reach redis://:s3cret@h:1/0 (refused)", "cannot reach redis://:***@h:1/0 (refused)"),
+        ("two: 'rediss://u:s3cret@a' and unix://:s3cret@/s", "two: 'rediss://u:***@a' and unix://:***@/s"),
+        ("https://h/?apikey=s3cret&sig=s3cret&page=2", "https://h/?apikey=***&sig=***&page=2"),
+        ("no url here, password=s3cret", "no url here, password=s3cret"),
+    ],
+)  # fmt: skip
+def test_redact_text_redacts_every_url_in_a_message(text, shown):
+    from atomicops.redaction import redact_text
+
+    assert redact_text(text) == shown
+
+
+def test_a_secret_never_shows():
+    import pickle
+
+    from atomicops.redaction import MaskedBytes, Secret
+
+    secret = Secret(SECRET)
+    assert SECRET not in f"{secret!r} {secret} {[secret]}"
+    assert secret.reveal() == SECRET
+    with pytest.raises(TypeError):
+        pickle.dumps(secret)
+    header = MaskedBytes(b"Bearer " + SECRET.encode())
+    assert SECRET not in repr([(b"Authorization", header)]) and bytes(header).endswith(b"s3cret")

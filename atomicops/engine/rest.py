@@ -50,6 +50,7 @@ from urllib.parse import urlsplit
 from atomicops.engine import compat
 from atomicops.engine.ops import Command, Context, Send
 from atomicops.exceptions import AtomicOpsError, ConfigurationError, InvalidInput
+from atomicops.redaction import MaskedBytes, Secret, ShownURL, redact_url
 
 AUTH_HINT = (
     "check ATOMICOPS['REST_TOKEN'] (or UPSTASH_REDIS_REST_TOKEN): it must be the database's "
@@ -59,6 +60,16 @@ READONLY_HINT = (
     "the REST token is Upstash's read-only token: it runs read-only scripts only; "
     "configure the read-write token for scripts that write"
 )
+
+
+def _described(value: Any) -> str:
+    """A wrong REST URL in words that never echo a secret: a URL redacted; anything else
+    (a token pasted into the URL setting) only by its type and length."""
+    if isinstance(value, str) and "://" in value:
+        return repr(redact_url(value))
+    if isinstance(value, str):
+        return f"a value of {len(value)} characters without a scheme (not shown: it may be a token)"
+    return f"a {type(value).__name__}"
 
 
 def _httpcore() -> Any:
@@ -83,14 +94,15 @@ class RestEndpoint:
     __slots__ = ("url", "connection_kwargs", "__weakref__")
 
     def __init__(self, url: str, timeout: float | None) -> None:
-        self.url = url
+        # Redacted: this is what the dashboard, the flush check and the checks show.
+        self.url = redact_url(url)
         parts = urlsplit(url)
         self.connection_kwargs: dict[str, Any] = {
             "socket_timeout": timeout,
             # How the dashboard, the flush check and the checks name a server.
             "host": parts.hostname,
             "port": parts.port or (443 if parts.scheme == "https" else 80),
-            "rest_url": url,
+            "rest_url": self.url,
         }
 
 
@@ -108,18 +120,27 @@ class _Base:
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
             raise ConfigurationError(
-                f"the Upstash REST URL must start with https:// (or http://), got {url!r}"
+                f"the Upstash REST URL must start with https:// (or http://), got {_described(url)}"
             )
+        if isinstance(token, Secret):
+            token = token.reveal()
         if not isinstance(token, str) or not token:
             raise ConfigurationError(f"the Upstash REST token is empty; {AUTH_HINT}")
-        self.url = url.rstrip("/")
+        # Sent as it is; shown (repr, errors, checks) redacted: a "?_token=" is a secret.
+        self.url = ShownURL(url.rstrip("/"))
+        self.shown_url = redact_url(self.url)
+        self.token = Secret(token)
+        # What is sent with every request. The token only as MaskedBytes, whose repr is
+        # masked: no frame of a request (which Django's debug page prints) shows it.
         self.headers = {
             **(extra_headers or {}),
-            "Authorization": f"Bearer {token}",
             "Upstash-Encoding": "base64",
             "Content-Type": "application/json",
         }
-        self.header_list = [(k.encode(), v.encode()) for k, v in self.headers.items()]
+        self.header_list = [
+            (b"Authorization", MaskedBytes(b"Bearer " + token.encode())),
+            *((k.encode(), v.encode()) for k, v in self.headers.items()),
+        ]
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         # httpcore's per-request timeouts: SOCKET_TIMEOUT for each read and write and for a
@@ -138,7 +159,7 @@ class _Base:
         self._pid = os.getpid()
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.url}>"
+        return f"<{type(self).__name__} {self.shown_url}>"
 
 
 class RestClient(_Base):
@@ -373,7 +394,7 @@ def replies_of(
         raise _Lost(f"HTTP {status} without an answer from Redis")
     if status in (404, 405):
         raise ConfigurationError(
-            f"{context.subject()}: {client.url} answered HTTP {status}: it is not an Upstash "
+            f"{context.subject()}: {client.shown_url} answered HTTP {status}: it is not an Upstash "
             "REST endpoint (ATOMICOPS['REST_URL'] is the database's REST URL, "
             "https://<name>.upstash.io); nothing was applied"
         )
@@ -382,7 +403,7 @@ def replies_of(
     )
     if not upstash:
         if status >= 400:  # refused in front of Redis (413, 429...): nothing ran
-            raise context.unavailable(Exception(f"HTTP {status} from {client.url}"))
+            raise context.unavailable(Exception(f"HTTP {status} from {client.shown_url}"))
         raise _Lost(f"HTTP {status} with a body that is not Upstash's")
     try:
         if isinstance(data, dict):
@@ -436,7 +457,7 @@ def roundtrip(send: Send) -> list[Any]:
     client, batch, context = send
     path, body = request_of(batch, context)
     pool = client.pool()
-    url = client.url + path
+    url = ShownURL(client.url + path)
     errors = _transport_errors()
     attempts = 1 if context.write else 2
     for attempt in range(attempts):
@@ -457,7 +478,7 @@ async def aroundtrip(send: Send) -> list[Any]:
     client, batch, context = send
     path, body = request_of(batch, context)
     pool = client.pool()
-    url = client.url + path
+    url = ShownURL(client.url + path)
     errors = _transport_errors()
     attempts = 1 if context.write else 2
     for attempt in range(attempts):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from atomicops import connection
-from atomicops.keys import prefix
+from atomicops.keys import prefixed
 from demo_project.demo.scripts import script
 
 INCR_SCRIPT = "demo_incr"
@@ -45,7 +45,7 @@ class RaceResult:
 
 
 def race_key(side: str) -> str:
-    return f"{prefix()}:race:{side}"
+    return prefixed("race", side)
 
 
 def _context() -> Any:

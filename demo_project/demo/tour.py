@@ -22,7 +22,7 @@ from atomicops import (
     connection,
     fixed_window,
 )
-from atomicops.keys import prefix
+from atomicops.keys import prefixed
 
 Out = Callable[[str], None]
 
@@ -44,7 +44,7 @@ RETURNS = [
 
 
 def tour_key(name: str) -> str:
-    return f"{prefix()}:tour:{name}"
+    return prefixed("tour", name)
 
 
 def cli(reply: Any, indent: str = "") -> str:

@@ -268,3 +268,24 @@ def test_stacked_limits_on_a_cluster_are_checked_one_by_one(atomic_cluster, rf):
     assert statuses == [200, 200, 429]
     # Their keys are tagged by group, so in different slots: not all-or-nothing there.
     assert atomic_cluster.get("atomicops:rl:fixed_window:{cl-outer|ip:10.0.0.5}") == b"3"
+
+
+@pytest.mark.urls("tests.security_urls")
+@pytest.mark.django_db
+def test_idempotency_records_and_their_tally_share_a_slot(atomic_cluster, settings):
+    """The store script writes the record and the client's tally in one call."""
+    from django.test import Client
+
+    from atomicops.idempotency import record_key, usage_keys
+
+    settings.ATOMICOPS = {**settings.ATOMICOPS, "IDEMPOTENCY_MAX_CLIENT_BYTES": 4000}
+    client = Client()
+    post = lambda key: client.post("/idem/sized/?size=1500", HTTP_IDEMPOTENCY_KEY=key)  # noqa: E731
+    first = post("cl-a")
+    assert post("cl-a").content == first.content  # stored, replayed
+    post("cl-b")
+    assert "Idempotent-Replayed" not in post("cl-c")  # past the bound
+    record = record_key("ip:127.0.0.1", "cl-a")
+    sizes, used = usage_keys("ip:127.0.0.1")
+    assert key_slot(record.encode()) == key_slot(sizes.encode()) == key_slot(used.encode())
+    assert 0 < int(atomic_cluster.get(used)) <= 4000

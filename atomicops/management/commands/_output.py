@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from atomicops.exceptions import AtomicOpsError, RedisUnavailable, ServerRefused
+from atomicops.redaction import redact_text
 
 
 def cell(value: Any) -> str:
@@ -37,6 +38,7 @@ def failure(doing: str, exc: AtomicOpsError) -> str:
     command); a refusal (``LOADING``, ``OOM``...) or a script error keeps its own words.
     """
     cause = exc.__cause__
+    # Through the one redaction: a library's words about a URL may quote its secrets.
     if isinstance(exc, RedisUnavailable) and not isinstance(exc, ServerRefused) and cause:
-        return f"{doing} failed: the server is unreachable ({cause})"
-    return f"{doing} failed: {exc.message}"
+        return redact_text(f"{doing} failed: the server is unreachable ({cause})")
+    return redact_text(f"{doing} failed: {exc.message}")
