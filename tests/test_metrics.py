@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from atomicops import metrics, observe
+from atomicops import metrics, observe, planner
 from atomicops.exceptions import OutcomeUnknown
 from tests.observe_worker import ABSENT, EXPECTED, known_sequence
 
@@ -74,18 +74,18 @@ def test_without_sinks_a_call_is_not_wrapped(backend):
 
     observe.attach()
     try:
-        assert observe.watch is None
+        assert planner.sink is None
         atomicops.bounded_incr("plain", limit=3, client=backend[1])
     finally:
         observe.configure()
-    assert observe.watch is not None  # prometheus_client is installed here
+    assert planner.sink is not None  # prometheus_client is installed here
 
 
 def test_settings_turn_the_sinks_off(settings):
     settings.ATOMICOPS = {"PROMETHEUS": False, "OPENTELEMETRY": False}
-    assert observe.watch is None
+    assert planner.sink is None
     settings.ATOMICOPS = {"PROMETHEUS": True, "OPENTELEMETRY": False}
-    assert observe.watch is not None
+    assert planner.sink is not None
 
 
 def test_the_default_sink_registers_in_the_default_registry(backend):
