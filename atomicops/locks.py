@@ -21,11 +21,13 @@ and lists held locks for the admin.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import re
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
@@ -33,8 +35,8 @@ from redis.exceptions import RedisError
 
 from atomicops import connection, keys
 from atomicops.engine import topology
-from atomicops.engine.ops import Call, text
-from atomicops.exceptions import ConfigurationError, InvalidInput, RedisUnavailable
+from atomicops.engine.ops import Call, Flow, text
+from atomicops.exceptions import ConfigurationError, InvalidInput, LockNotOwned, RedisUnavailable
 from atomicops.lease import WAKE_TTL_MS, Lease, LeaseOptions, NameLike, Wake, name_and_tag
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -81,6 +83,28 @@ class Lock(Lease):
     kind = "lock"
     _key_kind = "lock"
 
+    def __new__(
+        cls, name: NameLike, ttl: float, *, reentrant: bool = False, **options: Any
+    ) -> Lock:
+        # Lock(..., reentrant=True) is the public spelling; the per-thread bookkeeping
+        # lives in its own class so a plain Lock pays nothing for it.
+        if reentrant is True and cls is Lock:
+            return super().__new__(ReentrantLock)
+        return super().__new__(cls)
+
+    def __init__(
+        self,
+        name: NameLike,
+        ttl: float,
+        *,
+        reentrant: bool = False,
+        **options: Unpack[LeaseOptions],
+    ) -> None:
+        super().__init__(name, ttl, **options)
+        if not isinstance(reentrant, bool):
+            raise InvalidInput(f"reentrant must be True or False, got {reentrant!r}", key=self.key)
+        self.reentrant = reentrant
+
     @property
     def _fence_key(self) -> str:
         return f"{self.key}:fence"
@@ -111,6 +135,224 @@ class Lock(Lease):
         def __enter__(self) -> HeldLock: ...
 
         async def __aenter__(self) -> HeldLock: ...
+
+
+class _Hold(Lock):
+    """One thread's (or asyncio task's) hold of a :class:`ReentrantLock`: a lock whose
+    nested acquires raise its count on the server (field ``n`` of the lock's hash, see
+    lock_acquire.lua) instead of failing."""
+
+    _nests = True
+
+    def __init__(self, name: NameLike, ttl: float, **options: Unpack[LeaseOptions]) -> None:
+        super().__init__(name, ttl, **options)
+        self.depth = 0  # nested holds granted and not yet released
+
+    def _acquire_op(self, owner: str, wait: Wake) -> Call[Any]:
+        keys = [self.key, self._fence_key]
+        # The depth after this acquire, not "+1": a retry after a lost reply counts once.
+        depth = self.depth + 1 if self._owner is not None else 1
+        return Call("lock_acquire", keys, [owner, self.ttl_ms, int(wait), depth])
+
+    def _release_op(self, owner: str) -> Call[Any]:
+        keys = [self.key, self._wake_key]
+        return Call("lock_release", keys, [owner, WAKE_TTL_MS, max(self.depth - 1, 0)])
+
+    def _acquire_flow(self, client: Any, blocking: bool, timeout: float | None) -> Flow[bool]:
+        try:
+            return (yield from super()._acquire_flow(client, blocking, timeout))
+        except LockNotOwned:
+            # A nested acquire found the hold gone: every level of it is gone.
+            self._cancel_renewal()
+            self._clear()
+            self.depth = 0
+            raise
+
+    def _granted(self, owner: str, token: int, sent: float, lease_ms: float) -> None:
+        self.depth = self.depth + 1 if self._owner == owner else 1
+        super()._granted(owner, token, sent, lease_ms)
+
+    def _release_flow(self, client: Any) -> Flow[None]:
+        owner = self._owner
+        if owner is None or self.depth <= 1:
+            try:
+                yield from super()._release_flow(client)
+            except LockNotOwned:
+                self.depth = 0
+                raise
+            self.depth = 0
+            return
+        op = self._release_op(owner)
+        if not (yield from self._call(client, op)):
+            self._mark_lost(owner, reported=True)
+            self._cancel_renewal()
+            self._clear()
+            self.depth = 0
+            raise self._not_owned("not held by this owner any more", script=op.script)
+        self.depth -= 1
+
+    def _start_thread_renewal(self) -> None:
+        if self.depth == 1:  # the outer hold renews; nested ones change nothing
+            super()._start_thread_renewal()
+
+    def _start_task_renewal(self) -> None:
+        if self.depth == 1:
+            super()._start_task_renewal()
+
+
+def _holder() -> Hashable:
+    """Who holds a reentrant lock: the running asyncio task, else the thread."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running event loop in this thread
+        task = None
+    return task if task is not None else threading.get_ident()
+
+
+class ReentrantLock(Lock):
+    """``Lock(name, ttl, reentrant=True)``: the holder may acquire again; released at 0.
+
+    Reentrancy is per thread (per asyncio task for the async methods): each has its own
+    owner token, and the count of its nested holds is kept on the server in the lock's
+    hash (field ``n``), so a release by another owner (another thread, process, or a
+    plain :class:`Lock` of the same name) never frees it; another thread blocks like any
+    other owner, or gets :class:`LockNotAcquired`. Each nested acquire is one round trip
+    that also resets the lease; each release lowers the count, the last one frees the
+    lock and wakes a waiter. Attributes (:attr:`fencing_token`, :attr:`held`,
+    :attr:`lost`) are those of the calling thread's (task's) hold.
+    """
+
+    def __init__(
+        self,
+        name: NameLike,
+        ttl: float,
+        *,
+        reentrant: bool = True,
+        **options: Unpack[LeaseOptions],
+    ) -> None:
+        self._holds: dict[Hashable, _Hold] = {}
+        self._holds_lock = threading.Lock()
+        super().__init__(name, ttl, reentrant=True, **options)
+        self._name_like = name
+        self._options = options
+
+    def _mine(self, create: bool) -> _Hold | None:
+        who = _holder()
+        with self._holds_lock:
+            hold = self._holds.get(who)
+            if hold is None and create:
+                hold = self._holds[who] = _Hold(self._name_like, self.ttl, **self._options)
+            return hold
+
+    def _forget(self, hold: _Hold) -> None:
+        if hold.depth == 0 and hold._pending is None:
+            with self._holds_lock:
+                for who, known in list(self._holds.items()):
+                    if known is hold:
+                        del self._holds[who]
+
+    def _mine_or_raise(self, what: str) -> _Hold:
+        hold = self._mine(create=False)
+        if hold is None:
+            raise self._not_owned(f"{what} without a successful acquire() in this thread/task")
+        return hold
+
+    # What Lease.__init__ writes, and what a caller reads, is the calling holder's.
+    @property  # type: ignore[override]
+    def fencing_token(self) -> int | None:
+        hold = self._mine(create=False)
+        return None if hold is None else hold.fencing_token
+
+    @fencing_token.setter
+    def fencing_token(self, value: int | None) -> None:
+        pass  # Lease.__init__ sets None: the holds keep their own
+
+    @property
+    def depth(self) -> int:
+        """Nested holds of the calling thread (task): 0 when it does not hold the lock."""
+        hold = self._mine(create=False)
+        return 0 if hold is None else hold.depth
+
+    @property
+    def held(self) -> bool:
+        hold = self._mine(create=False)
+        return hold is not None and hold.held
+
+    @property
+    def lost(self) -> bool:
+        hold = self._mine(create=False)
+        return hold is not None and hold.lost
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        hold = self._mine(create=True)
+        assert hold is not None
+        try:
+            return hold.acquire(blocking, timeout)
+        finally:
+            self._forget(hold)
+
+    def release(self) -> None:
+        hold = self._mine_or_raise("release()")
+        try:
+            hold.release()
+        finally:
+            self._forget(hold)
+
+    def extend(self, ttl: float | None = None) -> None:
+        self._mine_or_raise("extend()").extend(ttl)
+
+    def owned(self) -> bool:
+        hold = self._mine(create=False)
+        return hold is not None and hold.owned()
+
+    def ensure_owned(self) -> int:
+        return self._mine_or_raise("ensure_owned()").ensure_owned()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        hold = self._mine(create=False)
+        if hold is None or hold._exit_quietly():
+            if hold is not None:
+                hold.depth = 0
+                self._forget(hold)
+            return
+        self.release()
+
+    async def aacquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        hold = self._mine(create=True)
+        assert hold is not None
+        try:
+            return await hold.aacquire(blocking, timeout)
+        finally:
+            self._forget(hold)
+
+    async def arelease(self) -> None:
+        hold = self._mine_or_raise("arelease()")
+        try:
+            await hold.arelease()
+        finally:
+            self._forget(hold)
+
+    async def aextend(self, ttl: float | None = None) -> None:
+        await self._mine_or_raise("aextend()").aextend(ttl)
+
+    async def aowned(self) -> bool:
+        hold = self._mine(create=False)
+        return hold is not None and await hold.aowned()
+
+    async def aensure_owned(self) -> int:
+        return await self._mine_or_raise("aensure_owned()").aensure_owned()
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        hold = self._mine(create=False)
+        if hold is None or hold._exit_quietly():
+            if hold is not None:
+                hold.depth = 0
+                self._forget(hold)
+            return
+        await self.arelease()
+
+    def __repr__(self) -> str:
+        return f"<ReentrantLock {self.name!r} depth={self.depth} token={self.fencing_token}>"
 
 
 if TYPE_CHECKING:
