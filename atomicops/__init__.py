@@ -54,6 +54,7 @@ from atomicops.idempotency import idempotent
 from atomicops.keys import key_for
 from atomicops.locks import Lock, LockInfo, LockScan, list_locks, locked, scan_locks
 from atomicops.multilock import MultiLock
+from atomicops.rwlock import ReadWriteLock
 from atomicops.metrics import metrics_view
 from atomicops.ratelimit import (
     RateLimitResult,
@@ -122,6 +123,7 @@ __all__ = [
     # locks and semaphores
     "Lock",
     "MultiLock",
+    "ReadWriteLock",
     "locked",
     "Semaphore",
     "LockInfo",
