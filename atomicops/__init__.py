@@ -53,6 +53,7 @@ from atomicops.getorset import aget_or_set, get_or_set
 from atomicops.idempotency import idempotent
 from atomicops.keys import key_for
 from atomicops.locks import Lock, LockInfo, LockScan, list_locks, locked, scan_locks
+from atomicops.fairlock import FairLock
 from atomicops.multilock import MultiLock
 from atomicops.rwlock import ReadWriteLock
 from atomicops.metrics import metrics_view
@@ -122,6 +123,7 @@ __all__ = [
     "aget_or_set",
     # locks and semaphores
     "Lock",
+    "FairLock",
     "MultiLock",
     "ReadWriteLock",
     "locked",

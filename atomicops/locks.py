@@ -5,7 +5,8 @@ Keys of the lock called ``name`` (one hash tag, so one cluster slot):
 * ``<prefix>:lock:{name}``: a hash ``{owner, token}`` (and ``w`` once a refused caller
   waits for a wake-up) with the lease as its TTL. It
   exists exactly while someone holds the lock, so a bounded ``SCAN`` for
-  ``<prefix>:lock:{*}`` finds every held lock (see :func:`scan_locks`);
+  ``<prefix>:*lock:{*}`` finds every held lock, fair and read-write locks included (see
+  :func:`scan_locks`);
 * ``<prefix>:lock:{name}:fence``: the last fencing token, written by the script that
   grants the lock. A new token is the larger of that one plus one and the server's clock
   in microseconds, so the key may expire a second after the lease (nothing is left
@@ -57,6 +58,10 @@ class LockInfo:
     owner: str | None
     fencing_token: int | None
     ttl_ms: int | None
+    # "lock" (a Lock, a reentrant Lock or a MultiLock's name), "fairlock" or "rwlock"
+    kind: str = "lock"
+    # Read leases of a read-write lock held by readers (owner and token are a writer's)
+    readers: int = 0
 
 
 # -- the lock ---------------------------------------------------------------------
@@ -417,8 +422,12 @@ def _lock_pattern() -> str:
     # Braces are literal in Redis globs; lock names are escaped, so a held lock's key
     # is the only atomicops key under ":lock:" that ends with "}".
     escaped = _GLOB_SPECIAL.sub(r"\\\1", keys.prefix())
-    return escaped + ":lock:{*}"
+    # One SCAN finds every kind of lock: <prefix>:lock:{..}, :fairlock:{..}, :rwlock:{..}.
+    return escaped + ":*lock:{*}"
 
+
+# The key kinds a held lock's hash has (<prefix>:<kind>:{name}), listed by scan_locks.
+LOCK_KINDS = ("lock", "fairlock", "rwlock")
 
 # Bounds of scan_locks() (the admin dashboard's lock list): the work one call may cause.
 SCAN_LOCKS_MAX_CALLS = 100  # SCAN ... COUNT 1000 calls: about 100,000 keys examined
@@ -460,8 +469,8 @@ class LockScan:
 def list_locks(*, client: Any = None, limit: int = 200) -> list[LockInfo]:
     """Held locks (at most ``limit``), sorted by name: for tools.
 
-    Not atomic, read-only: ``SCAN`` (``MATCH <prefix>:lock:{*}``, ``COUNT`` 1000, never
-    ``KEYS``), each page's keys read in one pipelined round trip of ``HMGET``/``PTTL``,
+    Not atomic, read-only: ``SCAN`` (``MATCH <prefix>:*lock:{*}``: locks, fair locks and
+    read-write locks, ``COUNT`` 1000, never ``KEYS``), each page's keys read in one pipelined round trip of ``HMGET``/``PTTL``,
     until ``limit`` locks are found or the keyspace ends, however long that takes: a
     page that must answer quickly calls :func:`scan_locks`, which bounds the work. A lock
     released in between is left out, and so is a foreign key that matches the pattern
@@ -523,7 +532,7 @@ def _scan_locks(
     deadline = None if max_seconds is None else started + max_seconds
     targets = [target for _, target in topology.primaries(client)]
     pattern = _lock_pattern()
-    head = len(f"{keys.prefix()}:lock:")
+    head = len(keys.prefix()) + 1
     found: dict[str, LockInfo] = {}  # by key: SCAN may return a key twice
     calls = read = 0
     stop: LockScanStop | None = None
@@ -575,7 +584,7 @@ def _read_locks(client: Any, batch: list[str], head: int) -> dict[str, LockInfo]
     """Owner, token and TTL of each key in ``batch``: one pipelined round trip."""
     pipe = client.pipeline(transaction=False)
     for key in batch:
-        pipe.hmget(key, "owner", "token")
+        pipe.hmget(key, "owner", "token", "readers")
         pipe.pttl(key)
     replies = pipe.execute(raise_on_error=False)
     infos = {}
@@ -583,18 +592,24 @@ def _read_locks(client: Any, batch: list[str], head: int) -> dict[str, LockInfo]
         fields, pttl = replies[2 * index], replies[2 * index + 1]
         if isinstance(fields, Exception) or isinstance(pttl, Exception):
             continue  # not a hash: another program's key matched the pattern
-        owner, token = fields
-        if pttl == -2 or owner is None:
-            continue  # released between SCAN and HMGET, or a hash that is not a lock
+        owner, token, readers = fields
+        kind, brace, tag = key[head:].partition(":{")
+        if pttl == -2 or not brace or kind not in LOCK_KINDS:
+            continue  # released between SCAN and HMGET, or not an atomicops lock key
         try:
             fencing_token = None if token is None else int(token)
+            reading = 0 if readers is None or kind != "rwlock" else int(readers)
         except ValueError:
             continue
+        if owner is None and not reading:
+            continue  # a hash that is not a held lock
         infos[key] = LockInfo(
-            name=_unescape(key[head + 1 : -1]),
+            name=_unescape(tag[:-1]),
             key=key,
             owner=text(owner),
             fencing_token=fencing_token,
             ttl_ms=None if pttl < 0 else int(pttl),
+            kind=kind,
+            readers=reading,
         )
     return infos
