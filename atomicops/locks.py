@@ -263,7 +263,7 @@ class ReentrantLock(Lock):
         return hold
 
     # What Lease.__init__ writes, and what a caller reads, is the calling holder's.
-    @property  # type: ignore[override]
+    @property
     def fencing_token(self) -> int | None:
         hold = self._mine(create=False)
         return None if hold is None else hold.fencing_token

@@ -28,7 +28,13 @@ from typing import Any, TypeVar, Unpack
 from atomicops import keys, observe, validate
 from atomicops.engine import topology
 from atomicops.engine.ops import Call, Flow
-from atomicops.exceptions import AtomicOpsError, InvalidInput, LockError, LockNotAcquired, LockNotOwned
+from atomicops.exceptions import (
+    AtomicOpsError,
+    InvalidInput,
+    LockError,
+    LockNotAcquired,
+    LockNotOwned,
+)
 from atomicops.lease import WAKE_TTL_MS, Lease, LeaseOptions, NameLike, Wake, name_and_tag
 
 T = TypeVar("T")
@@ -115,14 +121,14 @@ class MultiLock:
         for text, tag in resolved.items():
             slot = topology.slot_of([keys.tagged("lock", tag, escaped=True)], "multilock")
             by_slot.setdefault(slot or 0, []).append((text, tag))
+        group_options: dict[str, Any] = {**options, "on_lost": self._group_lost}
         # The one global order every MultiLock takes its groups in: by slot.
         self._groups = [
             SlotGroup(
                 [text for text, _ in members],
                 [tag for _, tag in members],
                 ttl,
-                on_lost=self._group_lost,
-                **options,
+                **group_options,
             )
             for _, members in sorted(by_slot.items())
         ]
@@ -169,7 +175,9 @@ class MultiLock:
             self.on_lost(self)
 
     def _describe(self) -> str:
-        return f"multilock {self.names!r} ({', '.join(k for g in self._groups for k in g.lock_keys)})"
+        return (
+            f"multilock {self.names!r} ({', '.join(k for g in self._groups for k in g.lock_keys)})"
+        )
 
     def _not_acquired(self) -> LockNotAcquired:
         return LockNotAcquired(

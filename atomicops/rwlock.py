@@ -61,11 +61,11 @@ class ReadLease(Lease):
     def _check_op(self, owner: str) -> Call[Any]:
         return Call("semaphore_check", [f"{self.key}:readers", f"{self.key}:tokens"], [owner])
 
-    if TYPE_CHECKING:
+    if TYPE_CHECKING:  # inside ``with``, the lease is held: its token is an int
 
-        def __enter__(self) -> HeldLease: ...
+        def __enter__(self) -> HeldRead: ...
 
-        async def __aenter__(self) -> HeldLease: ...
+        async def __aenter__(self) -> HeldRead: ...
 
 
 class WriteLease(Lease):
@@ -96,15 +96,20 @@ class WriteLease(Lease):
 
     if TYPE_CHECKING:
 
-        def __enter__(self) -> HeldLease: ...
+        def __enter__(self) -> HeldWrite: ...
 
-        async def __aenter__(self) -> HeldLease: ...
+        async def __aenter__(self) -> HeldWrite: ...
 
 
 if TYPE_CHECKING:
 
-    class HeldLease(Lease):
-        """A read or write lease inside its ``with`` block (for type checkers only)."""
+    class HeldRead(ReadLease):
+        """A :class:`ReadLease` inside its ``with`` block (for type checkers only)."""
+
+        fencing_token: int
+
+    class HeldWrite(WriteLease):
+        """A :class:`WriteLease` inside its ``with`` block (for type checkers only)."""
 
         fencing_token: int
 

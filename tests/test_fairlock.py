@@ -141,4 +141,3 @@ async def test_async_twin_serves_in_order(backend):
     await holder.arelease()
     await asyncio.wait_for(asyncio.gather(*tasks), 20)
     assert order == [0, 1, 2]
-
