@@ -133,3 +133,16 @@ async def test_async_twin(backend):
         await asyncio.sleep(0.2)
         assert not task.done()
     assert await asyncio.wait_for(task, 10)
+
+
+def test_listed_with_its_readers_or_its_writer(backend):
+    from atomicops import scan_locks
+
+    rw = ReadWriteLock("doc:list", ttl=10)
+    with rw.read(), rw.read():
+        [info] = [i for i in scan_locks().locks if i.kind == "rwlock"]
+        assert (info.name, info.readers, info.owner) == ("doc:list", 2, None)
+    with rw.write() as w:
+        [info] = [i for i in scan_locks().locks if i.kind == "rwlock"]
+        assert (info.readers, info.fencing_token, info.owner) == (0, w.fencing_token, w._owner)
+    assert scan_locks().locks == ()
