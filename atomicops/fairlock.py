@@ -26,10 +26,14 @@ one small script call per second while it waits.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from atomicops.engine.ops import Call, Flow
+from atomicops.exceptions import AtomicOpsError
 from atomicops.lease import WAKE_TTL_MS, Lease, Wake
+
+logger = logging.getLogger("atomicops")
 
 # A waiter attempts again (renewing its heartbeat) at least this often.
 BEAT_S = 1.0
@@ -72,8 +76,14 @@ class FairLock(Lease):
         return Call("lock_check", [self.key], [owner])
 
     def _gave_up_flow(self, client: Any, owner: str) -> Flow[None]:
-        # Leave the line now rather than stall it until the heartbeat lapses.
-        yield from self._call(client, self._release_op(owner))
+        # Leave the line now rather than stall it until the heartbeat lapses; if that
+        # cannot be sent, the lapse (DEAD_S) takes it out anyway.
+        try:
+            yield from self._call(client, self._release_op(owner))
+        except AtomicOpsError as exc:
+            # The lock's name is the caller's text: not logged (nor the message naming it).
+            logger.warning("atomicops: a fair lock's waiter could not leave the line (%s)",
+                           type(exc).__name__)  # fmt: skip
 
     def locked(self) -> bool:
         """Whether anyone holds the lock now (one read-only round trip)."""
