@@ -79,6 +79,12 @@ class SlotGroup(Lease):
         if tokens:
             self.tokens = [int(token) for token in tokens]
 
+    @property
+    def taken(self) -> bool:
+        """Whether a release has something to give back (held, lost unreported, or an
+        acquire whose reply was lost)."""
+        return self._owner is not None or self._pending is not None
+
 
 class MultiLock:
     """Several named locks held as one: all or none, in any order, without deadlock.
@@ -209,10 +215,11 @@ class MultiLock:
                     observe.lease_waited(self.kind, self.names[0], started, False)
                     return False
                 taken.append(group)
-        except BaseException:
-            # Whatever stopped us (a lost reply, a dead server, a cancellation): what
-            # was taken is given back, best effort; a group whose reply was lost runs
-            # out by its lease.
+        except AtomicOpsError:
+            # A lost reply, a dead server, a lease lost while waiting: what was taken is
+            # given back, best effort; a group whose reply was lost runs out by its
+            # lease. (A cancellation closes the flow, which can send nothing more: what
+            # was taken then runs out by its lease too.)
             yield from self._give_back(client, taken)
             raise
         self._granted_at = time.monotonic()
@@ -253,7 +260,7 @@ class MultiLock:
         taken.clear()
 
     def _release_flow(self, client: Any) -> Flow[None]:
-        mine = [group for group in self._groups if group.held or group.lost]
+        mine = [group for group in self._groups if group.taken]
         if not mine:
             raise LockNotOwned(
                 f"{self._describe()}: release() without a successful acquire() on this object",

@@ -13,7 +13,15 @@ import time
 import pytest
 from redis.crc import key_slot
 
-from atomicops import InvalidInput, Lock, LockNotAcquired, LockNotOwned, MultiLock, list_locks
+from atomicops import (
+    AtomicOpsError,
+    InvalidInput,
+    Lock,
+    LockNotAcquired,
+    LockNotOwned,
+    MultiLock,
+    list_locks,
+)
 from atomicops.locks import lock_key
 
 
@@ -151,3 +159,32 @@ async def test_async_twin(backend):
     assert await asyncio.wait_for(task, 10)
     assert await other.aowned()
     await other.arelease()
+
+
+def test_an_error_on_a_later_group_gives_back_the_earlier_ones(backend):
+    kind, client = backend
+    m = MultiLock(["acct:e1", "acct:e2"], ttl=10)
+    first, second = (group.names[0] for group in m._groups)
+    client.set(lock_key(second), "not a lock hash")  # the server refuses that name's script
+    with pytest.raises(AtomicOpsError):
+        m.acquire(blocking=False)
+    assert not client.exists(lock_key(first)) and not m.held
+
+
+def test_extend_and_a_loss_found_by_a_renewal(backend):
+    kind, client = backend
+    lost: list[MultiLock] = []
+    m = MultiLock(["acct:r1", "acct:r2"], ttl=0.5, auto_renew=True, on_lost=lost.append)
+    with pytest.raises(LockNotOwned, match="the block stops here"):
+        with m:  # and its exit raises no second LockNotOwned on top of the block's
+            time.sleep(1.2)  # renewed past its lease
+            assert m.owned() and not m.lost
+            m.extend(5)
+            assert 4000 < client.pttl(lock_key("acct:r1")) <= 5000
+            client.delete(lock_key("acct:r2"))
+            Lock("acct:r2", ttl=10).acquire()
+            with pytest.raises(LockNotOwned):
+                m.ensure_owned()
+            assert m.lost and lost == [m]
+            raise LockNotOwned("the block stops here")
+    assert not client.exists(lock_key("acct:r1"))  # the other name was given back
