@@ -338,7 +338,7 @@ def _cluster_kwargs(retry: Any) -> dict[str, Any]:
 def check_cluster_url(url: str) -> None:
     """:class:`ConfigurationError` unless ``url`` can name a cluster node (no network I/O)."""
     try:
-        options = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
+        options = redis.connection.parse_url(url)  # type: ignore[no-untyped-call, unused-ignore]
     except ValueError as exc:
         raise ConfigurationError(f"ATOMICOPS['URL'] is not a Redis URL: {exc}") from exc
     if "path" in options or options.get("db", 0) != 0:
@@ -493,18 +493,18 @@ def build_sentinel_client(conf: Any) -> Any:
     """A ``redis.Redis`` on the primary the sentinels name (no network I/O: each new
     connection asks the sentinels, so a failover is followed when a connection drops)."""
     retry = Retry(NoBackoff(), 0)
-    sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
         [tuple(address) for address in conf["SENTINELS"]],
         sentinel_kwargs=_sentinel_kwargs(conf, Retry(NoBackoff(), 0)),
         retry=retry,
         **_own_client_kwargs(),
     )
-    return sentinel.master_for(conf["SERVICE"])  # type: ignore[no-untyped-call]
+    return sentinel.master_for(conf["SERVICE"])  # type: ignore[no-untyped-call, unused-ignore]
 
 
 def build_async_sentinel_client(conf: Any) -> Any:
     """The ``redis.asyncio.sentinel`` twin of :func:`build_sentinel_client`."""
-    sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
         [tuple(address) for address in conf["SENTINELS"]],
         sentinel_kwargs=_sentinel_kwargs(conf, redis.asyncio.retry.Retry(NoBackoff(), 0)),
         retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
@@ -531,7 +531,7 @@ def async_sentinel_twin(sync_client: Any) -> Any:
     )
     for where in ("host", "port", "path"):
         kwargs.pop(where, None)
-    sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
         addresses, min_other_sentinels=manager.min_other_sentinels, sentinel_kwargs=sentinel_kwargs
     )
     return sentinel.master_for(pool.service_name, **kwargs)
@@ -725,11 +725,27 @@ def async_cluster_twin(sync_cluster: Any) -> Any:
     )
     for where in ("host", "port", "path", "db"):
         kwargs.pop(where, None)
+    # Before redis-py 8.0 the asyncio RedisCluster names its settings one by one and lacks
+    # driver_info, which its connections take; lib_name and lib_version say the same there.
+    takes = _ASYNC_CLUSTER_TAKES
+    if takes is not None:
+        kwargs = {name: value for name, value in kwargs.items() if name in takes}
     startup = [
         redis.asyncio.cluster.ClusterNode(host, int(port))
         for host, port in (name.rsplit(":", 1) for name in names)
     ]
     return redis.asyncio.cluster.RedisCluster(startup_nodes=startup, **kwargs)
+
+
+def _keywords_taken(cls: type) -> set[str] | None:
+    """The keywords ``cls()`` takes, or None when it takes any (``**kwargs``)."""
+    params = inspect.signature(cls).parameters.values()
+    if any(param.kind is param.VAR_KEYWORD for param in params):
+        return None
+    return init_parameters(cls)
+
+
+_ASYNC_CLUSTER_TAKES = _keywords_taken(redis.asyncio.cluster.RedisCluster)
 
 
 def _build_async() -> Any:

@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis.exceptions import RedisError
 
@@ -39,6 +39,10 @@ from atomicops.engine import topology
 from atomicops.engine.ops import Call, Flow, text
 from atomicops.exceptions import ConfigurationError, InvalidInput, LockNotOwned, RedisUnavailable
 from atomicops.lease import WAKE_TTL_MS, Lease, LeaseOptions, NameLike, Wake, name_and_tag
+
+if TYPE_CHECKING:
+    # typing.Unpack is 3.11+; annotations are strings here, only the type checker reads it
+    from typing_extensions import Unpack
 
 F = TypeVar("F", bound=Callable[..., Any])
 

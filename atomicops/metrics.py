@@ -213,5 +213,5 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         from prometheus_client import CollectorRegistry, multiprocess
 
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call, unused-ignore]
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -13,12 +13,16 @@ Keys of the semaphore called ``name`` (one hash tag, so one cluster slot):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import TYPE_CHECKING, Any
 
 from atomicops.engine.ops import Call
 from atomicops.exceptions import InvalidInput
 from atomicops.lease import WAKE_TTL_MS, Lease, LeaseOptions, NameLike, Wake
 from atomicops.validate import MAX_EXACT
+
+if TYPE_CHECKING:
+    # typing.Unpack is 3.11+; annotations are strings here, only the type checker reads it
+    from typing_extensions import Unpack
 
 
 class Semaphore(Lease):

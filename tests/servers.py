@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,3 +193,70 @@ def available_binaries() -> dict[str, str]:
     if binary := valkey_server_binary():
         found["valkey"] = binary
     return found
+
+
+class ScriptedServer:
+    """A RESP server on loopback answering each command by its name from ``replies``.
+
+    Anything else (the client's handshake: CLIENT SETINFO, HELLO...) gets ``+OK``; a
+    command whose reply is None is never answered (a lost reply). ``received``: every
+    byte that arrived, on any connection.
+    """
+
+    def __init__(self, replies: dict[bytes, bytes | None]) -> None:
+        self.replies = replies
+        self.received = bytearray()
+        self.port = free_port()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.listen()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+
+    def _talk(self, conn: socket.socket) -> None:
+        buffer = b""
+        with conn:
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buffer += data
+                self.received += data
+                while True:
+                    parsed = _parse(buffer)
+                    if parsed is None:
+                        break
+                    command, buffer = parsed
+                    reply = self.replies.get(command[0].upper(), b"+OK\r\n")
+                    if reply is not None:
+                        conn.sendall(reply)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _parse(buffer: bytes) -> tuple[list[bytes], bytes] | None:
+    """One RESP array of bulk strings off the front of ``buffer`` (None: incomplete)."""
+    if not buffer.startswith(b"*") or b"\r\n" not in buffer:
+        return None
+    head, rest = buffer.split(b"\r\n", 1)
+    items = []
+    for _ in range(int(head[1:])):
+        if b"\r\n" not in rest:
+            return None
+        size_line, rest = rest.split(b"\r\n", 1)
+        size = int(size_line[1:])
+        if len(rest) < size + 2:
+            return None
+        items.append(rest[:size])
+        rest = rest[size + 2 :]
+    return items, rest

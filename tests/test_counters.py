@@ -36,7 +36,7 @@ from atomicops import (
 )
 from atomicops import counters as c
 from tests.factories import ArticleFactory
-from tests.servers import free_port
+from tests.servers import ScriptedServer, free_port
 
 MAX = 2**53 - 1
 INT64_MAX = 2**63 - 1
@@ -487,44 +487,10 @@ def test_scripts_validate_their_arguments(backend, script, args, message):
 # -- at most once: a lost reply is OutcomeUnknown, and the write is not sent again ----
 
 
-class SilentServer:
-    """Accepts connections, records what arrives, never replies: every reply is lost."""
-
-    def __init__(self) -> None:
-        import socket
-        import threading
-
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen()
-        self.port = self.sock.getsockname()[1]
-        self.received = bytearray()
-        self.connections = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        import threading
-
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
-
-    def _read(self, conn) -> None:
-        with conn:
-            while data := conn.recv(65536):
-                self.received += data
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 @pytest.fixture
 def silent():
-    server = SilentServer()
+    # The handshake (CLIENT SETINFO...) is answered: only the scripts' replies are lost.
+    server = ScriptedServer({b"EVALSHA": None, b"EVAL": None})
     yield server
     server.close()
 
@@ -541,7 +507,7 @@ def test_lost_reply_is_outcome_unknown_and_sent_once(silent, script, call):
 
     from atomicops import OutcomeUnknown
 
-    client = redis.Redis(port=silent.port, socket_timeout=0.2, protocol=2, driver_info=None)
+    client = redis.Redis(port=silent.port, socket_timeout=0.2, protocol=2)
     try:
         with pytest.raises(OutcomeUnknown, match="on key 'k'.*may or may not") as caught:
             call(client)
@@ -568,7 +534,7 @@ async def test_async_lost_reply_is_outcome_unknown_and_sent_once(silent, script,
 
     from atomicops import OutcomeUnknown
 
-    client = redis.asyncio.Redis(port=silent.port, socket_timeout=0.2, protocol=2, driver_info=None)
+    client = redis.asyncio.Redis(port=silent.port, socket_timeout=0.2, protocol=2)
     try:
         with pytest.raises(OutcomeUnknown, match="on key 'k'"):
             await call(client)

@@ -13,8 +13,16 @@ import select
 from typing import Any
 
 from redis._parsers.socket import SocketBuffer
+from redis.asyncio.cluster import NodesManager as AsyncNodesManager
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
-from redis.exceptions import AuthenticationError, BusyLoadingError, ReadOnlyError, ResponseError
+from redis.cluster import NodesManager as SyncNodesManager
+from redis.exceptions import (
+    AuthenticationError,
+    BusyLoadingError,
+    ReadOnlyError,
+    RedisClusterException,
+    ResponseError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 # Errors the server *replied* with: the reply was read whole, the stream is in step.
@@ -258,6 +266,27 @@ def node_name(node: Any) -> str:
     return str(node.name)
 
 
+# What ``NodesManager.initialize`` takes, sync and asyncio. redis-py 8.0 added
+# ``last_failed_node_name`` to both and ``additional_startup_nodes_info`` to the asyncio
+# one (the sync one has it since 7.2). Without them a refresh reads the startup nodes
+# only: the slot a MOVED named is still patched (``move_slot``, 7.2+), so the call goes
+# where it was sent, but a refresh after a node failed may first wait for that node's
+# connect timeout. Nothing is lost but that time.
+_SYNC_INITIALIZE = frozenset(inspect.signature(SyncNodesManager.initialize).parameters)
+_ASYNC_INITIALIZE = frozenset(inspect.signature(AsyncNodesManager.initialize).parameters)
+
+
+def _initialize_options(
+    takes: frozenset[str], moved: Any, failed: str | None, **more: Any
+) -> dict[str, Any]:
+    wanted = {
+        "additional_startup_nodes_info": [(moved.host, moved.port)] if moved is not None else None,
+        "last_failed_node_name": failed,
+        **more,
+    }
+    return {name: value for name, value in wanted.items() if name in takes}
+
+
 def cluster_refresh(client: Any, moved: Any = None, failed: str | None = None) -> None:
     """Re-read a sync cluster's slot map: ``CLUSTER SLOTS`` through ``NodesManager.initialize``.
 
@@ -270,23 +299,33 @@ def cluster_refresh(client: Any, moved: Any = None, failed: str | None = None) -
     Concurrent refreshes of one client collapse into one (redis-py's epoch check).
     """
     manager = client.nodes_manager
-    extra = [(moved.host, moved.port)] if moved is not None else None
     manager.initialize(
-        additional_startup_nodes_info=extra,
-        disconnect_startup_nodes_pools=False,
-        last_failed_node_name=failed,
+        **_initialize_options(_SYNC_INITIALIZE, moved, failed, disconnect_startup_nodes_pools=False)
     )
     if moved is not None and not _points_at(manager, moved):
         manager.move_slot(moved)
 
 
 async def acluster_refresh(client: Any, moved: Any = None, failed: str | None = None) -> None:
-    """The asyncio twin of :func:`cluster_refresh` (its ``initialize`` keeps pools anyway)."""
+    """The asyncio twin of :func:`cluster_refresh` (its ``initialize`` keeps pools anyway).
+
+    Since redis-py 8.2 the asyncio ``initialize`` asks a startup node through that node's
+    own pooled connections and does not retry: one the server closed while idle (a
+    ``timeout`` setting, a CLIENT KILL, a restart) fails the whole refresh with
+    ``RedisClusterUnreachableError`` although the node is up. redis-py drops the
+    connection that failed, so one more reading gets a fresh one. ``CLUSTER SLOTS`` is a
+    read: asking twice is safe.
+    """
     manager = client.nodes_manager
-    extra = [(moved.host, moved.port)] if moved is not None else None
-    await manager.initialize(additional_startup_nodes_info=extra, last_failed_node_name=failed)
+    options = _initialize_options(_ASYNC_INITIALIZE, moved, failed)
+    try:
+        await manager.initialize(**options)
+    except (RedisConnectionError, RedisClusterException):  # a deterministic one fails again
+        await manager.initialize(**options)
     if moved is not None and not _points_at(manager, moved):
-        await manager.move_slot(moved)
+        patched = manager.move_slot(moved)  # a coroutine since redis-py 8.2
+        if inspect.isawaitable(patched):
+            await patched
 
 
 def _points_at(manager: Any, moved: Any) -> bool:
@@ -349,7 +388,7 @@ def django_redis_cache_client(alias: str) -> Any:
     """The redis-py client behind Django's own ``RedisCache`` (``cache._cache``)."""
     from django.core.cache import caches
 
-    return caches[alias]._cache.get_client(write=True)  # type: ignore[attr-defined]
+    return caches[alias]._cache.get_client(write=True)  # type: ignore[attr-defined, unused-ignore]
 
 
 # -- replies read over HTTP (engine/rest.py) --------------------------------------------
@@ -379,7 +418,7 @@ def parse_error(message: str) -> Exception:
     with redis-py's rules: ``BaseParser.parse_error``."""
     from redis._parsers.base import BaseParser
 
-    return BaseParser.parse_error(message)  # type: ignore[no-untyped-call,no-any-return]
+    return BaseParser.parse_error(message)  # type: ignore[no-untyped-call, no-any-return, unused-ignore]
 
 
 # -- the official Upstash SDK (upstash-redis) ------------------------------------------
