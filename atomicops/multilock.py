@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from atomicops import keys, observe, validate
 from atomicops.engine import topology
@@ -36,6 +36,10 @@ from atomicops.exceptions import (
     LockNotOwned,
 )
 from atomicops.lease import WAKE_TTL_MS, Lease, LeaseOptions, NameLike, Wake, name_and_tag
+
+if TYPE_CHECKING:
+    # typing.Unpack is 3.11+; annotations are strings here, only the type checker reads it
+    from typing_extensions import Unpack
 
 T = TypeVar("T")
 M = TypeVar("M", bound="MultiLock")

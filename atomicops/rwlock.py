@@ -26,10 +26,14 @@ Keys of the read-write lock called ``name`` (one hash tag, so one cluster slot):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from atomicops.engine.ops import Call
 from atomicops.lease import WAKE_TTL_MS, Lease, LeaseOptions, NameLike, Wake, name_and_tag
+
+if TYPE_CHECKING:
+    # typing.Unpack is 3.11+; annotations are strings here, only the type checker reads it
+    from typing_extensions import Unpack
 
 L = TypeVar("L", bound=Lease)
 
