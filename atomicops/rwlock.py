@@ -11,8 +11,8 @@ Keys of the read-write lock called ``name`` (one hash tag, so one cluster slot):
   extended and checked by the semaphore's scripts);
 * ``...:writers``: waiting writers, owner -> when the wish lapses. A live entry refuses
   new readers, so a stream of readers cannot starve a writer. A waiting writer renews
-  its wish at every attempt, at least every half of its ``ttl``; a writer that died or
-  gave up stops keeping readers out within ``ttl``;
+  its wish at every attempt, at least every half of its ``ttl``; a writer that gives up
+  drops it at once, and one that died stops keeping readers out within ``ttl``;
 * ``...:fence``: one fence for both kinds, so a write token is larger than every token
   handed out before it (reads included);
 * ``...:rwake`` / ``...:wwake``: wake-up lists of blocked readers and writers. The last
@@ -26,9 +26,11 @@ Keys of the read-write lock called ``name`` (one hash tag, so one cluster slot):
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from atomicops.engine.ops import Call
+from atomicops.engine.ops import Call, Flow
+from atomicops.exceptions import AtomicOpsError
 from atomicops.lease import WAKE_TTL_MS, Lease, LeaseOptions, NameLike, Wake, name_and_tag
 
 if TYPE_CHECKING:
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 L = TypeVar("L", bound=Lease)
+logger = logging.getLogger("atomicops")
 
 
 class ReadLease(Lease):
@@ -94,6 +97,15 @@ class WriteLease(Lease):
 
     def _extend_op(self, owner: str, ttl_ms: int) -> Call[Any]:
         return Call("lock_extend", [self.key], [owner, ttl_ms])
+
+    def _gave_up_flow(self, client: Any, owner: str) -> Flow[None]:
+        # Drop the wish to write now, rather than keep readers out until it lapses; if
+        # that cannot be sent, it lapses within ttl anyway.
+        try:
+            yield from self._call(client, self._release_op(owner))
+        except AtomicOpsError as exc:
+            logger.warning("atomicops: a waiting writer could not drop its wish (%s)",
+                           type(exc).__name__)  # fmt: skip
 
     def _check_op(self, owner: str) -> Call[Any]:
         return Call("lock_check", [self.key], [owner])

@@ -146,3 +146,29 @@ def test_listed_with_its_readers_or_its_writer(backend):
         [info] = [i for i in scan_locks().locks if i.kind == "rwlock"]
         assert (info.readers, info.fencing_token, info.owner) == (0, w.fencing_token, w._owner)
     assert scan_locks().locks == ()
+
+
+def test_a_writer_that_gives_up_lets_readers_in_at_once(backend):
+    kind, client = backend
+    rw = ReadWriteLock("doc:giveup", ttl=30)
+    reader = rw.read()
+    reader.acquire()
+    got: dict[str, float] = {}
+
+    def late_reader() -> None:
+        with rw.read(timeout=10):
+            got["at"] = time.monotonic()
+
+    writer = rw.write()
+    started = time.monotonic()
+    # The writer waits 0.6 s; meanwhile a new reader arrives and waits behind it.
+    thread = threading.Thread(target=late_reader)
+    threading.Timer(0.2, thread.start).start()
+    assert not writer.acquire(timeout=0.6)
+    gave_up = time.monotonic()
+    assert client.zcard(f"{rw.key}:writers") == 0  # its wish is gone with it
+    time.sleep(0.3)
+    thread.join(10)
+    # Woken by the writer giving up, not by the wish lapsing (30 s away).
+    assert "at" in got and started + 0.2 < got["at"] < gave_up + 2
+    reader.release()
