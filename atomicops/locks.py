@@ -92,11 +92,10 @@ class Lock(Lease):
     kind = "lock"
     _key_kind = "lock"
 
-    def __new__(
-        cls, name: NameLike, ttl: float, *, reentrant: bool = False, **options: Any
-    ) -> Lock:
+    def __new__(cls, *args: Any, reentrant: bool = False, **options: Any) -> Lock:
         # Lock(..., reentrant=True) is the public spelling; the per-thread bookkeeping
-        # lives in its own class so a plain Lock pays nothing for it.
+        # lives in its own class so a plain Lock pays nothing for it. (*args: copy and
+        # pickle call __new__ with no arguments.)
         if reentrant is True and cls is Lock:
             return super().__new__(ReentrantLock)
         return super().__new__(cls)
