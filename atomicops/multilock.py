@@ -315,7 +315,9 @@ class MultiLock:
 
         ``blocking``/``timeout`` as for :meth:`Lock.acquire`. Raises what Lock's does
         (:class:`OutcomeUnknown` when a reply was lost: what was taken is given back,
-        best effort, and the group whose reply was lost runs out by its lease).
+        best effort, and the group whose reply was lost runs out by its lease), and
+        :class:`LockNotOwned` when a name taken earlier was lost while waiting for a
+        later one (the rest given back).
         """
         granted = self._run(self._acquire_flow, blocking, timeout)
         if granted:
