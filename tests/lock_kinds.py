@@ -155,8 +155,8 @@ def _rw_worker(name: str, kind: str, rounds: int, hold: float, delay: float) -> 
 def readers_share_writers_exclude(name: str) -> None:
     """4 reader processes overlap; 2 writer processes overlap nobody; write tokens are
     above every token handed out before them."""
-    args = [(name, "read", 3, 0.6, 0.0) for _ in range(4)]
-    args += [(name, "write", 3, 0.05, 0.3) for _ in range(2)]
+    args = [(name, "read", 3, 0.8, 0.0) for _ in range(4)]
+    args += [(name, "write", 3, 0.05, 0.4) for _ in range(2)]
     notes = [note for worker in run_processes(_rw_worker, args, timeout=120) for note in worker]
     reads = [n for n in notes if n[0] == "read"]
     writes = [n for n in notes if n[0] == "write"]
