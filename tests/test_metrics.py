@@ -165,3 +165,28 @@ def test_multiprocess_mode_sums_every_process(real_server, tmp_path):
         assert registry.get_sample_value(name, labels) == expected, (name, labels)
     for name, labels in ABSENT:
         assert not registry.get_sample_value(name, labels), (name, labels)
+
+
+def test_every_lock_kind_reports_its_waits_and_holds(backend, sink):
+    from atomicops import FairLock, Lock, MultiLock, ReadWriteLock
+
+    rw = ReadWriteLock("doc:1", ttl=10)
+    with FairLock("fair:1", ttl=10), rw.read(), MultiLock(["acct:1", "acct:2"], ttl=10):
+        pass
+    with rw.write(), Lock("re:1", ttl=10, reentrant=True) as reentrant, reentrant:
+        pass
+    for kind, prefix, waits, holds in [
+        ("fairlock", "fair", 1, 1),
+        ("rwlock_read", "doc", 1, 1),
+        ("rwlock_write", "doc", 1, 1),
+        ("multilock", "acct", 1, 1),  # once for the whole, not per name or slot group
+        ("lock", "re", 2, 1),  # a nested acquire is an acquire; one hold, to the last release
+    ]:
+        labels = {"kind": kind, "prefix": prefix}
+        counted = (
+            sink.get_sample_value(
+                "atomicops_lock_wait_seconds_count", {**labels, "outcome": "acquired"}
+            ),
+            sink.get_sample_value("atomicops_lock_hold_seconds_count", labels),
+        )
+        assert counted == (waits, holds), (kind, counted)
