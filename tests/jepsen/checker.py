@@ -481,9 +481,10 @@ def check_lock(log: list[tuple[int, int, str]], sections: list[Op]) -> Verdict:
                 {
                     "kind": "interleaved critical sections",
                     "description": (
-                        f"holder p{holder}'s section (token {token}) was interleaved with "
+                        f"holder {_holder(holder)}'s section (token {token}) was interleaved with "
                         "another holder's accepted write; accepted writes in order "
-                        "(token/holder/phase): " + ", ".join(f"{t}/p{h}/{p}" for t, h, p in window)
+                        "(token/holder/phase): "
+                        + ", ".join(f"{t}/{_holder(h)}/{p}" for t, h, p in window)
                     ),
                     "history": excerpt(mine),
                 },
@@ -498,7 +499,8 @@ def check_lock(log: list[tuple[int, int, str]], sections: list[Op]) -> Verdict:
             {
                 "kind": "fencing token reused",
                 "description": (
-                    f"token {token} was accepted from holders {sorted(holders)}: the lock "
+                    f"token {token} was accepted from holders "
+                    f"{', '.join(_holder(h) for h in sorted(holders))}: the lock "
                     f"granted it twice ({len(shared)} tokens reused in all)"
                 ),
                 "history": excerpt(mine),
@@ -506,3 +508,8 @@ def check_lock(log: list[tuple[int, int, str]], sections: list[Op]) -> Verdict:
             stats,
         )
     return Verdict(True, None, stats)
+
+
+def _holder(holder: int) -> str:
+    """A critical section's id (client process * 10^6 + its section number) as ``p3#12``."""
+    return f"p{holder // 1_000_000}#{holder % 1_000_000}"
