@@ -31,6 +31,8 @@ from tests.servers import Server, redis_server_binary
 
 SOCKET_TIMEOUT = 1.0  # the clients' socket timeout: a pause lasts longer than this
 CALM = 1.0  # seconds between two faults
+# WAIT must give up before the socket does, or a slow replica reads as a lost reply.
+WAIT = {"WAIT_REPLICAS": 1, "WAIT_TIMEOUT_MS": 500}
 
 
 @dataclass
@@ -109,7 +111,7 @@ class Single(Deployment):
             time.sleep(0.05)
 
     def settings(self, wait: bool) -> dict[str, Any]:
-        return {"URL": self.server.url, **({"WAIT_REPLICAS": 1} if wait else {})}
+        return {"URL": self.server.url, **(WAIT if wait else {})}
 
     def primary(self) -> Server:
         return self.server
@@ -141,7 +143,7 @@ class Sentinel(Deployment):
         return {
             "SENTINELS": self.set.sentinel_addresses,
             "SERVICE": self.set.service,
-            **({"WAIT_REPLICAS": 1} if wait else {}),
+            **(WAIT if wait else {}),
         }
 
     def primary(self) -> Server:

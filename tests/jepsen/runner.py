@@ -90,10 +90,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"{what} [{start / 1e9:.6f}, {end / 1e9:.6f}]" for what, start, end in hurt.events
         ]
         calls = [op for op in ops if op.f != "section"]
+        report["errors"] = dict(Counter(op.error for op in calls if op.error))
         report["ops"] = sum(1 for op in calls if op.type != "info")
         report["indeterminate"] = sum(1 for op in calls if op.type == "info")
+        if not any(op.type == "ok" for op in calls):
+            raise RuntimeError(f"no call succeeded, the run proves nothing: {report['errors']}")
         report["by_type"] = dict(Counter(f"{op.f}:{op.type}" for op in calls))
-        report["errors"] = dict(Counter(op.error for op in calls if op.error))
         if args.history:
             with open(args.history, "w") as out:
                 for op in sorted(ops, key=lambda op: op.start):
@@ -124,14 +126,20 @@ def check_counters(ops: list[Any], finals: dict[str, int]) -> Any:
 
     keys = checker.by_key(ops)
     totals: Counter[str] = Counter()
+    first = None
+    failing = []
     for key in sorted(keys, key=lambda k: int(k.rsplit(":", 1)[1])):
         verdict = checker.check_counter(keys[key], finals[key], workloads.COUNTER_LIMIT)
+        totals.update({k: v for k, v in verdict.stats.items() if k != "limit"})
         if not verdict.valid:
             assert verdict.anomaly is not None
-            verdict.anomaly["key"] = key
-            return verdict
-        totals.update({k: v for k, v in verdict.stats.items() if k != "limit"})
-    return checker.Verdict(True, None, {"keys": len(keys), **totals})
+            failing.append(f"{key}: {verdict.anomaly['kind']}")
+            first = first or {**verdict.anomaly, "key": key}
+    stats = {"keys": len(keys), "limit": workloads.COUNTER_LIMIT, **totals}
+    if first is not None:
+        first["keys_failing"] = failing
+        return checker.Verdict(False, first, stats)
+    return checker.Verdict(True, None, stats)
 
 
 def main(argv: list[str] | None = None) -> int:
