@@ -16,6 +16,7 @@ from tests.jepsen.checker import (
     check_register,
     linearizable,
     minimize,
+    settle,
     wgl,
 )
 from tests.jepsen.history import Op
@@ -279,3 +280,37 @@ def test_lock_interleaving_and_token_reuse():
 def test_wgl_reports_how_far_it_got():
     search = wgl([cas(0, None, 1, True, 0, 1), read(1, 1, 2, 3), read(1, 9, 4, 5)])
     assert not search.linearizable and len(search.longest) == 2 and search.stuck == 2
+
+
+# -- unknown outcomes: settled first, then the full search -----------------------------
+
+
+def test_settle_makes_observed_unknowns_ok_and_drops_the_others():
+    history = [
+        cas(0, None, 1, True, 0, 1),
+        cas(1, 1, 2, None, 2, None, type="info"),  # observed below: it applied
+        cas(2, 1, 3, None, 2, None, type="info"),  # never observed
+        read(0, 2, 10, 11),
+        cas(0, 2, 4, False, 12, 13),  # refused: left out
+    ]
+    settled = settle(history)
+    assert [(o.value, o.type, o.end) for o in settled] == [
+        ([None, 1], "ok", 1),
+        ([1, 2], "ok", 11),  # completes when its first observer did
+        (None, "ok", 11),
+    ]
+    assert check_register(history).valid is False  # the refused CAS saw 2 and said no
+
+
+def test_a_refused_cas_is_checked_by_the_full_search():
+    # Settled (refused CASes left out) this passes; in full the refusal is impossible.
+    history = [cas(0, None, 1, True, 0, 1), cas(1, 1, 2, False, 2, 3)]
+    assert wgl(settle(history)).linearizable
+    verdict = check_register(history)
+    assert verdict.valid is False and "settled" not in verdict.anomaly["description"]
+
+
+def test_the_search_gives_no_verdict_past_its_budget():
+    history = concurrent_history(random.Random(3), ops=300, processes=6, keys=1)
+    verdict = check_register(history, budget=10)
+    assert verdict.valid is None and verdict.anomaly["kind"] == "no verdict"
