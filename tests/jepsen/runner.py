@@ -131,13 +131,16 @@ def check_counters(ops: list[Any], finals: dict[str, int]) -> Any:
     for key in sorted(keys, key=lambda k: int(k.rsplit(":", 1)[1])):
         verdict = checker.check_counter(keys[key], finals[key], workloads.COUNTER_LIMIT)
         totals.update({k: v for k, v in verdict.stats.items() if k != "limit"})
+        totals["lost"] += max(0, verdict.stats["acknowledged"] - verdict.stats["final"])
         if not verdict.valid:
             assert verdict.anomaly is not None
             failing.append(f"{key}: {verdict.anomaly['kind']}")
             first = first or {**verdict.anomaly, "key": key}
     stats = {"keys": len(keys), "limit": workloads.COUNTER_LIMIT, **totals}
     if first is not None:
-        first["keys_failing"] = failing
+        first["keys_failing"] = len(failing)
+        first["keys_failing_first"] = failing[:5]
+        first["acknowledged_lost_at_least"] = totals["lost"]
         return checker.Verdict(False, first, stats)
     return checker.Verdict(True, None, stats)
 

@@ -93,13 +93,13 @@ class Recorder:
         self.rng = random.Random(process)
         self.ops: list[Op] = []
 
-    def call(self, f: str, key: str, value: Any, run: Any, *, read_only: bool = False) -> Any:
+    def call(self, f: str, key: str, value: Any, run: Any) -> Any:
         """Run ``run()``, record it; returns its output, or None when it raised."""
         start = time.monotonic_ns()
         try:
             output = run()
         except Exception as exc:
-            kind = "fail" if read_only and not isinstance(exc, OutcomeUnknown) else outcome(exc)
+            kind = outcome(exc)  # raises what is no outcome of a call: a harness bug
             end = time.monotonic_ns() if kind == "fail" else None
             self.ops.append(
                 Op(self.process, f, key, value, kind, None, start, end, type(exc).__name__)  # type: ignore[arg-type]
@@ -149,7 +149,7 @@ def register(index: int, stop: Any, atomicops: dict[str, Any], control: bool, se
     while not stop.is_set():
         key = rng.choice(REGISTER_KEYS)
         if rng.random() < 0.5:
-            value = record.call("read", key, None, lambda key=key: read(key), read_only=True)
+            value = record.call("read", key, None, lambda key=key: read(key))
             if record.ops[-1].type == "ok":
                 seen[key] = value
         else:
