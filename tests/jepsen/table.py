@@ -11,7 +11,7 @@ from typing import Any
 
 
 def row(report: dict[str, Any]) -> str:
-    what = "control (read, then write)" if report.get("control") else ""
+    what = ", control (read, then write)" if report.get("control") else ""
     wait = "WAIT_REPLICAS=1" if report.get("wait") else "-"
     if report.get("valid") is None:
         verdict, anomaly = "no verdict", report.get("error") or report["anomaly"]["description"]
@@ -21,7 +21,7 @@ def row(report: dict[str, Any]) -> str:
     checker = report.get("checker", {})
     detail = ", ".join(f"{k} {v}" for k, v in checker.items() if k not in ("limit",))
     return (
-        f"| {report['workload']} | {report['nemesis']} {what} | {wait} | "
+        f"| {report['workload']} | {report['nemesis']}{what} | {wait} | "
         f"{report.get('seconds', '?'):g} s, {report.get('faults', 0)} | {report['ops']} | "
         f"{report['indeterminate']} | {verdict} | {anomaly} | {detail} |"
     )
