@@ -2,7 +2,7 @@
 
 Every workload under every nemesis that must stay valid (none, kill -9 with
 appendfsync always, SIGSTOP past the socket timeout; with and without WAIT_REPLICAS=1)
-runs for two seconds and must come out valid with calls that succeeded and, under a
+runs for 1.5 seconds and must come out valid with calls that succeeded and, under a
 nemesis, at least one fault. ``--control`` (a non-atomic read-then-write) must come out
 invalid for each workload: the checker can fail. A Sentinel failover may lose
 acknowledged writes, with or without WAIT_REPLICAS=1 (docs/reliability.md shows it
@@ -59,7 +59,7 @@ def jepsen(*args: str) -> tuple[int, dict]:
 @pytest.mark.parametrize("nemesis", ["none", "kill", "pause"])
 @pytest.mark.parametrize("workload", WORKLOADS)
 def test_stays_valid(workload, nemesis, wait):
-    args = ["--workload", workload, "--nemesis", nemesis, "--seconds", "2", "--clients", "4"]
+    args = ["--workload", workload, "--nemesis", nemesis, "--seconds", "1.5", "--clients", "4"]
     code, report = jepsen(*args, *(["--wait"] if wait else []))
     assert code == 0, report["anomaly"]
     assert report["valid"] is True and report["anomaly"] is None
