@@ -111,10 +111,6 @@ class Recorder:
         return output
 
 
-class Unknown(Exception):
-    """A control call's write was sent and its reply lost."""
-
-
 def raw_client() -> Any:
     return connection.get_client()
 
