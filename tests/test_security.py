@@ -282,6 +282,7 @@ def test_lock_names_never_reach_metrics_raw_and_labels_stay_bounded(real_client,
     after = scrape()
     assert "alice" not in after and "example.com" not in after
     assert 'prefix="order"' in after and 'prefix="other"' in after
+
     def prefixes(scraped: str) -> set[str]:
         return {
             line.split('prefix="')[1].split('"')[0]
