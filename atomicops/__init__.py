@@ -1,29 +1,5 @@
 """atomicops: atomic primitives for Django on Redis, one Lua script per operation."""
 
-from atomicops.batch import AsyncBatch, Batch, BatchResult, abatch, batch
-from atomicops.cas import (
-    acompare_and_delete,
-    acompare_and_set,
-    compare_and_delete,
-    compare_and_set,
-)
-from atomicops.counters import (
-    CounterResult,
-    abounded_decr,
-    abounded_incr,
-    aget_counter,
-    aincr,
-    aincr_float,
-    areset_counter,
-    bounded_decr,
-    bounded_incr,
-    get_counter,
-    incr,
-    incr_float,
-    reset_counter,
-)
-from atomicops.decorators import rate_limit
-from atomicops.descriptors import AtomicCounter, BoundCounter
 from atomicops.exceptions import (
     AtomicOpsError,
     BatchNotSent,
@@ -48,15 +24,38 @@ from atomicops.exceptions import (
     ServerOutOfMemory,
     ServerRefused,
 )
-from atomicops.fairlock import FairLock
-from atomicops.flushcheck import FlushCheckRow, flush_check
-from atomicops.getorset import aget_or_set, get_or_set
-from atomicops.idempotency import idempotent
-from atomicops.keys import key_for
-from atomicops.locks import Lock, LockInfo, LockScan, list_locks, locked, scan_locks
-from atomicops.metrics import metrics_view
-from atomicops.multilock import MultiLock
-from atomicops.ratelimit import (
+from atomicops.leases.fair import FairLock
+from atomicops.leases.locks import Lock, LockInfo, LockScan, list_locks, locked, scan_locks
+from atomicops.leases.multi import MultiLock
+from atomicops.leases.readwrite import ReadWriteLock
+from atomicops.leases.semaphores import Semaphore
+from atomicops.ops.flushcheck import FlushCheckRow, flush_check
+from atomicops.ops.metrics import metrics_view
+from atomicops.primitives.batch import AsyncBatch, Batch, BatchResult, abatch, batch
+from atomicops.primitives.cas import (
+    acompare_and_delete,
+    acompare_and_set,
+    compare_and_delete,
+    compare_and_set,
+)
+from atomicops.primitives.counters import (
+    CounterResult,
+    abounded_decr,
+    abounded_incr,
+    aget_counter,
+    aincr,
+    aincr_float,
+    areset_counter,
+    bounded_decr,
+    bounded_incr,
+    get_counter,
+    incr,
+    incr_float,
+    reset_counter,
+)
+from atomicops.primitives.descriptors import AtomicCounter, BoundCounter
+from atomicops.primitives.keys import key_for
+from atomicops.primitives.ratelimit import (
     RateLimitResult,
     aexact_window,
     afixed_window,
@@ -67,9 +66,10 @@ from atomicops.ratelimit import (
     sliding_window,
     token_bucket,
 )
-from atomicops.registry import Script, ScriptRegistry, registry
-from atomicops.rwlock import ReadWriteLock
-from atomicops.semaphores import Semaphore
+from atomicops.scripts.registry import Script, ScriptRegistry, registry
+from atomicops.web.getorset import aget_or_set, get_or_set
+from atomicops.web.idempotency import idempotent
+from atomicops.web.ratelimit_views import rate_limit
 
 __version__ = "0.1.0"
 

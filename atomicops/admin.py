@@ -12,8 +12,8 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path
 
-from atomicops import admin_views
 from atomicops.models import Dashboard
+from atomicops.ops import dashboard as admin_views
 
 # django-stubs makes ModelAdmin generic; Django itself cannot subscript it at runtime.
 if TYPE_CHECKING:

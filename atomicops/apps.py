@@ -18,7 +18,7 @@ class AtomicOpsConfig(AppConfig):
         # Filling the registry reads files only: no network I/O at startup.
         from atomicops import checks  # noqa: F401  (registers the system checks)
         from atomicops.conf import get_settings
-        from atomicops.registry import registry
+        from atomicops.scripts.registry import registry
 
         conf = get_settings()
         registry.discover(all_apps=conf["DISCOVER_SCRIPTS"], overrides=conf["OVERRIDE_SCRIPTS"])
@@ -26,11 +26,12 @@ class AtomicOpsConfig(AppConfig):
             request_started.connect(_load_on_first_request, dispatch_uid=_UID)
         # Sinks for Prometheus / OpenTelemetry when installed; the timeline's flusher
         # thread, which only writes once this process has counted something.
-        from atomicops import observe, replication, timeline
+        from atomicops.engine import replication
+        from atomicops.ops import observe, timeline
 
         observe.configure()
         replication.refresh()  # READ_FROM_REPLICAS / WAIT_REPLICAS, read once, not per call
-        from atomicops import autopipeline
+        from atomicops.primitives import autopipeline
 
         autopipeline.refresh()  # AUTO_PIPELINE, read once, not per call
         timeline.flusher.start()
@@ -52,7 +53,7 @@ def _load_on_first_request(sender: object, **kwargs: object) -> None:
 
 def load_quietly() -> bool:
     from atomicops.exceptions import AtomicOpsError
-    from atomicops.registry import registry
+    from atomicops.scripts.registry import registry
 
     try:
         registry.load_all()

@@ -34,8 +34,8 @@ from typing import Any
 from django.core import checks
 from redis.exceptions import ResponseError
 
+from atomicops.engine.redaction import redact_text, redact_url
 from atomicops.exceptions import AtomicOpsError, ConfigurationError
-from atomicops.redaction import redact_text, redact_url
 
 # Ids are public and stable (docs/admin.md lists them); hints say what to do.
 NO_CONNECTION = "atomicops.E001"
@@ -47,7 +47,7 @@ NO_CONNECTION_HINT = (
 UNREADABLE_SCRIPT = "atomicops.E002"
 UNREADABLE_SCRIPT_HINT = (
     "Save the file as UTF-8 text with a header; see the header format in "
-    "atomicops/luaheader.py and the README."
+    "atomicops/scripts/header.py and the README."
 )
 BAD_KEY_PREFIX = "atomicops.E003"
 BAD_KEY_PREFIX_HINT = "Use a short name such as 'atomicops' or your project's name."
@@ -118,7 +118,7 @@ BRACE_IN_PREFIX_HINT = (
 @checks.register("atomicops")
 def check_connection(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """E001: the settings must give a Redis client (no network I/O)."""
-    from atomicops import connection
+    from atomicops.engine import connection
 
     try:
         connection.check_settings()
@@ -130,7 +130,7 @@ def check_connection(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
 @checks.register("atomicops")
 def check_lua_headers(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """E002: every discovered ``lua/*.lua`` file must be readable text with a header."""
-    from atomicops.registry import registry
+    from atomicops.scripts.registry import registry
 
     return [
         checks.Error(error.message, hint=UNREADABLE_SCRIPT_HINT, obj=path, id=UNREADABLE_SCRIPT)
@@ -141,7 +141,7 @@ def check_lua_headers(app_configs: Any = None, **kwargs: Any) -> list[checks.Che
 @checks.register("atomicops")
 def check_script_clashes(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """E006: a script name shipped by two apps, with no ``OVERRIDE_SCRIPTS`` entry for it."""
-    from atomicops.registry import registry
+    from atomicops.scripts.registry import registry
 
     return [
         checks.Error(
@@ -157,7 +157,7 @@ def check_script_clashes(app_configs: Any = None, **kwargs: Any) -> list[checks.
 @checks.register("atomicops")
 def check_script_overrides(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """E007: each ``OVERRIDE_SCRIPTS`` entry must name an installed app shipping the file."""
-    from atomicops.registry import OVERRIDE_SETTING, registry
+    from atomicops.scripts.registry import OVERRIDE_SETTING, registry
 
     return [
         checks.Error(error.message, hint=BAD_OVERRIDE_HINT, obj=OVERRIDE_SETTING, id=BAD_OVERRIDE)
@@ -218,7 +218,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 @checks.register("atomicops")
 def check_idempotency_bound(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """E010: the per-client bound on stored @idempotent responses must be usable."""
-    from atomicops.idempotency import client_bound
+    from atomicops.web.idempotency import client_bound
 
     try:
         client_bound()
@@ -232,7 +232,7 @@ def check_idempotency_bound(app_configs: Any = None, **kwargs: Any) -> list[chec
 @checks.register("atomicops")
 def check_proxy_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """E008: the trusted-proxy settings must say one thing about who the client is."""
-    from atomicops.identity import proxy_settings
+    from atomicops.web.identity import proxy_settings
 
     try:
         proxy_settings()
@@ -250,7 +250,7 @@ def check_throttle_rates(app_configs: Any = None, **kwargs: Any) -> list[checks.
     """
     from django.conf import settings
 
-    from atomicops.ratelimit import parse_drf_rate
+    from atomicops.primitives.ratelimit import parse_drf_rate
 
     rates = (getattr(settings, "REST_FRAMEWORK", None) or {}).get("DEFAULT_THROTTLE_RATES")
     messages: list[checks.CheckMessage] = []
@@ -279,8 +279,8 @@ def _is_fakeredis(client: Any) -> bool:
 @checks.register("atomicops")
 def check_fakeredis(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """W002: fakeredis configured outside tests (no network I/O)."""
-    from atomicops import connection
     from atomicops.conf import get_settings
+    from atomicops.engine import connection
 
     if get_settings()["CLUSTER"] is True:
         return []  # atomicops' own cluster client, whose building would read the slot map
@@ -309,11 +309,11 @@ def check_server(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMes
     """Network checks, with ``--deploy`` only: W003 unreachable, W001 no EVAL_RO, E004, E005."""
     from redis.exceptions import RedisError
 
-    from atomicops import connection, keys
-    from atomicops.engine import topology, wire
+    from atomicops.engine import connection, topology, wire
     from atomicops.engine.ops import Context, Send
-    from atomicops.flushcheck import primaries
-    from atomicops.registry import registry
+    from atomicops.ops.flushcheck import primaries
+    from atomicops.primitives import keys
+    from atomicops.scripts.registry import registry
 
     try:
         client = connection.get_client()
@@ -378,9 +378,9 @@ def check_rest_transport(app_configs: Any = None, **kwargs: Any) -> list[checks.
     """
     from redis.exceptions import NoPermissionError
 
-    from atomicops import connection, keys
-    from atomicops.engine import wire
+    from atomicops.engine import connection, wire
     from atomicops.engine.ops import Context, Send
+    from atomicops.primitives import keys
 
     try:
         found = connection.rest_settings()
@@ -413,7 +413,7 @@ def check_rest_transport(app_configs: Any = None, **kwargs: Any) -> list[checks.
 
 
 def _unreachable(exc: BaseException) -> checks.CheckMessage:
-    from atomicops import connection
+    from atomicops.engine import connection
 
     # RedisUnavailable's own words name the internal batch; the cause says what failed.
     # Both parts redacted: the cause's words may quote a URL (a REST URL's "?_token=").

@@ -70,7 +70,7 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         # against overuse; refusing everything would turn a Redis outage into a site
         # outage. Set fail_open=False on views where abuse costs more (login, OTP).
         "RATELIMIT_FAIL_OPEN": True,
-        # Who the client is behind reverse proxies (atomicops.identity.request_address,
+        # Who the client is behind reverse proxies (atomicops.web.identity.request_address,
         # used by @rate_limit, the DRF throttles and idempotency). Behind a proxy every
         # request has the proxy's REMOTE_ADDR, and key="ip" would limit the whole site as
         # one client. TRUSTED_PROXY_COUNT: how many proxies append to X-Forwarded-For in
@@ -84,7 +84,7 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "PROMETHEUS": True,
         "OPENTELEMETRY": True,
         # Seconds between the background flushes of this process's counts to Redis, where
-        # the admin dashboard sums every process (atomicops.timeline). Read when Django
+        # the admin dashboard sums every process (atomicops.ops.timeline). Read when Django
         # starts (0 or None: no flusher thread) and by each flush after that.
         "STATS_FLUSH_INTERVAL": 10.0,
         # The most bytes of stored responses one client may have in @idempotent's records
@@ -94,7 +94,7 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         # top) well under 16 MB.
         "IDEMPOTENCY_MAX_CLIENT_BYTES": 8 * 1024 * 1024,
         # Async calls made concurrently on one event loop are sent together, one write
-        # per loop turn (atomicops.autopipeline). Off: a lone caller pays for the queue.
+        # per loop turn (atomicops.primitives.autopipeline). Off: a lone caller pays for the queue.
         "AUTO_PIPELINE": False,
     }
 )
@@ -110,7 +110,7 @@ def get_settings() -> Mapping[str, Any]:
 
 
 def _reset(*, setting: str, **kwargs: Any) -> None:
-    # CACHES too: a CONNECTION alias reads it. (atomicops.connection drops its cached
+    # CACHES too: a CONNECTION alias reads it. (atomicops.engine.connection drops its cached
     # clients on the same signal, with a receiver of its own.)
     if setting in ("ATOMICOPS", "CACHES"):
         get_settings.cache_clear()

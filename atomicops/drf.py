@@ -24,14 +24,14 @@ from rest_framework import throttling
 from rest_framework.exceptions import APIException
 from rest_framework.settings import api_settings
 
-from atomicops import keys
-from atomicops.calls import run
 from atomicops.conf import get_settings
 from atomicops.exceptions import RedisUnavailable, ScriptBusyError
-from atomicops.identity import client_address, digest, proxy_settings, request_address
-from atomicops.observe import rate_limit_hit
-from atomicops.ratelimit import ExactWindow, RateLimitResult, exact_log_call
-from atomicops.validate import MAX_EXACT
+from atomicops.ops.observe import rate_limit_hit
+from atomicops.primitives import keys
+from atomicops.primitives.calls import run
+from atomicops.primitives.ratelimit import ExactWindow, RateLimitResult, exact_log_call
+from atomicops.primitives.validate import MAX_EXACT
+from atomicops.web.identity import client_address, digest, proxy_settings, request_address
 
 __all__ = [
     "AnonRateThrottle",
@@ -166,7 +166,7 @@ class SimpleRateThrottle(throttling.SimpleRateThrottle):
         """The client's address, plain (``203.0.113.7``; IPv6 by /64), as DRF gives it.
 
         With ``ATOMICOPS["TRUSTED_PROXY_COUNT"]`` or ``["CLIENT_IP_HEADER"]`` set, the
-        address they name (:func:`atomicops.identity.request_address`); else with DRF's
+        address they name (:func:`atomicops.web.identity.request_address`); else with DRF's
         ``NUM_PROXIES`` set, DRF's choice from ``X-Forwarded-For``; else ``REMOTE_ADDR``
         (DRF would take the whole ``X-Forwarded-For``, which the client writes).
         """

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from atomicops.redaction import redact_text
+from atomicops.engine.redaction import redact_text
 
 
 class AtomicOpsError(Exception):
@@ -34,7 +34,7 @@ class AtomicOpsError(Exception):
 class ConfigurationError(AtomicOpsError):
     """The ATOMICOPS setting or the cache it points at cannot give a Redis client.
 
-    Its message passes through :func:`atomicops.redaction.redact_text`: a setting's
+    Its message passes through :func:`atomicops.engine.redaction.redact_text`: a setting's
     URL quoted in it, or a library's words about one, never shows a password or token.
     """
 

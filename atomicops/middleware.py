@@ -10,8 +10,8 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.utils.deprecation import MiddlewareMixin
 
-from atomicops.decorators import too_many_requests
 from atomicops.exceptions import RateLimited
+from atomicops.web.ratelimit_views import too_many_requests
 
 __all__ = ["RateLimitMiddleware"]
 

@@ -47,8 +47,9 @@ def atomicops_fakeredis(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """
     import fakeredis
 
-    from atomicops import connection, timeline
-    from atomicops.registry import registry
+    from atomicops.engine import connection
+    from atomicops.ops import timeline
+    from atomicops.scripts.registry import registry
 
     server = fakeredis.FakeServer()
     client = fakeredis.FakeRedis(server=server)
@@ -103,8 +104,8 @@ def atomicops_valkey(atomicops_valkey_server: Any) -> Iterator[Any]:
     from django.conf import settings
     from django.test import override_settings
 
-    from atomicops import timeline
-    from atomicops.registry import registry
+    from atomicops.ops import timeline
+    from atomicops.scripts.registry import registry
 
     url = f"{atomicops_valkey_server.connection_url}/0"
     client = redis.Redis.from_url(url)

@@ -47,8 +47,8 @@ def run(cluster) -> None:
     import redis.cluster
     from redis.crc import key_slot
 
-    from atomicops import abounded_incr, bounded_incr, connection, registry
-    from atomicops.engine import compat, topology
+    from atomicops import abounded_incr, bounded_incr, registry
+    from atomicops.engine import compat, connection, topology
     from atomicops.engine.ops import Refresh
 
     script = registry.get("counter_bounded_incr")

@@ -32,9 +32,9 @@ def main() -> None:
         setup_django(server.url)
         import redis
 
-        from atomicops.admin_views import collect
-        from atomicops.flushcheck import flush_check
-        from atomicops.registry import registry
+        from atomicops.ops.dashboard import collect
+        from atomicops.ops.flushcheck import flush_check
+        from atomicops.scripts.registry import registry
 
         client = redis.Redis(port=server.port)
         for i in range(50):  # a few locks for the dashboard's SCAN to find

@@ -43,7 +43,7 @@ def main() -> None:
         import redis
 
         import atomicops
-        from atomicops import metrics, observe, tracing
+        from atomicops.ops import metrics, observe, tracing
 
         client = redis.Redis.from_url(server.url)
         prometheus = metrics.default_sink()
@@ -105,7 +105,7 @@ def main() -> None:
             )
         client.close()
     finally:
-        from atomicops import timeline
+        from atomicops.ops import timeline
 
         timeline.flusher.stop(flush=False)  # its server is about to go
         server.stop()

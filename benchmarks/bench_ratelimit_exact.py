@@ -75,8 +75,8 @@ def obeying(url: str, algorithm: str, limit: int, window_ms: int, windows: int) 
 
 def memory(client) -> list[tuple[int, int, int, int, int]]:
     from atomicops import sliding_window
-    from atomicops.calls import run
-    from atomicops.ratelimit import exact_log_call
+    from atomicops.primitives.calls import run
+    from atomicops.primitives.ratelimit import exact_log_call
 
     rows = []
     for n in (3, 100, 10_000):

@@ -28,7 +28,7 @@ class RedactingFilter(SafeExceptionReporterFilter):
         if isinstance(value, str) and "://" in value:
             # Imported here: Django's logging set-up imports this module (mail_admins'
             # reporter), before the apps, and atomicops' package imports them all.
-            from atomicops.redaction import redact_url
+            from atomicops.engine.redaction import redact_url
 
             return redact_url(value)
         return value

@@ -14,7 +14,7 @@ import pytest
 import redis
 import redis.asyncio
 
-from atomicops import connection
+from atomicops.engine import connection
 from tests.servers import Server, available_binaries
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -137,7 +137,7 @@ def backend(request, servers, settings, monkeypatch):
 @pytest.fixture
 def fresh_registry(monkeypatch):
     """A private registry, so tests can register scripts without touching the global one."""
-    from atomicops.registry import ScriptRegistry
+    from atomicops.scripts.registry import ScriptRegistry
 
     return ScriptRegistry()
 

@@ -17,8 +17,9 @@ import threading
 import time
 from typing import Any
 
-from atomicops import FairLock, MultiLock, ReadWriteLock, connection
-from atomicops import fairlock as fairlock_module
+from atomicops import FairLock, MultiLock, ReadWriteLock
+from atomicops.engine import connection
+from atomicops.leases import fair as fairlock_module
 from tests.multiproc import Workers, run_processes
 
 _ctx = multiprocessing.get_context("fork")

@@ -12,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 
 from atomicops import Lock
-from atomicops.registry import registry
+from atomicops.scripts.registry import registry
 from tests.servers import free_port
 from tests.test_cluster import cluster, cluster_server  # noqa: F401  (fixtures)
 
@@ -189,7 +189,7 @@ def commandstats(client) -> dict[str, int]:
 
 def test_dashboard_lock_list_is_bounded_by_work_not_by_locks_found(real_client, make_user):
     """Issue #12: 1M lock-like keys took 25 s and about 2M commands to render."""
-    from atomicops.locks import SCAN_LOCKS_MAX_CALLS, SCAN_LOCKS_MAX_KEYS
+    from atomicops.leases.locks import SCAN_LOCKS_MAX_CALLS, SCAN_LOCKS_MAX_KEYS
 
     assert real_client.eval(FILL_LOCK_LIKE, 0, 200_000, "atomicops:lock:{filler") == 200_000
     lock = Lock("real one", ttl=30, client=real_client)
@@ -217,7 +217,7 @@ def test_dashboard_lock_list_is_bounded_by_work_not_by_locks_found(real_client, 
 
 @fakeredis_only
 def test_dashboard_says_when_the_lock_limit_cut_the_list(backend, make_user):
-    from atomicops.admin_views import LOCKS_SHOWN
+    from atomicops.ops.dashboard import LOCKS_SHOWN
 
     kind, client = backend
     for i in range(LOCKS_SHOWN + 10):
@@ -230,7 +230,7 @@ def test_dashboard_says_when_the_lock_limit_cut_the_list(backend, make_user):
 
 def test_dashboard_shows_script_clashes_and_override_errors(backend, make_user, monkeypatch):
     from atomicops.exceptions import RegistryError
-    from atomicops.registry import ScriptClash
+    from atomicops.scripts.registry import ScriptClash
 
     clash = ScriptClash("lock_release", "atomicops", "/a/lock_release.lua", "x", "/x/r.lua")
     monkeypatch.setattr(registry, "discovery_clashes", [clash])
@@ -376,7 +376,7 @@ def test_dashboard_says_when_redis_is_not_configured(settings, make_user):
 
 @pytest.mark.parametrize("cluster_server", ["redis"], indirect=True)
 def test_cluster_dashboard_reads_every_primary(cluster, make_user, monkeypatch):  # noqa: F811
-    from atomicops import connection
+    from atomicops.engine import connection
 
     monkeypatch.setattr(connection, "get_client", lambda c=None: c if c is not None else cluster)
     registry.load_all(client=cluster)
@@ -399,7 +399,7 @@ def test_a_script_in_a_template_is_not_run(backend):
 
 @fakeredis_only
 def test_an_old_flush_result_is_not_shown(backend, make_user, monkeypatch):
-    from atomicops import admin_views
+    from atomicops.ops import dashboard as admin_views
 
     browser = logged_in(make_user("view_dashboard", "flush_scripts"))
     browser.post(reverse(FLUSH))

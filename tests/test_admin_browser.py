@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from atomicops.registry import registry
+from atomicops.scripts.registry import registry
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 

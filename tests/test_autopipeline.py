@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from atomicops import DataError, abounded_incr, acompare_and_set, afixed_window, aincr, calls
+from atomicops import DataError, abounded_incr, acompare_and_set, afixed_window, aincr
+from atomicops.primitives import calls
 
 
 @pytest.fixture

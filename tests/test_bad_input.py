@@ -25,8 +25,8 @@ from atomicops import (
     incr_float,
     registry,
 )
-from atomicops.locks import lock_key
-from atomicops.validate import MAX_LEASE_MS
+from atomicops.leases.locks import lock_key
+from atomicops.primitives.validate import MAX_LEASE_MS
 
 HUGE_TTLS = [1e308, 2**53, 10**400, timedelta.max]
 

@@ -14,11 +14,11 @@ from atomicops import (
     InvalidInput,
     acompare_and_delete,
     acompare_and_set,
-    cas,
     compare_and_delete,
     compare_and_set,
     registry,
 )
+from atomicops.primitives import cas
 
 
 def test_seed_table(backend):

@@ -13,7 +13,7 @@ from django.core.checks import run_checks
 
 from atomicops import checks as atomicops_checks
 from atomicops.conf import DEFAULTS
-from atomicops.registry import registry
+from atomicops.scripts.registry import registry
 from tests.servers import free_port
 from tests.test_cluster import cluster, cluster_server  # noqa: F401  (fixtures)
 
@@ -136,7 +136,7 @@ def test_braces_in_key_prefix_are_w005(settings):
 
 @pytest.mark.parametrize("cluster_server", ["redis"], indirect=True)
 def test_cluster_client_with_a_hash_tagged_prefix_is_e005(cluster, settings, monkeypatch):  # noqa: F811
-    from atomicops import connection
+    from atomicops.engine import connection
 
     monkeypatch.setattr(connection, "get_client", lambda c=None: c if c is not None else cluster)
     # A URL satisfies E001 (built without connecting); calls use the patched cluster client.

@@ -1,4 +1,4 @@
-"""atomicops.claims: background renewal of claims and the flow drivers."""
+"""atomicops.leases.claims: background renewal of claims and the flow drivers."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from atomicops import InvalidInput, claims, registry
+from atomicops import InvalidInput, registry
 from atomicops.engine import run as engine_run
+from atomicops.leases import claims
 
 
 def claim(client, key: str, owner: str, lease_ms: int) -> None:

@@ -25,10 +25,10 @@ from atomicops import (
     afixed_window,
     bounded_incr,
     compare_and_set,
-    connection,
     fixed_window,
     registry,
 )
+from atomicops.engine import connection
 from tests.servers import free_port
 from tests.test_cluster import cluster, cluster_server  # noqa: F401  (fixtures)
 

@@ -25,9 +25,8 @@ from atomicops import (
     RedisUnavailable,
     abounded_incr,
     bounded_incr,
-    connection,
 )
-from atomicops.engine import topology
+from atomicops.engine import connection, topology
 from atomicops.engine.run import run
 from tests.conftest import REAL_KINDS, _require
 from tests.servers import Server, free_port

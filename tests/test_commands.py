@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from atomicops.flushcheck import PROBE_KIND, flush_check
-from atomicops.registry import registry
+from atomicops.ops.flushcheck import PROBE_KIND, flush_check
+from atomicops.scripts.registry import registry
 from tests.servers import free_port
 from tests.test_cluster import cluster, cluster_server  # noqa: F401  (fixtures)
 
@@ -190,7 +190,7 @@ def test_load_command_loads_everything(backend):
 
 
 def _source() -> str:
-    from atomicops import connection
+    from atomicops.engine import connection
 
     return connection.describe_source()
 

@@ -15,10 +15,11 @@ import redis
 from django.core import checks
 from django.core.signals import request_started
 
-from atomicops import ConfigurationError, connection
+from atomicops import ConfigurationError
 from atomicops.apps import _UID, _load_on_first_request, load_quietly
 from atomicops.checks import check_connection
 from atomicops.conf import DEFAULTS, get_settings
+from atomicops.engine import connection
 from tests.conftest import REAL_KINDS
 from tests.servers import Server, free_port
 

@@ -34,7 +34,7 @@ from atomicops import (
     registry,
     reset_counter,
 )
-from atomicops import counters as c
+from atomicops.primitives import counters as c
 from tests.factories import ArticleFactory
 from tests.servers import ScriptedServer, free_port
 

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from atomicops import bounded_incr, compare_and_set, registry
-from atomicops import counters as c
+from atomicops.primitives import counters as c
 from tests.multiproc import Background, run_processes
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]

@@ -18,11 +18,11 @@ from django.core import checks
 
 from atomicops import RegistryError, ScriptHeaderError
 from atomicops import checks as atomicops_checks
-from atomicops.registry import BUILTIN_LUA_DIR, ScriptRegistry
+from atomicops.scripts.registry import BUILTIN_LUA_DIR, ScriptRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
-# The module: ``atomicops.registry`` as an attribute is the package's exported instance.
-registry_module = importlib.import_module("atomicops.registry")
+# The module: ``atomicops.scripts.registry`` as an attribute is the package's exported instance.
+registry_module = importlib.import_module("atomicops.scripts.registry")
 GOOD = "-- returns: 1\nreturn 1\n"
 HUGE_INDEX = "-- KEYS[" + "1" * 5000 + "] key: too many digits for int()\n-- returns: x\nreturn 1\n"
 MY_RELEASE = "-- description: my own release\n-- KEYS[1] lock: the lock\n-- returns: 1\nreturn 1\n"

@@ -12,7 +12,7 @@ from django.core.cache import caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
 from atomicops import InvalidInput, aget_or_set, get_or_set
-from atomicops.getorset import FRESH_MS, claim_key
+from atomicops.web.getorset import FRESH_MS, claim_key
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,8 @@ import pytest
 import redis
 from django.core.cache import caches
 
-from atomicops import claims, get_or_set, incr
+from atomicops import get_or_set, incr
+from atomicops.leases import claims
 from tests.multiproc import run_processes
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]

@@ -15,7 +15,7 @@ import pytest
 from django.test import AsyncClient, Client, RequestFactory
 
 from atomicops import InvalidInput, get_counter, idempotent, registry
-from atomicops.idempotency import MAX_KEY_LENGTH, fingerprint, record_key, usage_keys
+from atomicops.web.idempotency import MAX_KEY_LENGTH, fingerprint, record_key, usage_keys
 
 pytestmark = [pytest.mark.urls("tests.idempotency_urls"), pytest.mark.django_db]
 

@@ -1,5 +1,5 @@
 """The client address behind trusted proxies (issue #20): ``TRUSTED_PROXY_COUNT`` and
-``CLIENT_IP_HEADER``, as ``atomicops.identity`` reads them for ``@rate_limit``, the DRF
+``CLIENT_IP_HEADER``, as ``atomicops.web.identity`` reads them for ``@rate_limit``, the DRF
 throttles and idempotency.
 
 Behind ``n`` proxies that each append to ``X-Forwarded-For`` the client is the ``n``-th
@@ -15,7 +15,7 @@ from django.test import RequestFactory
 
 from atomicops import ConfigurationError
 from atomicops.checks import BAD_PROXY_SETTINGS
-from atomicops.identity import client_ip, identify, request_address
+from atomicops.web.identity import client_ip, identify, request_address
 from tests.testapp import views
 
 CLIENT = "203.0.113.7"

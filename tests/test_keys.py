@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from redis.crc import key_slot
 
-from atomicops import InvalidInput, bounded_incr, compare_and_set, get_counter, key_for, keys
+from atomicops import InvalidInput, bounded_incr, compare_and_set, get_counter, key_for
+from atomicops.primitives import keys
 from tests.factories import ArticleFactory, TagFactory
 from tests.testapp.models import Article
 

@@ -9,8 +9,8 @@ import pytest
 import redis
 
 from atomicops import InvalidInput, Lock, LockScan, list_locks, scan_locks
-from atomicops import locks as locks_module
-from atomicops.locks import (
+from atomicops.leases import locks as locks_module
+from atomicops.leases.locks import (
     STOPPED_AT_LIMIT,
     STOPPED_BY_KEYS,
     STOPPED_BY_SCAN_CALLS,

@@ -30,13 +30,13 @@ from atomicops import (
     LockNotOwned,
     OutcomeUnknown,
     Semaphore,
-    lease,
     list_locks,
     locked,
     registry,
 )
 from atomicops.engine import wire
-from atomicops.locks import lock_key
+from atomicops.leases import lease
+from atomicops.leases.locks import lock_key
 from tests.factories import ArticleFactory
 from tests.test_cluster import cluster_server  # noqa: F401  (a fixture: one-node clusters)
 
@@ -325,7 +325,7 @@ def test_a_foreign_value_at_the_lock_key_is_a_typed_error(backend):
 class Waits:
     """The BLPOPs of blocked waiters (sync and async): each reply, None when it timed out.
 
-    One flow (:func:`atomicops.lease.wake_wait`) serves both, so one patch sees both."""
+    One flow (:func:`atomicops.leases.lease.wake_wait`) serves both, so one patch sees both."""
 
     def __init__(self) -> None:
         self.replies: list[Any] = []

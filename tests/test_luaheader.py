@@ -11,8 +11,8 @@ import pytest
 
 from atomicops import ScriptHeaderError
 from atomicops.checks import check_lua_headers
-from atomicops.luaheader import parse_header
-from atomicops.registry import BUILTIN_LUA_DIR
+from atomicops.scripts.header import parse_header
+from atomicops.scripts.registry import BUILTIN_LUA_DIR
 
 GOOD = """\
 -- description: Add to a counter.

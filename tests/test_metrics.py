@@ -1,4 +1,4 @@
-"""Prometheus metrics (atomicops.metrics): exact values after a known sequence of calls,
+"""Prometheus metrics (atomicops.ops.metrics): exact values after a known sequence of calls,
 in one process and in prometheus_client's multiprocess mode, and the view serving them."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from atomicops import metrics, observe, planner
+from atomicops.engine import planner
 from atomicops.exceptions import OutcomeUnknown
+from atomicops.ops import metrics, observe
 from tests.observe_worker import ABSENT, EXPECTED, known_sequence
 
 prometheus_client = pytest.importorskip("prometheus_client")
@@ -128,7 +129,7 @@ def test_importing_atomicops_imports_neither_package():
     code = (
         "import sys, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'tests.settings'; "
         "import redis, django; before = set(sys.modules); "
-        "import atomicops, atomicops.metrics, atomicops.tracing, atomicops.observe; "
+        "import atomicops, atomicops.ops.metrics, atomicops.ops.tracing, atomicops.ops.observe; "
         "print(sorted(m for m in set(sys.modules) - before "
         "if m.startswith(('prometheus', 'opentelemetry'))))"
     )

@@ -22,7 +22,7 @@ from atomicops import (
     MultiLock,
     list_locks,
 )
-from atomicops.locks import lock_key
+from atomicops.leases.locks import lock_key
 
 
 def same_slot_names(prefix: str, count: int = 2) -> list[str]:

@@ -28,7 +28,7 @@ from atomicops import (
     sliding_window,
     token_bucket,
 )
-from atomicops import ratelimit as rl
+from atomicops.primitives import ratelimit as rl
 from tests.factories import ArticleFactory
 from tests.servers import free_port
 

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from atomicops import fixed_window, registry
-from atomicops import ratelimit as rl
+from atomicops.primitives import ratelimit as rl
 from tests.multiproc import run_processes
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]

@@ -24,8 +24,8 @@ from atomicops import (
     exact_window,
     rate_limit,
 )
-from atomicops.calls import run
-from atomicops.ratelimit import StackedLimit, exact_log_call, stack_call
+from atomicops.primitives.calls import run
+from atomicops.primitives.ratelimit import StackedLimit, exact_log_call, stack_call
 
 
 def at(key: str, ms: int, limit: int = 3, window: int = 1000, amount: int = 1, history: int = 0):

@@ -21,8 +21,8 @@ import pytest
 from django.http import HttpResponse
 
 from atomicops import InvalidInput, rate_limit
-from atomicops.decorators import default_group, limit_key
-from atomicops.identity import client_address, client_ip, digest
+from atomicops.web.identity import client_address, client_ip, digest
+from atomicops.web.ratelimit_views import default_group, limit_key
 from tests.testapp import views
 
 ROOT = Path(__file__).resolve().parent.parent

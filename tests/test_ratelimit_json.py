@@ -12,8 +12,8 @@ import json
 import pytest
 from django.test import RequestFactory
 
-from atomicops.decorators import too_many_requests, wants_json
-from atomicops.ratelimit import RateLimitResult
+from atomicops.primitives.ratelimit import RateLimitResult
+from atomicops.web.ratelimit_views import too_many_requests, wants_json
 from tests.servers import free_port
 
 pytestmark = pytest.mark.django_db

@@ -24,8 +24,8 @@ import redis
 from rest_framework.test import APIRequestFactory
 
 from atomicops import drf, exact_window
-from atomicops.calls import run
-from atomicops.ratelimit import exact_log_call
+from atomicops.primitives.calls import run
+from atomicops.primitives.ratelimit import exact_log_call
 from tests.multiproc import run_processes
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]

@@ -20,8 +20,8 @@ from atomicops import (
     sliding_window,
     token_bucket,
 )
-from atomicops.calls import arun, run
-from atomicops.ratelimit import StackedLimit, stack_call
+from atomicops.primitives.calls import arun, run
+from atomicops.primitives.ratelimit import StackedLimit, stack_call
 from tests.multiproc import run_processes
 
 MIXED = [

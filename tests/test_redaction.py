@@ -10,8 +10,8 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
-from atomicops import connection
-from atomicops.redaction import redact_url
+from atomicops.engine import connection
+from atomicops.engine.redaction import redact_url
 from tests.servers import free_port
 
 SECRET = "s3cret"
@@ -129,7 +129,7 @@ def test_a_bad_url_in_the_settings_is_reported_without_its_password(settings):
     ],
 )  # fmt: skip
 def test_redact_text_redacts_every_url_in_a_message(text, shown):
-    from atomicops.redaction import redact_text
+    from atomicops.engine.redaction import redact_text
 
     assert redact_text(text) == shown
 
@@ -137,7 +137,7 @@ def test_redact_text_redacts_every_url_in_a_message(text, shown):
 def test_a_secret_never_shows():
     import pickle
 
-    from atomicops.redaction import MaskedBytes, Secret
+    from atomicops.engine.redaction import MaskedBytes, Secret
 
     secret = Secret(SECRET)
     assert SECRET not in f"{secret!r} {secret} {[secret]}"

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from atomicops import InvalidInput, Lock, LockNotAcquired, LockNotOwned
-from atomicops.locks import ReentrantLock
+from atomicops.leases.locks import ReentrantLock
 
 
 def test_nested_acquires_count_on_the_server_and_the_last_release_frees(backend):
@@ -45,7 +45,7 @@ def test_another_owner_s_release_never_frees_it(backend):
     assert not plain.acquire(blocking=False)
     # Releasing with a foreign owner token (what another thread's or process's hold
     # sends) is refused by the script and changes nothing.
-    from atomicops.registry import registry
+    from atomicops.scripts.registry import registry
 
     assert registry.get("lock_release")([lock.key, f"{lock.key}:wake"], ["someone", 1000, 0]) == 0
     assert registry.get("lock_release")([lock.key, f"{lock.key}:wake"], ["someone", 1000]) == 0

@@ -19,7 +19,7 @@ from atomicops import (
     ServerOutOfMemory,
     ServerRefused,
 )
-from atomicops.registry import reply_error
+from atomicops.scripts.registry import reply_error
 
 
 def parsed(line: str) -> Exception:

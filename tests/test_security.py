@@ -12,9 +12,10 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from atomicops import get_counter, idempotent, observe
+from atomicops import get_counter, idempotent
 from atomicops.exceptions import InvalidInput
-from atomicops.idempotency import RECORD_OVERHEAD, record_key, usage_keys
+from atomicops.ops import observe
+from atomicops.web.idempotency import RECORD_OVERHEAD, record_key, usage_keys
 
 pytest.importorskip("rest_framework")
 
@@ -193,7 +194,7 @@ def test_projects_with_different_secret_keys_never_share_a_record(real_client, s
 def prometheus():
     """A PrometheusSink on a private registry, the only event sink for the test."""
     prometheus_client = pytest.importorskip("prometheus_client")
-    from atomicops import metrics
+    from atomicops.ops import metrics
 
     registry = prometheus_client.CollectorRegistry()
     sink = metrics.PrometheusSink(registry)
@@ -327,7 +328,7 @@ def test_lease_prefix_rule(prefix, label):
 
 def test_reset_counter_cannot_unblock_a_rate_limited_client(real_client, sends):
     from atomicops import fixed_window, reset_counter
-    from atomicops.decorators import limit_key
+    from atomicops.web.ratelimit_views import limit_key
 
     key = limit_key("fixed", "login", "ip:203.0.113.7")
     for _ in range(3):
@@ -384,7 +385,7 @@ async def test_async_twins_refuse_them_too(real_client):
 
 def test_built_keys_pairs_and_other_prefixes_still_work(real_client, settings):
     import atomicops as ao
-    from atomicops import keys
+    from atomicops.primitives import keys
     from tests.testapp.models import Article
 
     article = Article.objects.create(title="t")

@@ -1,5 +1,5 @@
-"""The timeline (atomicops.timeline): every process's counts per minute in Redis, summed
-on the dashboard and drawn as inline SVG (atomicops.chart)."""
+"""The timeline (atomicops.ops.timeline): every process's counts per minute in Redis, summed
+on the dashboard and drawn as inline SVG (atomicops.ops.chart)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from django.test import Client
 from django.urls import reverse
 
 import atomicops
-from atomicops import chart, timeline
 from atomicops.exceptions import RedisUnavailable
+from atomicops.ops import chart, timeline
 
 DASHBOARD = "admin:atomicops_dashboard_changelist"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"

@@ -1,12 +1,12 @@
-"""OpenTelemetry spans (atomicops.tracing), read back with the SDK's in-memory exporter."""
+"""OpenTelemetry spans (atomicops.ops.tracing), read back with the SDK's in-memory exporter."""
 
 from __future__ import annotations
 
 import pytest
 
 import atomicops
-from atomicops import observe, tracing
 from atomicops.exceptions import DataError
+from atomicops.ops import observe, tracing
 
 sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402

@@ -8,7 +8,7 @@ RESP batch: each script is atomic on its own, the loads are idempotent, and a lo
 makes every write of the batch :class:`OutcomeUnknown` on either transport.
 
 Replies come back in the shape :mod:`~atomicops.engine.wire` gives for RESP, so
-:mod:`~atomicops.registry` reads both alike: bytes (``Upstash-Encoding: base64`` keeps
+:mod:`~atomicops.scripts.registry` reads both alike: bytes (``Upstash-Encoding: base64`` keeps
 binary replies intact), ints, lists, None, and an error reply as redis-py's exception
 object (``NoScriptError``, ``ResponseError``...) in its slot, not raised.
 
@@ -49,8 +49,8 @@ from urllib.parse import urlsplit
 
 from atomicops.engine import compat
 from atomicops.engine.ops import Command, Context, Send
+from atomicops.engine.redaction import MaskedBytes, Secret, ShownURL, redact_url
 from atomicops.exceptions import AtomicOpsError, ConfigurationError, InvalidInput
-from atomicops.redaction import MaskedBytes, Secret, ShownURL, redact_url
 
 AUTH_HINT = (
     "check ATOMICOPS['REST_TOKEN'] (or UPSTASH_REDIS_REST_TOKEN): it must be the database's "
@@ -165,7 +165,7 @@ class _Base:
 class RestClient(_Base):
     """A synchronous client of Upstash's REST API: one keep-alive connection pool.
 
-    Built by :mod:`atomicops.connection` from ``ATOMICOPS["REST_URL"]`` and
+    Built by :mod:`atomicops.engine.connection` from ``ATOMICOPS["REST_URL"]`` and
     ``["REST_TOKEN"]`` (one per process), or from the URL and token of an
     ``upstash_redis.Redis`` passed as ``client=``. Thread-safe (httpcore's pool).
     """
@@ -209,7 +209,7 @@ class RestClient(_Base):
     def script_flush(self) -> Any:
         return self.execute_command("SCRIPT FLUSH")
 
-    # The lock listing (atomicops.locks.scan_locks): SCAN, and HMGET/PTTL batched.
+    # The lock listing (atomicops.leases.locks.scan_locks): SCAN, and HMGET/PTTL batched.
 
     def scan(self, cursor: int = 0, match: Any = None, count: Any = None) -> Any:
         """``SCAN`` as one request: ``(next cursor, keys)`` like redis-py's."""

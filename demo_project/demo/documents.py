@@ -20,8 +20,9 @@ from typing import Any
 
 from django.utils import timezone
 
-from atomicops import InvalidInput, compare_and_set, connection
-from atomicops.keys import resolve_key
+from atomicops import InvalidInput, compare_and_set
+from atomicops.engine import connection
+from atomicops.primitives.keys import resolve_key
 from demo_project.demo.models import Document
 
 MAX_BODY = 20_000

@@ -9,7 +9,8 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from atomicops import RedisUnavailable, connection
+from atomicops import RedisUnavailable
+from atomicops.engine import connection
 
 
 def can_see_servers(request: HttpRequest) -> bool:

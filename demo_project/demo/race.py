@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from atomicops import connection
-from atomicops.keys import prefixed
+from atomicops.engine import connection
+from atomicops.primitives.keys import prefixed
 from demo_project.demo.scripts import script
 
 INCR_SCRIPT = "demo_incr"

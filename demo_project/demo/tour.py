@@ -14,15 +14,9 @@ from typing import Any
 
 from redis.exceptions import NoScriptError, ResponseError
 
-from atomicops import (
-    ReadOnlyViolation,
-    ScriptRegistry,
-    bounded_incr,
-    compare_and_set,
-    connection,
-    fixed_window,
-)
-from atomicops.keys import prefixed
+from atomicops import ReadOnlyViolation, ScriptRegistry, bounded_incr, compare_and_set, fixed_window
+from atomicops.engine import connection
+from atomicops.primitives.keys import prefixed
 
 Out = Callable[[str], None]
 

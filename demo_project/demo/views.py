@@ -9,7 +9,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, JsonRe
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from atomicops import InvalidInput, LockNotAcquired, connection, rate_limit
+from atomicops import InvalidInput, LockNotAcquired, rate_limit
+from atomicops.engine import connection
 from demo_project.demo import booking, documents, likes
 from demo_project.demo.middleware import can_see_servers
 from demo_project.demo.models import Document, Event, Post

@@ -16,17 +16,9 @@ from typing import Any
 
 from redis.crc import key_slot
 
-from atomicops import (
-    Lock,
-    OutcomeUnknown,
-    bounded_incr,
-    compare_and_set,
-    connection,
-    fixed_window,
-    get_counter,
-)
-from atomicops.engine import topology
-from atomicops.registry import ScriptRegistry
+from atomicops import Lock, OutcomeUnknown, bounded_incr, compare_and_set, fixed_window, get_counter
+from atomicops.engine import connection, topology
+from atomicops.scripts.registry import ScriptRegistry
 from tests.multiproc import Workers
 
 PAIR_SOURCE = "return {redis.call('INCR', KEYS[1]), redis.call('INCR', KEYS[2])}"

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 import pytest
 from redis.crc import key_slot
 
-from atomicops.registry import registry
+from atomicops.scripts.registry import registry
 from tests.cluster.load import tags_for
 from tests.cluster.test_reshard import slot_range
 

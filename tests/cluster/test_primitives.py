@@ -26,7 +26,6 @@ from atomicops import (
     atoken_bucket,
     bounded_incr,
     compare_and_set,
-    connection,
     exact_window,
     fixed_window,
     key_for,
@@ -34,7 +33,7 @@ from atomicops import (
     sliding_window,
     token_bucket,
 )
-from atomicops.engine import compat, topology
+from atomicops.engine import compat, connection, topology
 from tests import lock_kinds
 from tests.factories import ArticleFactory
 
@@ -346,7 +345,7 @@ def test_idempotency_records_and_their_tally_share_a_slot(atomic_cluster, settin
     """The store script writes the record and the client's tally in one call."""
     from django.test import Client
 
-    from atomicops.idempotency import record_key, usage_keys
+    from atomicops.web.idempotency import record_key, usage_keys
 
     settings.ATOMICOPS = {**settings.ATOMICOPS, "IDEMPOTENCY_MAX_CLIENT_BYTES": 4000}
     client = Client()

@@ -19,7 +19,7 @@ import pytest
 
 from atomicops import Lock, ServerRefused, abatch, abounded_incr, batch
 from atomicops.engine import topology
-from atomicops.registry import ScriptRegistry
+from atomicops.scripts.registry import ScriptRegistry
 from tests.cluster.load import (
     PAIR_SOURCE,
     Load,

@@ -17,8 +17,9 @@ import redis
 import redis.asyncio
 
 import atomicops
-from atomicops import CounterResult, Lock, Semaphore, connection
-from atomicops.registry import ScriptRegistry
+from atomicops import CounterResult, Lock, Semaphore
+from atomicops.engine import connection
+from atomicops.scripts.registry import ScriptRegistry
 
 # "A registry script": a user's script, in a registry of its own so the global one (and
 # every other test's idea of what is registered) stays as it is.
@@ -283,7 +284,7 @@ class Clients:
 
     def pin_own(self) -> None:
         """Hold on to the clients atomicops built from its settings, so this object keeps
-        using them after :func:`atomicops.connection.reset_clients` (call it in a loop)."""
+        using them after :func:`atomicops.engine.connection.reset_clients` (call it in a loop)."""
         self.own = {"sync": connection.get_client(), "async": connection.get_async_client()}
 
     async def close(self) -> None:

@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 
 import atomicops
 from atomicops import DataError, InvalidInput, Lock, LockError, LockNotOwned, Semaphore
-from atomicops.registry import ScriptRegistry
+from atomicops.scripts.registry import ScriptRegistry
 from tests.conftest import REAL_KINDS
 from tests.faults.conftest import binary_for
 from tests.faults.servers import OwnServer, diff, snapshot

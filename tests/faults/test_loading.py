@@ -21,13 +21,8 @@ import pytest
 import redis
 import redis.asyncio
 
-from atomicops import (
-    OutcomeUnknown,
-    RedisUnavailable,
-    ServerLoading,
-    compare_and_set,
-    connection,
-)
+from atomicops import OutcomeUnknown, RedisUnavailable, ServerLoading, compare_and_set
+from atomicops.engine import connection
 from tests.faults.catalogue import PRIMITIVES, WHO, Clients, describe, run_case
 from tests.faults.servers import OwnServer, diff, fill, snapshot
 from tests.multiproc import Background

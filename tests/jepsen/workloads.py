@@ -38,10 +38,9 @@ from atomicops import (
     RedisUnavailable,
     bounded_incr,
     compare_and_set,
-    connection,
     get_counter,
-    replication,
 )
+from atomicops.engine import connection, replication
 from tests.jepsen.history import Op
 
 REGISTER_KEYS = [f"jepsen:register:{i}" for i in range(3)]

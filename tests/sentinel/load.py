@@ -26,12 +26,11 @@ from atomicops import (
     OutcomeUnknown,
     bounded_incr,
     compare_and_set,
-    connection,
     fixed_window,
     get_counter,
     registry,
-    replication,
 )
+from atomicops.engine import connection, replication
 from tests.multiproc import Workers
 
 LIMIT = 10**9

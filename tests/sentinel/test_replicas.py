@@ -19,11 +19,11 @@ from atomicops import (
     aincr,
     batch,
     bounded_incr,
-    connection,
     get_counter,
     incr,
     registry,
 )
+from atomicops.engine import connection
 from tests.sentinel.conftest import configure
 
 
@@ -284,7 +284,7 @@ def test_a_batch_reads_from_a_replica_and_writes_on_the_primary(
 
 def test_the_fallback_metric_counts_under_wait_replicas(sentinel_set, atomic_sentinel, settings):
     prometheus_client = pytest.importorskip("prometheus_client")
-    from atomicops import metrics, observe
+    from atomicops.ops import metrics, observe
 
     configure(settings, sentinel_set, WAIT_REPLICAS=2, WAIT_TIMEOUT_MS=2000)
     collector = prometheus_client.CollectorRegistry()

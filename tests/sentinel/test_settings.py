@@ -8,7 +8,8 @@ import pytest
 import redis.asyncio.sentinel
 import redis.sentinel
 
-from atomicops import ConfigurationError, NotReplicated, connection, replication
+from atomicops import ConfigurationError, NotReplicated
+from atomicops.engine import connection, replication
 from atomicops.exceptions import AtomicOpsError
 
 SENTINELS = [("127.0.0.1", 1), ("127.0.0.1", 2)]

@@ -17,7 +17,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.template.response import TemplateResponse
 
 from atomicops import aincr, get_counter, idempotent, incr
-from atomicops.idempotency import MAX_STORED_BYTES
+from atomicops.web.idempotency import MAX_STORED_BYTES
 
 
 def csrf_exempt(view: Any) -> Any:

@@ -13,8 +13,8 @@ from django.urls import reverse
 
 from atomicops import Lock
 from atomicops.checks import REST_READONLY_TOKEN, REST_TRANSPORT, UNREACHABLE
-from atomicops.flushcheck import flush_check
-from atomicops.registry import registry
+from atomicops.ops.flushcheck import flush_check
+from atomicops.scripts.registry import registry
 from tests.upstash.server import READONLY_TOKEN
 
 pytestmark = [pytest.mark.real]

@@ -22,8 +22,9 @@ import pytest
 from upstash_redis import Redis as SdkRedis
 from upstash_redis.asyncio import Redis as AsyncSdkRedis
 
-from atomicops import OutcomeUnknown, RedisUnavailable, connection
-from atomicops.registry import registry
+from atomicops import OutcomeUnknown, RedisUnavailable
+from atomicops.engine import connection
+from atomicops.scripts.registry import registry
 from tests.faults.catalogue import BY_NAME, PRIMITIVES, describe, run_case, user_scripts
 from tests.servers import free_port
 from tests.upstash.server import TOKEN

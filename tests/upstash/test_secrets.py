@@ -13,9 +13,9 @@ from django.test import RequestFactory
 from django.views.debug import ExceptionReporter
 
 import atomicops
-from atomicops import connection
+from atomicops.engine import connection
+from atomicops.engine.redaction import redact_url
 from atomicops.exceptions import AtomicOpsError, ConfigurationError
-from atomicops.redaction import redact_url
 from tests.servers import free_port
 from tests.upstash.conftest import TOKEN
 

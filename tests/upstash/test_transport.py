@@ -18,18 +18,10 @@ from upstash_redis import Redis as SdkRedis
 from upstash_redis.asyncio import Redis as AsyncSdkRedis
 
 import atomicops
-from atomicops import (
-    ConfigurationError,
-    DataError,
-    InvalidInput,
-    Lock,
-    Semaphore,
-    connection,
-    rate_limit,
-)
-from atomicops.engine import compat
+from atomicops import ConfigurationError, DataError, InvalidInput, Lock, Semaphore, rate_limit
+from atomicops.engine import compat, connection
 from atomicops.engine import rest as transport
-from atomicops.registry import ScriptRegistry
+from atomicops.scripts.registry import ScriptRegistry
 from tests.upstash.server import READONLY_TOKEN, TOKEN
 
 pytestmark = [pytest.mark.real]

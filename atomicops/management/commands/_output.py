@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from atomicops.engine.redaction import redact_text
 from atomicops.exceptions import AtomicOpsError, RedisUnavailable, ServerRefused
-from atomicops.redaction import redact_text
 
 
 def cell(value: Any) -> str:

@@ -7,9 +7,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from atomicops import connection
+from atomicops.engine import connection
 from atomicops.exceptions import AtomicOpsError
-from atomicops.flushcheck import flush_check
+from atomicops.ops.flushcheck import flush_check
 
 from ._output import failure, table
 

@@ -7,10 +7,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from atomicops import connection
+from atomicops.engine import connection
 from atomicops.exceptions import AtomicOpsError
-from atomicops.flushcheck import primaries, script_exists
-from atomicops.registry import registry
+from atomicops.ops.flushcheck import primaries, script_exists
+from atomicops.scripts.registry import registry
 
 from ._output import failure, table
 

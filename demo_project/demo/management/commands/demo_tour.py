@@ -5,7 +5,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from atomicops import AtomicOpsError, connection
+from atomicops import AtomicOpsError
+from atomicops.engine import connection
 from demo_project.demo import tour
 
 

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from atomicops import connection
+from atomicops.engine import connection
 from demo_project.demo.seed import ensure_demo_data
 from demo_project.demo.users import USERNAME, ensure_demo_user
 from demo_project.private_files import UnsafeSecretFile
