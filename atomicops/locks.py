@@ -33,7 +33,7 @@ from redis.exceptions import RedisError
 
 from atomicops import connection, keys
 from atomicops.engine import topology
-from atomicops.engine.ops import Call, text
+from atomicops.engine.ops import Call, Flow, text
 from atomicops.exceptions import ConfigurationError, InvalidInput, RedisUnavailable
 from atomicops.lease import WAKE_TTL_MS, Lease, LeaseOptions, NameLike, Wake, name_and_tag
 
@@ -78,8 +78,13 @@ class Lock(Lease):
     ``auto_renew`` (renew every ``ttl * renew_fraction`` seconds from a background
     thread, or an asyncio task after :meth:`aacquire`, holding only a weak reference),
     ``max_renewals`` (cap; afterwards the lease runs out), ``on_lost`` (called with the
-    lock, once, when the lease is found lost). One object holds the lock at most once at
-    a time (not re-entrant); share the name, not the object, between holders.
+    lock, once, when the lease is found lost), ``owner`` (a fixed owner token for every
+    acquire of this object, instead of a fresh one each time: an acquire with the
+    holder's own token gets the same grant and fencing token back, lease reset, which
+    hands a held lock from one process to another, and :meth:`release` gives back the
+    lease that owner holds even if another object took it; :meth:`holder` reads it). One
+    object holds the lock at most once at a time (not re-entrant); share the name, not
+    the object, between holders.
     """
 
     kind = "lock"
@@ -109,6 +114,32 @@ class Lock(Lease):
     async def alocked(self) -> bool:
         """The async twin of :meth:`locked`."""
         return await self._arun(self._count_flow) > 0
+
+    def _holder_flow(self, client: Any) -> Flow[LockInfo | None]:
+        owned, token, pttl, holders, *owner = yield from self._call(client, self._check_op(""))
+        if not holders:
+            return None
+        return LockInfo(
+            name=self.name,
+            key=self.key,
+            owner=text(owner[0]) if owner else None,
+            fencing_token=int(token),
+            ttl_ms=None if pttl < 0 else int(pttl),
+        )
+
+    def holder(self) -> LockInfo | None:
+        """Who holds the lock now (owner token, fencing token, lease left), or None when
+        free: one read-only round trip, a snapshot (the holder may change right after).
+
+        With a fixed ``owner`` (see :class:`Lock`) the owner token says who that is: a
+        refused caller can find the holder it defers to (``atomicops.celery`` returns the
+        queued task's id this way).
+        """
+        return self._run(self._holder_flow)
+
+    async def aholder(self) -> LockInfo | None:
+        """The async twin of :meth:`holder`."""
+        return await self._arun(self._holder_flow)
 
     if TYPE_CHECKING:  # inside ``with``, the lock is held: its token is an int
 
