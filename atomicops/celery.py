@@ -78,6 +78,8 @@ UNAVAILABLE_RETRY_SECONDS = 1.0
 # between, it tries to claim again. Each round needs a holder that came and went within
 # two round trips: a few rounds are plenty.
 _CLAIM_ROUNDS = 5
+# What the claim step says when Redis was down and the singleton fails open (never an id).
+UNCLAIMED = ""
 
 
 class SingletonConflict(LockError):
@@ -168,7 +170,7 @@ def call_digest(task_name: str, func: Callable[..., Any], args: Any, kwargs: Any
     return digest(text)
 
 
-class AtomicTask(Task):  # type: ignore[misc]
+class AtomicTask(Task):
     """A Celery task base with ``global_rate_limit`` and ``singleton`` (docs/celery.md).
 
     Options (task decorator keywords, or class attributes of a subclass):
@@ -239,9 +241,10 @@ class AtomicTask(Task):  # type: ignore[misc]
         task_id = task_id or str(uuid.uuid4())
         claim = self._claim(args, kwargs, task_id, self.singleton_queued_ttl)
         existing = self._take(claim)
-        if existing is not None:
+        if existing:
             return self.AsyncResult(existing)
-        _hold(_index(task_id, claim.name, self.singleton_queued_ttl))
+        if existing is None:
+            _hold(_index(task_id, claim.name, self.singleton_queued_ttl))
         return self._send(claim, args, kwargs, task_id, options)
 
     async def aapply_async(
@@ -253,9 +256,10 @@ class AtomicTask(Task):  # type: ignore[misc]
             task_id = task_id or str(uuid.uuid4())
             claim = self._claim(args, kwargs, task_id, self.singleton_queued_ttl)
             existing = await self._atake(claim)
-            if existing is not None:
+            if existing:
                 return self.AsyncResult(existing)
-            await _ahold(_index(task_id, claim.name, self.singleton_queued_ttl))
+            if existing is None:
+                await _ahold(_index(task_id, claim.name, self.singleton_queued_ttl))
             return await asyncio.to_thread(self._send, claim, args, kwargs, task_id, options)
         return await asyncio.to_thread(
             super().apply_async, args, kwargs, task_id=task_id, **options
@@ -277,7 +281,8 @@ class AtomicTask(Task):  # type: ignore[misc]
             raise
 
     def _take(self, claim: Lock) -> str | None:
-        """Claim for this call: None when taken (send it), else the holder's task id."""
+        """Claim for this call: None when taken (send it), :data:`UNCLAIMED` when Redis
+        is down and the singleton fails open (send it), else the holder's task id."""
         for _ in range(_CLAIM_ROUNDS):
             try:
                 if claim.acquire(blocking=False):
@@ -285,7 +290,7 @@ class AtomicTask(Task):  # type: ignore[misc]
                 holder = claim.holder()
             except RedisUnavailable as exc:
                 if self._unavailable(exc, "singleton", claim.key):
-                    return None
+                    return UNCLAIMED
                 raise
             if holder is not None and holder.owner:
                 return holder.owner
@@ -304,7 +309,7 @@ class AtomicTask(Task):  # type: ignore[misc]
                 holder = await claim.aholder()
             except RedisUnavailable as exc:
                 if self._unavailable(exc, "singleton", claim.key):
-                    return None
+                    return UNCLAIMED
                 raise
             if holder is not None and holder.owner:
                 return holder.owner
@@ -333,6 +338,9 @@ class AtomicTask(Task):  # type: ignore[misc]
         request = self.request
         if request.called_directly or not (self._atomicops_rate or self.singleton):
             return super().__call__(*args, **kwargs)
+        # Always set, so a body can read them: None when not limited / not claimed.
+        request.atomicops_admitted_ms = None
+        request.atomicops_fencing_token = None
         if self._atomicops_rate is not None:
             self._admit(request, args, kwargs)
         lease = self._adopt(request, args, kwargs) if self.singleton else None
@@ -537,7 +545,7 @@ def _lost(lease: Any) -> None:
     )
 
 
-class AtomicRequest(Request):  # type: ignore[misc]
+class AtomicRequest(Request):
     """The worker's request for an :class:`AtomicTask`: frees a singleton's claim when the
     task is revoked or expires without running, before Celery stores REVOKED.
 
