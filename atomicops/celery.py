@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, NoReturn
 
 from celery import Task
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, Retry
 from celery.result import AsyncResult
 from celery.signals import worker_init
 from celery.utils.functional import maybe_list
@@ -347,11 +347,25 @@ class AtomicTask(Task):
         request.atomicops_fencing_token = None if lease is None else lease.fencing_token
         try:
             return super().__call__(*args, **kwargs)
+        except Retry:
+            # self.retry() sent this very task again: it is queued, and keeps its claim.
+            if lease is not None:
+                name, lease.on_lost = lease.name, None
+                # Dropping the object stops its renewer (it holds only a weak reference),
+                # so no renewal brings the running TTL back over the queued one.
+                lease = None
+                self._requeued(name, request.id)
+            raise
         finally:
             # Here, not in after_return: the tracer stores the result after this
             # returns, so whoever sees the result can claim again at once.
             if lease is not None:
                 _free(lease)
+
+    def _requeued(self, name: str, task_id: str) -> None:
+        """The running lease becomes a queued claim again (same owner, queued TTL)."""
+        _hold(Lock(name, self.singleton_queued_ttl, owner=task_id))
+        _hold(_index(task_id, name, self.singleton_queued_ttl))
 
     def _admit(self, request: Any, args: Any, kwargs: Any) -> None:
         """Take a start from the global limit, or send the task back (raises Ignore)."""
@@ -429,7 +443,7 @@ class AtomicTask(Task):
         options = dict(signature.options)
         options["countdown"] = countdown
         # Our own apply_async would claim again: the claim is this task's already.
-        Task.apply_async(self, signature.args, signature.kwargs, **options)
+        super().apply_async(signature.args, signature.kwargs, **options)
         raise Ignore()
 
     def free_claim(self, task_id: str, args: Any, kwargs: Any) -> None:

@@ -112,3 +112,12 @@ def both(self, n):
     record("both", self, n=n)
     time.sleep(0.2)
     return n
+
+
+@app.task(bind=True, base=AtomicTask, singleton=True, max_retries=3)
+def retried(self, account_id):
+    # Retries itself once: queued again under its id, it keeps its claim meanwhile.
+    record("retried", self, account_id=account_id)
+    if self.request.retries == 0:
+        raise self.retry(countdown=1.5)
+    return self.request.retries

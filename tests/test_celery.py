@@ -255,6 +255,19 @@ def test_a_failed_singleton_frees_its_claim(celery_env):
     assert len(celery_env.entries("failing")) == 2
 
 
+def test_a_singleton_retrying_itself_keeps_its_claim(celery_env):
+    from tests.celery_app import retried
+
+    first = retried.delay(4)
+    wait_for(lambda: celery_env.entries("retried"), 60, "the first run")
+    time.sleep(0.2)  # the retry is sent and the claim handed back to the queue
+    assert retried.delay(account_id=4).id == first.id  # waiting to retry: no duplicate
+    assert first.get(timeout=60) == 1
+    runs = celery_env.entries("retried")
+    assert [(e["id"], e["retries"]) for e in runs] == [(first.id, 0), (first.id, 1)]
+    assert retried.delay(4).id != first.id  # done: the next call runs
+
+
 def test_a_revoked_singleton_frees_its_claim_before_revoked_is_stored(celery_env):
     from tests.celery_app import rebuild
 
