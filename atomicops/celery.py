@@ -47,6 +47,7 @@ from atomicops.exceptions import (
     InvalidInput,
     LockError,
     LockNotOwned,
+    OutcomeUnknown,
     RedisUnavailable,
 )
 from atomicops.identity import digest
@@ -180,8 +181,9 @@ class AtomicTask(Task):
     * ``singleton``: at most one instance per task name and bound arguments queued or
       running. ``singleton_ttl`` (seconds, default 60): the running instance's lease,
       renewed every third of it; what a worker killed -9 holds it for at most.
-      ``singleton_queued_ttl`` (default 86400): how long a claim waits for a worker to
-      start its task (a lost message frees it after this).
+      ``singleton_queued_ttl`` (default 3600): how long a claim waits for a worker to
+      start its task (a lost message frees it after this; a task still queued after it
+      may meet a duplicate, and then runs after that one).
 
     The running instance's fencing token is ``self.request.atomicops_fencing_token``
     (bind=True), also :attr:`fencing_token`. Bad options raise :class:`InvalidInput` when
@@ -191,7 +193,7 @@ class AtomicTask(Task):
     global_rate_limit: ClassVar[str | int | None] = None
     singleton: ClassVar[bool] = False
     singleton_ttl: ClassVar[float] = 60.0
-    singleton_queued_ttl: ClassVar[float] = 86400.0
+    singleton_queued_ttl: ClassVar[float] = 3600.0
     # Celery builds each worker-side request from this class (see AtomicRequest).
     Request = "atomicops.celery:AtomicRequest"
 
@@ -283,11 +285,20 @@ class AtomicTask(Task):
     def _take(self, claim: Lock) -> str | None:
         """Claim for this call: None when taken (send it), :data:`UNCLAIMED` when Redis
         is down and the singleton fails open (send it), else the holder's task id."""
+        unknown = False
         for _ in range(_CLAIM_ROUNDS):
             try:
                 if claim.acquire(blocking=False):
                     return None
                 holder = claim.holder()
+            except OutcomeUnknown:
+                # The claim may have been taken: asking again with the same owner token
+                # gets that grant back instead of leaving it behind, unsent.
+                if unknown:
+                    raise
+                unknown = True
+                claim = Lock(claim.name, claim.ttl, owner=claim.owner)  # a clean object
+                continue
             except RedisUnavailable as exc:
                 if self._unavailable(exc, "singleton", claim.key):
                     return UNCLAIMED
@@ -302,11 +313,20 @@ class AtomicTask(Task):
 
     async def _atake(self, claim: Lock) -> str | None:
         """The async twin of :meth:`_take`."""
+        unknown = False
         for _ in range(_CLAIM_ROUNDS):
             try:
                 if await claim.aacquire(blocking=False):
                     return None
                 holder = await claim.aholder()
+            except OutcomeUnknown:
+                # The claim may have been taken: asking again with the same owner token
+                # gets that grant back instead of leaving it behind, unsent.
+                if unknown:
+                    raise
+                unknown = True
+                claim = Lock(claim.name, claim.ttl, owner=claim.owner)  # a clean object
+                continue
             except RedisUnavailable as exc:
                 if self._unavailable(exc, "singleton", claim.key):
                     return UNCLAIMED

@@ -18,7 +18,7 @@ from celery.signals import before_task_publish
 
 from atomicops import Lock
 from atomicops.celery import AtomicTask, call_digest, parse_rate
-from atomicops.exceptions import InvalidInput, RedisUnavailable
+from atomicops.exceptions import InvalidInput, OutcomeUnknown, RedisUnavailable
 from tests.conftest import _configure
 
 
@@ -226,6 +226,24 @@ def test_a_failed_publish_frees_the_claim(tasks, published, monkeypatch):
             rebuild.delay(9)
     sent = rebuild.delay(9)
     assert published == [sent.id]
+
+
+def test_a_lost_claim_reply_is_settled_by_asking_again(tasks, published, monkeypatch):
+    rebuild, original, lost = tasks[0], Lock.acquire, []
+
+    def reply_lost_once(self, *args, **kwargs):
+        granted = original(self, *args, **kwargs)  # applied on the server...
+        if not lost:
+            lost.append(self.key)
+            raise OutcomeUnknown("reply lost", key=self.key)  # ...but the reply never came
+        return granted
+
+    monkeypatch.setattr(Lock, "acquire", reply_lost_once)
+    sent = rebuild.delay(31)
+    assert lost and published == [sent.id]
+    name = f"celery:unit.rebuild:{call_digest('unit.rebuild', rebuild.run, (31,), {})}"
+    assert Lock(name, 1).holder().owner == sent.id  # the claim is the sent task's
+    assert rebuild.delay(31).id == sent.id
 
 
 def test_bad_arguments_raise_before_anything_is_sent(tasks, published):
