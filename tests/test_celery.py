@@ -286,6 +286,21 @@ def test_a_revoked_singleton_frees_its_claim_before_revoked_is_stored(celery_env
     assert [e["id"] for e in celery_env.entries("rebuild") if e["account_id"] == 11] == [again.id]
 
 
+def test_an_expired_singleton_frees_its_claim_before_revoked_is_stored(celery_env):
+    from tests.celery_app import rebuild
+
+    celery_env.client.set("celtest:rebuild_sleep", 0)
+    # Due in 1.5 s but expiring after 0.5 s: the worker discards it when it is due.
+    first = rebuild.apply_async((12,), countdown=1.5, expires=0.5)
+    assert rebuild.delay(12).id == first.id
+    with pytest.raises(TaskRevokedError):
+        first.get(timeout=60)
+    again = rebuild.delay(12)
+    assert again.id != first.id
+    again.get(timeout=60)
+    assert [e["id"] for e in celery_env.entries("rebuild") if e["account_id"] == 12] == [again.id]
+
+
 def test_rate_limit_and_singleton_together(celery_env):
     from tests.celery_app import both
 
@@ -321,6 +336,6 @@ def test_kill_minus_9_of_the_worker_frees_the_singleton_within_its_ttl(celery_en
         time.sleep(0.05)
     freed = time.monotonic() - killed
     print(f"\nsingleton freed {freed:.2f}s after kill -9 of its worker (ttl {ttl:g}s)")
-    assert freed <= ttl + 1.5
+    assert freed <= ttl + 2  # the lease runs out within the ttl; the rest is polling
     assert result.get(timeout=60) == 5
     assert [e["id"] for e in celery_env.entries("long")] == [first.id, result.id]
