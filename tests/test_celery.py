@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from celery.exceptions import TaskRevokedError
+from celery.worker.control import Panel
 from celery.worker.request import Request
 
 from tests.conftest import CI, _configure
@@ -274,6 +275,7 @@ def test_a_revoked_singleton_frees_its_claim_before_revoked_is_stored(celery_env
     # Celery reports revoked in one method; if a release renames it, claims of revoked
     # tasks would stay until singleton_queued_ttl: fail here instead.
     assert callable(getattr(Request, "_announce_revoked", None))
+    assert callable(Panel.data.get("revoke"))  # the control command the hook wraps
     celery_env.client.set("celtest:rebuild_sleep", 0)
     first = rebuild.apply_async((11,), countdown=2)
     assert rebuild.delay(11).id == first.id  # queued: a duplicate is not sent
