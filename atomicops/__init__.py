@@ -48,12 +48,14 @@ from atomicops.exceptions import (
     ServerOutOfMemory,
     ServerRefused,
 )
+from atomicops.fairlock import FairLock
 from atomicops.flushcheck import FlushCheckRow, flush_check
 from atomicops.getorset import aget_or_set, get_or_set
 from atomicops.idempotency import idempotent
 from atomicops.keys import key_for
 from atomicops.locks import Lock, LockInfo, LockScan, list_locks, locked, scan_locks
 from atomicops.metrics import metrics_view
+from atomicops.multilock import MultiLock
 from atomicops.ratelimit import (
     RateLimitResult,
     aexact_window,
@@ -66,6 +68,7 @@ from atomicops.ratelimit import (
     token_bucket,
 )
 from atomicops.registry import Script, ScriptRegistry, registry
+from atomicops.rwlock import ReadWriteLock
 from atomicops.semaphores import Semaphore
 
 __version__ = "0.1.0"
@@ -124,6 +127,9 @@ __all__ = [
     "aget_or_set",
     # locks and semaphores
     "Lock",
+    "FairLock",
+    "MultiLock",
+    "ReadWriteLock",
     "locked",
     "Semaphore",
     "LockInfo",

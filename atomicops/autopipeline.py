@@ -29,7 +29,6 @@ from atomicops.engine import run as engine_run
 from atomicops.engine import topology
 from atomicops.engine.ops import Call, R
 from atomicops.exceptions import AtomicOpsError
-from atomicops.registry import registry
 
 __all__ = ["active", "refresh", "submit"]
 
@@ -81,7 +80,7 @@ async def submit(call: Call[R], client: Any) -> R:
     if queue is None:
         queue = per_loop.setdefault(client, _Queue())
     future: asyncio.Future[Any] = loop.create_future()
-    entry = Queued(call, registry.get(call.script), BatchResult(), None)
+    entry = Queued(call, BatchResult(), None)
     if topology.is_cluster(client):
         topology.slot_of(call.keys, call.script)  # CrossSlotError here, as a single call
     queue.waiting.append((entry, future))
@@ -102,13 +101,10 @@ def _flush(loop: asyncio.AbstractEventLoop, queue: _Queue, client: Any) -> None:
 async def _send(waiting: Waiting, client: Any) -> None:
     entries = [entry for entry, _ in waiting]
     try:
-        if topology.is_cluster(client):
-            await topology.aprimaries(client)  # an asyncio cluster reads its map first
         await engine_run.arun(batch_flow(entries, client))
     except AtomicOpsError as exc:
         for entry in entries:
-            if not entry.result.done():
-                entry.fail(exc)
+            entry.abandon(exc)
     except BaseException as exc:  # cancelled, or a bug: every caller hears of it
         for _, future in waiting:
             if not future.done():

@@ -32,23 +32,19 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Any, Generic
 
-from redis.exceptions import NoScriptError
-
-from atomicops import cas, connection, counters, ratelimit, replication
+from atomicops import cas, connection, counters, ratelimit
 from atomicops.engine import run as engine_run
 from atomicops.engine import topology
-from atomicops.engine.ops import Call, Command, Context, Flow, R, Send
+from atomicops.engine.ops import Call, Flow, R
 from atomicops.exceptions import (
     AtomicOpsError,
     BatchNotSent,
     InvalidInput,
-    OutcomeUnknown,
-    RedisUnavailable,
-    ServerRefused,
 )
 from atomicops.keys import KeyLike
 from atomicops.observe import rate_limit_hit
-from atomicops.registry import Script, registry
+from atomicops.planner import Planned, calls_flow
+from atomicops.registry import registry
 from atomicops.validate import TTL
 
 __all__ = ["AsyncBatch", "Batch", "BatchResult", "abatch", "batch", "batch_flow"]
@@ -84,149 +80,46 @@ class BatchResult(Generic[R]):
         return self._error is not None or self._value is not _UNSET
 
 
-class Queued:
-    """A call waiting in a batch: the prepared call, its script, where its result goes."""
+class Queued(Planned):
+    """A call waiting in a batch: the planned call and where its result goes."""
 
-    __slots__ = ("call", "hit", "result", "script")
+    __slots__ = ("result",)
 
-    def __init__(
-        self, call: Call[Any], script: Script, result: BatchResult[Any], hit: str | None
-    ) -> None:
-        self.call = call
-        self.script = script
+    def __init__(self, call: Call[Any], result: BatchResult[Any], hit: str | None) -> None:
+        interpret = call.interpret
+        if hit is not None:  # a rate limit's name for the hit counters (observe.py)
+            interpret = _counted(hit, interpret)
+        super().__init__(registry.get(call.script), call.keys, call.args, interpret)
         self.result = result
-        self.hit = hit  # a rate limit's name for the hit counters (observe.py), or None
 
-    def context(self) -> Context:
-        keys = self.call.keys
-        return Context(self.script.name, keys[0] if keys else None, not self.script.readonly)
+    def abandon(self, error: AtomicOpsError) -> None:
+        """Fail the call with ``error`` unless it has its own outcome already (an error
+        raised before its round trip: settings, a cluster's map)."""
+        if not self.result.done():
+            self.result._error = error
 
-    def fail(self, error: AtomicOpsError) -> None:
-        self.script.stats.bump("errors")
-        self.result._error = error
+    def publish(self) -> None:
+        """Hand the call's outcome to its :class:`BatchResult`."""
+        if self.error is not None:
+            self.result._error = self.error
+        else:
+            self.result._value = self.value
 
 
-# -- the flow: what is sent, shared by batch() and abatch() ---------------------------------
+def _counted(hit: str, interpret: Any) -> Any:
+    def counted(reply: Any) -> Any:
+        return rate_limit_hit(hit, interpret(reply))
+
+    return counted
 
 
 def batch_flow(queued: Sequence[Queued], client: Any) -> Flow[None]:
-    """Send ``queued`` (one round trip per server) and settle every call's result.
-
-    Never raises for a call's own failure: each lands in its :class:`BatchResult`.
-    """
-    policy = replication.active
-    if policy is not None and policy.error is not None:
-        raise policy.error  # never send writes without the WAIT they were meant to have
-    wait = None if policy is None else policy.wait
-    if not topology.is_cluster(client):
-        yield from _node_flow(client, list(queued), wait)
-        return
-    groups: dict[int, tuple[Any, list[Queued]]] = {}
+    """Send ``queued`` (one round trip per server, as :mod:`atomicops.planner` sends every
+    call) and settle every call's result. Never raises for a call's own failure: each
+    lands in its :class:`BatchResult`."""
+    yield from calls_flow(queued, client, registry.plan)
     for entry in queued:
-        target = topology.target_for(client, entry.call.keys, entry.script.name)
-        groups.setdefault(id(target), (target, []))[1].append(entry)
-    for target, group in groups.values():
-        yield from _node_flow(target, group, wait)
-
-
-def _node_flow(target: Any, group: list[Queued], wait: Command | None) -> Flow[None]:
-    state = registry.server_state(target)
-    version = registry.version
-    loads = registry.load_commands() if state.loaded_version != version else []
-    for entry in group:
-        entry.script.stats.bump("calls")
-    calls = [("EVALSHA", e.script.sha, len(e.call.keys), *e.call.keys, *e.call.args) for e in group]
-    sent = yield from _send(target, group, loads, calls, wait)
-    if sent is None:
-        return
-    load_replies, replies, acked = sent
-    if loads:
-        registry.note_loads(load_replies, state, version)
-    missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-    if missing:
-        # The cache was lost (flush, restart, failover): those calls did not run, so
-        # sending them again is safe. One more round trip for all of them: every script
-        # loaded, then each call with its body (EVAL cannot NOSCRIPT).
-        skip = set(missing)
-        retry = [group[i] for i in missing]
-        group = [entry for i, entry in enumerate(group) if i not in skip]
-        replies = [reply for i, reply in enumerate(replies) if i not in skip]
-        _settle(group, replies, acked, wait)
-        for entry in retry:
-            entry.script.stats.bump("fallbacks")
-        version = registry.version
-        loads = registry.load_commands()
-        evals = [
-            ("EVAL", e.script.source, len(e.call.keys), *e.call.keys, *e.call.args) for e in retry
-        ]
-        again = yield from _send(target, retry, loads, evals, wait)
-        if again is not None:
-            registry.note_loads(again[0], state, version)
-            _settle(retry, again[1], again[2], wait)
-        return
-    _settle(group, replies, acked, wait)
-
-
-def _send(
-    target: Any,
-    group: list[Queued],
-    loads: Sequence[Command],
-    calls: Sequence[Command],
-    wait: Command | None,
-) -> Flow[tuple[list[Any], list[Any], Any] | None]:
-    """One round trip; ``(load replies, call replies, WAIT's reply)``, or None when it
-    failed (every call of ``group`` then holds its error)."""
-    writes = sum(not entry.script.readonly for entry in group)
-    tail = [wait] if wait is not None and writes else []
-    context = Context(f"a batch of {len(group)} calls", write=bool(writes), script=False)
-    try:
-        replies = yield Send(target, [*loads, *calls, *tail], context)
-    except RedisUnavailable as exc:
-        _fail_all(group, exc, several_writes=writes > 1)
-        return None
-    n = len(loads)
-    return replies[:n], replies[n : n + len(calls)], (replies[-1] if tail else None)
-
-
-def _fail_all(group: list[Queued], exc: RedisUnavailable, *, several_writes: bool) -> None:
-    cause = exc.__cause__ or exc
-    # The wire says "nothing was applied" when the batch could not be written, which
-    # holds for a single call (its only write is last). With several writes a write
-    # that broke off midway may have delivered the first ones: only a connection that
-    # was never made proves nothing ran.
-    unknown = isinstance(exc, OutcomeUnknown) or (
-        several_writes
-        and not isinstance(exc, ServerRefused)
-        and "connecting" not in str(cause).lower()
-    )
-    for entry in group:
-        context = entry.context()
-        error = context.unknown(cause) if unknown and context.write else context.unavailable(cause)
-        error.__cause__ = exc
-        entry.fail(error)
-
-
-def _settle(group: list[Queued], replies: list[Any], acked: Any, wait: Command | None) -> None:
-    for entry, reply in zip(group, replies, strict=True):
-        try:
-            value = entry.call.interpret(entry.script.read_reply(reply, entry.call.keys))
-        except AtomicOpsError as exc:
-            entry.fail(exc)
-            continue
-        if entry.hit is not None:
-            value = rate_limit_hit(entry.hit, value)
-        if (
-            wait is not None
-            and not entry.script.readonly
-            and not replication.replicated(acked, wait)
-        ):
-            keys = entry.call.keys
-            error = replication.not_replicated(
-                entry.script.name, keys[0] if keys else None, acked, wait, value
-            )
-            entry.fail(error)
-            continue
-        entry.result._value = value
+        entry.publish()
 
 
 # -- the queue: one method per primitive, under its own name --------------------------------
@@ -252,11 +145,10 @@ class Batch:
                 "calls are added to a batch inside its with block; this one is "
                 + ("already sent: start a new one" if self._sent else "not entered")
             )
-        script = registry.get(call.script)
         if self._cluster:
-            topology.slot_of(call.keys, script.name)  # CrossSlotError now, not when sent
+            topology.slot_of(call.keys, call.script)  # CrossSlotError now, not when sent
         result: BatchResult[R] = BatchResult()
-        self._queued.append(Queued(call, script, result, hit))
+        self._queued.append(Queued(call, result, hit))
         return result
 
     # counters
@@ -362,8 +254,7 @@ class Batch:
         # Raised before the calls' own round trip (settings, a cluster's map): each
         # call unsettled so far fails with it, as a lost reply would.
         for entry in self._queued:
-            if not entry.result.done():
-                entry.fail(exc)
+            entry.abandon(exc)
 
     def __enter__(self) -> Batch:
         self._start(connection.get_client(self._given))
@@ -400,8 +291,6 @@ class AsyncBatch(Batch):
     ) -> None:
         if self._finish(kind):
             try:
-                if topology.is_cluster(self._client):
-                    await topology.aprimaries(self._client)  # an asyncio cluster reads its map
                 await engine_run.arun(batch_flow(self._queued, self._client))
             except AtomicOpsError as error:
                 self._settle_rest(error)

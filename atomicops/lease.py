@@ -273,6 +273,32 @@ class Lease:
     def _check_op(self, owner: str) -> Call[Any]:
         raise NotImplementedError
 
+    # A reentrant hold: an acquire while held is a nested hold (same owner token), not
+    # an error, and a refused one means the hold is gone (see locks.ReentrantLock).
+    _nests = False
+    # Whether this lease reports its waits and holds to atomicops.observe; a lease that
+    # is one part of a larger one (a MultiLock's slot group) leaves that to the whole.
+    _reports = True
+
+    def _wake_key_of(self, refusal: Any) -> str:
+        """The wake-up list to block on after ``refusal`` (an acquire script's reply)."""
+        return self._wake_key
+
+    def _read_tokens(self, tokens: Any) -> None:
+        """A grant's reply beyond its first token (the acquire reply after ``granted``,
+        the check reply after its four fields): a lease of several resources reads its
+        tokens here."""
+
+    def _gave_up_flow(self, client: Any, owner: str) -> Flow[None]:
+        """A blocking acquire by ``owner`` ran out of time: undo what its refusals left
+        on the server (a fair lock's place in line). Nothing for most leases."""
+        return
+        yield  # a flow, like every other operation
+
+    def _waited(self, started: float, acquired: bool) -> None:
+        if self._reports:
+            observe.lease_waited(self.kind, self.name, started, acquired)
+
     # -- state ------------------------------------------------------------------
 
     @property
@@ -339,17 +365,24 @@ class Lease:
             raise InvalidInput("a non-blocking acquire takes no timeout", key=self.key)
         wait_for = self.timeout if timeout is None else validate.timeout(timeout, self.key)
         if self._owner is not None and self.lost:
+            if self._nests:
+                # A nested acquire inside a hold that is gone: the outer code's belief is
+                # what is wrong, and a fresh grant would hide that from it.
+                self._mark_lost(self._owner, reported=True)
+                raise self._not_owned("the outer hold's lease is lost; nothing was sent")
             self._cancel_renewal()
             self._clear()  # a lost lease is not held: taking it again is a new acquisition
-        if self._owner is not None:
+        if self._owner is not None and not self._nests:
             raise LockError(
                 f"{self.kind} {self.name!r} is already acquired by this object; release() it "
                 "first (a Lock object is not re-entrant)",
                 key=self.key,
             )
         # After a lost reply, try again with the same owner token: if the first attempt
-        # took the lock, the script hands back that grant instead of refusing us.
-        owner = self._pending or self.owner or new_owner()
+        # took the lock, the script hands back that grant instead of refusing us. A
+        # nested acquire of a reentrant hold goes with the holder's own token, and a
+        # fixed owner (see Lock) with that one.
+        owner = self._owner or self._pending or self.owner or new_owner()
         deadline = None if wait_for is None else time.monotonic() + wait_for
         # Whether a refusal should ask the holder's release to wake us (see lock_acquire.lua).
         will_wait = blocking and wait_for != 0
@@ -366,11 +399,16 @@ class Lease:
             self._woken = False  # a grant carried the flag on, or a refusal set it
             if granted:
                 self._granted(owner, int(value), sent, self.ttl_ms)
-                observe.lease_waited(self.kind, self.name, started, True)
+                self._read_tokens(reply[1:])
+                self._waited(started, True)
                 return True
+            if self._owner is not None:  # a nested acquire refused: the hold is gone
+                self._mark_lost(owner, reported=True)
+                self._clear()
+                raise self._not_owned(_TAKEN, script=self._acquire_op(owner, Wake.NO).script)
             self._pending = None
             if not blocking:
-                observe.lease_waited(self.kind, self.name, started, False)
+                self._waited(started, False)
                 return False
             now = time.monotonic()
             wait = _MAX_WAIT
@@ -378,10 +416,11 @@ class Lease:
                 wait = min(wait, value / 1000 + 0.001)
             if deadline is not None:
                 if now >= deadline:
-                    observe.lease_waited(self.kind, self.name, started, False)
+                    yield from self._gave_up_flow(client, owner)
+                    self._waited(started, False)
                     return False
                 wait = min(wait, deadline - now)
-            if (yield from wake_wait(client, self._wake_key, wait)) is not None:
+            if (yield from wake_wait(client, self._wake_key_of(reply), wait)) is not None:
                 self._woken = True  # a release's token, not a timeout
 
     def _unreplicated_grant(self, client: Any, owner: str, exc: NotReplicated) -> Flow[Any]:
@@ -427,7 +466,8 @@ class Lease:
         except NotReplicated:
             self._clear()  # released on the primary: this object holds nothing any more
             raise
-        observe.lease_held(self.kind, self.name, self._granted_at)
+        if self._reports:
+            observe.lease_held(self.kind, self.name, self._granted_at)
         if not released:
             self._mark_lost(owner, reported=True)
         self._clear()
@@ -476,11 +516,13 @@ class Lease:
         if owner is None:
             return False
         sent = time.monotonic()
-        owned, token, remaining_ms = (yield from self._call(client, self._check_op(owner)))[:3]
+        reply = yield from self._call(client, self._check_op(owner))
+        owned, token, remaining_ms = reply[:3]
         if owned:
             if self._owner is None and self._pending == owner:
                 # The acquire whose reply was lost did take it: adopt that grant.
                 self._granted(owner, int(token), sent, max(int(remaining_ms), 0))
+                self._read_tokens(reply[4:])
             return True
         if self._owner == owner:
             self._mark_lost(owner, reported=False)

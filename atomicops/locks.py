@@ -5,7 +5,8 @@ Keys of the lock called ``name`` (one hash tag, so one cluster slot):
 * ``<prefix>:lock:{name}``: a hash ``{owner, token}`` (and ``w`` once a refused caller
   waits for a wake-up) with the lease as its TTL. It
   exists exactly while someone holds the lock, so a bounded ``SCAN`` for
-  ``<prefix>:lock:{*}`` finds every held lock (see :func:`scan_locks`);
+  ``<prefix>:*lock:{*}`` finds every held lock, fair and read-write locks included (see
+  :func:`scan_locks`);
 * ``<prefix>:lock:{name}:fence``: the last fencing token, written by the script that
   grants the lock. A new token is the larger of that one plus one and the server's clock
   in microseconds, so the key may expire a second after the lease (nothing is left
@@ -21,11 +22,13 @@ and lists held locks for the admin.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import re
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -34,7 +37,7 @@ from redis.exceptions import RedisError
 from atomicops import connection, keys
 from atomicops.engine import topology
 from atomicops.engine.ops import Call, Flow, text
-from atomicops.exceptions import ConfigurationError, InvalidInput, RedisUnavailable
+from atomicops.exceptions import ConfigurationError, InvalidInput, LockNotOwned, RedisUnavailable
 from atomicops.lease import WAKE_TTL_MS, Lease, LeaseOptions, NameLike, Wake, name_and_tag
 
 if TYPE_CHECKING:
@@ -59,6 +62,10 @@ class LockInfo:
     owner: str | None
     fencing_token: int | None
     ttl_ms: int | None
+    # "lock" (a Lock, a reentrant Lock or a MultiLock's name), "fairlock" or "rwlock"
+    kind: str = "lock"
+    # Read leases of a read-write lock held by readers (owner and token are a writer's)
+    readers: int = 0
 
 
 # -- the lock ---------------------------------------------------------------------
@@ -89,6 +96,32 @@ class Lock(Lease):
 
     kind = "lock"
     _key_kind = "lock"
+
+    def __new__(cls, *args: Any, reentrant: bool = False, **options: Any) -> Lock:
+        # Lock(..., reentrant=True) is the public spelling; the per-thread bookkeeping
+        # lives in its own class so a plain Lock pays nothing for it. (*args: copy and
+        # pickle call __new__ with no arguments.)
+        if reentrant is True and cls is Lock:
+            return super().__new__(ReentrantLock)
+        return super().__new__(cls)
+
+    def __init__(
+        self,
+        name: NameLike,
+        ttl: float,
+        *,
+        reentrant: bool = False,
+        owner: str | None = None,
+        **options: Unpack[LeaseOptions],
+    ) -> None:
+        super().__init__(name, ttl, owner=owner, **options)
+        if not isinstance(reentrant, bool):
+            raise InvalidInput(f"reentrant must be True or False, got {reentrant!r}", key=self.key)
+        if reentrant and owner is not None:
+            # Reentrancy gives each thread (task) its own owner token: one fixed token
+            # would make every thread's hold the same hold.
+            raise InvalidInput("a reentrant lock takes no fixed owner token", key=self.key)
+        self.reentrant = reentrant
 
     @property
     def _fence_key(self) -> str:
@@ -146,6 +179,224 @@ class Lock(Lease):
         def __enter__(self) -> HeldLock: ...
 
         async def __aenter__(self) -> HeldLock: ...
+
+
+class _Hold(Lock):
+    """One thread's (or asyncio task's) hold of a :class:`ReentrantLock`: a lock whose
+    nested acquires raise its count on the server (field ``n`` of the lock's hash, see
+    lock_acquire.lua) instead of failing."""
+
+    _nests = True
+
+    def __init__(self, name: NameLike, ttl: float, **options: Unpack[LeaseOptions]) -> None:
+        super().__init__(name, ttl, **options)
+        self.depth = 0  # nested holds granted and not yet released
+
+    def _acquire_op(self, owner: str, wait: Wake) -> Call[Any]:
+        keys = [self.key, self._fence_key]
+        # The depth after this acquire, not "+1": a retry after a lost reply counts once.
+        depth = self.depth + 1 if self._owner is not None else 1
+        return Call("lock_acquire", keys, [owner, self.ttl_ms, int(wait), depth])
+
+    def _release_op(self, owner: str) -> Call[Any]:
+        keys = [self.key, self._wake_key]
+        return Call("lock_release", keys, [owner, WAKE_TTL_MS, max(self.depth - 1, 0)])
+
+    def _acquire_flow(self, client: Any, blocking: bool, timeout: float | None) -> Flow[bool]:
+        try:
+            return (yield from super()._acquire_flow(client, blocking, timeout))
+        except LockNotOwned:
+            # A nested acquire found the hold gone: every level of it is gone.
+            self._cancel_renewal()
+            self._clear()
+            self.depth = 0
+            raise
+
+    def _granted(self, owner: str, token: int, sent: float, lease_ms: float) -> None:
+        self.depth = self.depth + 1 if self._owner == owner else 1
+        super()._granted(owner, token, sent, lease_ms)
+
+    def _release_flow(self, client: Any) -> Flow[None]:
+        owner = self._owner
+        if owner is None or self.depth <= 1:
+            try:
+                yield from super()._release_flow(client)
+            except LockNotOwned:
+                self.depth = 0
+                raise
+            self.depth = 0
+            return
+        op = self._release_op(owner)
+        if not (yield from self._call(client, op)):
+            self._mark_lost(owner, reported=True)
+            self._cancel_renewal()
+            self._clear()
+            self.depth = 0
+            raise self._not_owned("not held by this owner any more", script=op.script)
+        self.depth -= 1
+
+    def _start_thread_renewal(self) -> None:
+        if self.depth == 1:  # the outer hold renews; nested ones change nothing
+            super()._start_thread_renewal()
+
+    def _start_task_renewal(self) -> None:
+        if self.depth == 1:
+            super()._start_task_renewal()
+
+
+def _holder() -> Hashable:
+    """Who holds a reentrant lock: the running asyncio task, else the thread."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running event loop in this thread
+        task = None
+    return task if task is not None else threading.get_ident()
+
+
+class ReentrantLock(Lock):
+    """``Lock(name, ttl, reentrant=True)``: the holder may acquire again; released at 0.
+
+    Reentrancy is per thread (per asyncio task for the async methods): each has its own
+    owner token, and the count of its nested holds is kept on the server in the lock's
+    hash (field ``n``), so a release by another owner (another thread, process, or a
+    plain :class:`Lock` of the same name) never frees it; another thread blocks like any
+    other owner, or gets :class:`LockNotAcquired`. Each nested acquire is one round trip
+    that also resets the lease; each release lowers the count, the last one frees the
+    lock and wakes a waiter. Attributes (:attr:`fencing_token`, :attr:`held`,
+    :attr:`lost`) are those of the calling thread's (task's) hold.
+    """
+
+    def __init__(
+        self,
+        name: NameLike,
+        ttl: float,
+        *,
+        reentrant: bool = True,
+        **options: Unpack[LeaseOptions],
+    ) -> None:
+        self._holds: dict[Hashable, _Hold] = {}
+        self._holds_lock = threading.Lock()
+        super().__init__(name, ttl, reentrant=True, **options)
+        self._name_like = name
+        self._options = options
+
+    def _mine(self, create: bool) -> _Hold | None:
+        who = _holder()
+        with self._holds_lock:
+            hold = self._holds.get(who)
+            if hold is None and create:
+                hold = self._holds[who] = _Hold(self._name_like, self.ttl, **self._options)
+            return hold
+
+    def _forget(self, hold: _Hold) -> None:
+        if hold.depth == 0 and hold._pending is None:
+            with self._holds_lock:
+                for who, known in list(self._holds.items()):
+                    if known is hold:
+                        del self._holds[who]
+
+    def _mine_or_raise(self, what: str) -> _Hold:
+        hold = self._mine(create=False)
+        if hold is None:
+            raise self._not_owned(f"{what} without a successful acquire() in this thread/task")
+        return hold
+
+    # What Lease.__init__ writes, and what a caller reads, is the calling holder's.
+    @property
+    def fencing_token(self) -> int | None:
+        hold = self._mine(create=False)
+        return None if hold is None else hold.fencing_token
+
+    @fencing_token.setter
+    def fencing_token(self, value: int | None) -> None:
+        pass  # Lease.__init__ sets None: the holds keep their own
+
+    @property
+    def depth(self) -> int:
+        """Nested holds of the calling thread (task): 0 when it does not hold the lock."""
+        hold = self._mine(create=False)
+        return 0 if hold is None else hold.depth
+
+    @property
+    def held(self) -> bool:
+        hold = self._mine(create=False)
+        return hold is not None and hold.held
+
+    @property
+    def lost(self) -> bool:
+        hold = self._mine(create=False)
+        return hold is not None and hold.lost
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        hold = self._mine(create=True)
+        assert hold is not None
+        try:
+            return hold.acquire(blocking, timeout)
+        finally:
+            self._forget(hold)
+
+    def release(self) -> None:
+        hold = self._mine_or_raise("release()")
+        try:
+            hold.release()
+        finally:
+            self._forget(hold)
+
+    def extend(self, ttl: float | None = None) -> None:
+        self._mine_or_raise("extend()").extend(ttl)
+
+    def owned(self) -> bool:
+        hold = self._mine(create=False)
+        return hold is not None and hold.owned()
+
+    def ensure_owned(self) -> int:
+        return self._mine_or_raise("ensure_owned()").ensure_owned()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        hold = self._mine(create=False)
+        if hold is None or hold._exit_quietly():
+            if hold is not None:
+                hold.depth = 0
+                self._forget(hold)
+            return
+        self.release()
+
+    async def aacquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        hold = self._mine(create=True)
+        assert hold is not None
+        try:
+            return await hold.aacquire(blocking, timeout)
+        finally:
+            self._forget(hold)
+
+    async def arelease(self) -> None:
+        hold = self._mine_or_raise("arelease()")
+        try:
+            await hold.arelease()
+        finally:
+            self._forget(hold)
+
+    async def aextend(self, ttl: float | None = None) -> None:
+        await self._mine_or_raise("aextend()").aextend(ttl)
+
+    async def aowned(self) -> bool:
+        hold = self._mine(create=False)
+        return hold is not None and await hold.aowned()
+
+    async def aensure_owned(self) -> int:
+        return await self._mine_or_raise("aensure_owned()").aensure_owned()
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        hold = self._mine(create=False)
+        if hold is None or hold._exit_quietly():
+            if hold is not None:
+                hold.depth = 0
+                self._forget(hold)
+            return
+        await self.arelease()
+
+    def __repr__(self) -> str:
+        return f"<ReentrantLock {self.name!r} depth={self.depth} token={self.fencing_token}>"
 
 
 if TYPE_CHECKING:
@@ -210,8 +461,12 @@ def _lock_pattern() -> str:
     # Braces are literal in Redis globs; lock names are escaped, so a held lock's key
     # is the only atomicops key under ":lock:" that ends with "}".
     escaped = _GLOB_SPECIAL.sub(r"\\\1", keys.prefix())
-    return escaped + ":lock:{*}"
+    # One SCAN finds every kind of lock: <prefix>:lock:{..}, :fairlock:{..}, :rwlock:{..}.
+    return escaped + ":*lock:{*}"
 
+
+# The key kinds a held lock's hash has (<prefix>:<kind>:{name}), listed by scan_locks.
+LOCK_KINDS = ("lock", "fairlock", "rwlock")
 
 # Bounds of scan_locks() (the admin dashboard's lock list): the work one call may cause.
 SCAN_LOCKS_MAX_CALLS = 100  # SCAN ... COUNT 1000 calls: about 100,000 keys examined
@@ -253,8 +508,8 @@ class LockScan:
 def list_locks(*, client: Any = None, limit: int = 200) -> list[LockInfo]:
     """Held locks (at most ``limit``), sorted by name: for tools.
 
-    Not atomic, read-only: ``SCAN`` (``MATCH <prefix>:lock:{*}``, ``COUNT`` 1000, never
-    ``KEYS``), each page's keys read in one pipelined round trip of ``HMGET``/``PTTL``,
+    Not atomic, read-only: ``SCAN`` (``MATCH <prefix>:*lock:{*}``: locks, fair locks and
+    read-write locks, ``COUNT`` 1000, never ``KEYS``), each page's keys read in one pipelined round trip of ``HMGET``/``PTTL``,
     until ``limit`` locks are found or the keyspace ends, however long that takes: a
     page that must answer quickly calls :func:`scan_locks`, which bounds the work. A lock
     released in between is left out, and so is a foreign key that matches the pattern
@@ -316,7 +571,7 @@ def _scan_locks(
     deadline = None if max_seconds is None else started + max_seconds
     targets = [target for _, target in topology.primaries(client)]
     pattern = _lock_pattern()
-    head = len(f"{keys.prefix()}:lock:")
+    head = len(keys.prefix()) + 1
     found: dict[str, LockInfo] = {}  # by key: SCAN may return a key twice
     calls = read = 0
     stop: LockScanStop | None = None
@@ -368,7 +623,7 @@ def _read_locks(client: Any, batch: list[str], head: int) -> dict[str, LockInfo]
     """Owner, token and TTL of each key in ``batch``: one pipelined round trip."""
     pipe = client.pipeline(transaction=False)
     for key in batch:
-        pipe.hmget(key, "owner", "token")
+        pipe.hmget(key, "owner", "token", "readers")
         pipe.pttl(key)
     replies = pipe.execute(raise_on_error=False)
     infos = {}
@@ -376,18 +631,24 @@ def _read_locks(client: Any, batch: list[str], head: int) -> dict[str, LockInfo]
         fields, pttl = replies[2 * index], replies[2 * index + 1]
         if isinstance(fields, Exception) or isinstance(pttl, Exception):
             continue  # not a hash: another program's key matched the pattern
-        owner, token = fields
-        if pttl == -2 or owner is None:
-            continue  # released between SCAN and HMGET, or a hash that is not a lock
+        owner, token, readers = fields
+        kind, brace, tag = key[head:].partition(":{")
+        if pttl == -2 or not brace or kind not in LOCK_KINDS:
+            continue  # released between SCAN and HMGET, or not an atomicops lock key
         try:
             fencing_token = None if token is None else int(token)
+            reading = 0 if readers is None or kind != "rwlock" else int(readers)
         except ValueError:
             continue
+        if owner is None and not reading:
+            continue  # a hash that is not a held lock
         infos[key] = LockInfo(
-            name=_unescape(key[head + 1 : -1]),
+            name=_unescape(tag[:-1]),
             key=key,
             owner=text(owner),
             fencing_token=fencing_token,
             ttl_ms=None if pttl < 0 else int(pttl),
+            kind=kind,
+            readers=reading,
         )
     return infos

@@ -10,7 +10,9 @@ Every name starts with ``atomicops_``:
 ``atomicops_script_duration_seconds{script}``   histogram: a call's time, round trips included
 ``atomicops_lock_wait_seconds``                 histogram ``{kind,prefix,outcome}``: acquire
                                                 start to granted (``acquired``) or given up
-                                                (``not_acquired``); kind ``lock``/``semaphore``
+                                                (``not_acquired``); kind ``lock``, ``semaphore``,
+                                                ``fairlock``, ``rwlock_read``, ``rwlock_write``
+                                                or ``multilock``
 ``atomicops_lock_hold_seconds{kind,prefix}``    histogram: granted to release
 ``atomicops_ratelimit_allowed_total{group}``    rate-limit hits let through
 ``atomicops_ratelimit_refused_total{group}``    rate-limit hits refused

@@ -28,7 +28,7 @@ from typing import Any, Protocol, TypeVar
 
 from django.core.signals import setting_changed
 
-from atomicops.engine.ops import Flow, Send
+from atomicops import planner
 
 __all__ = [
     "OTHER",
@@ -46,12 +46,7 @@ __all__ = [
     "lease_waited",
     "rate_limit_hit",
     "rate_limits",
-    "watch",
 ]
-
-# A NOSCRIPT recovery is the call sent again as EVAL (EVAL_RO) with its body: Script's
-# only round trip that carries one of these as its last command (see registry.py).
-FALLBACK_COMMANDS = frozenset({"EVAL", "EVAL_RO"})
 
 
 class _Decided(Protocol):
@@ -170,43 +165,7 @@ def _looks_like_code(text: str) -> bool:
 code_label = BoundedLabels(_looks_like_code)
 group_label = BoundedLabels(lambda text: _GROUP_LABEL.match(text) is not None, GROUP_LABEL_LIMIT)
 
-# The hook of Script.flow: None while no call sink is attached, else a function that
-# wraps a call's rounds (a flow) in one that reports to the sinks.
-watch: Callable[[Any, Flow[Any]], Flow[Any]] | None = None
 _event_sinks: tuple[EventSink, ...] = ()
-
-
-def _watched(script: Any, rounds: Flow[Any]) -> Flow[Any]:
-    """``rounds`` (one script call), reported to the call sink(s).
-
-    Driven by hand rather than with ``yield from`` so each round trip can be seen: the
-    one that carries the script's body is its NOSCRIPT fallback.
-    """
-    sink = _call_sink
-    state = sink.start(script)
-    started = time.perf_counter()
-    error: BaseException | None = None
-    try:
-        op = next(rounds)
-        while True:
-            if op.__class__ is Send and op.commands[-1][0] in FALLBACK_COMMANDS:
-                sink.fallback(state)
-            try:
-                reply = yield op
-            except GeneratorExit:
-                raise
-            except BaseException as exc:  # thrown in by the runner: the flow decides
-                op = rounds.throw(exc)
-            else:
-                op = rounds.send(reply)
-    except StopIteration as done:
-        return done.value
-    except BaseException as exc:
-        error = exc
-        raise
-    finally:
-        rounds.close()
-        sink.end(state, time.perf_counter() - started, error)
 
 
 class _Fanout:
@@ -225,9 +184,6 @@ class _Fanout:
     def end(self, states: list[Any], seconds: float, error: BaseException | None) -> None:
         for sink, state in zip(self.sinks, states, strict=True):
             sink.end(state, seconds, error)
-
-
-_call_sink: CallSink | _Fanout = _Fanout(())  # what _watched reports to (see attach)
 
 
 def lease_prefix(name: str) -> str:
@@ -282,11 +238,11 @@ def idempotency_not_stored(reason: str) -> None:
 
 def attach(call_sinks: tuple[CallSink, ...] = (), event_sinks: tuple[EventSink, ...] = ()) -> None:
     """Report to exactly these sinks from now on (what :func:`configure` and tests use)."""
-    global watch, _call_sink, _event_sinks
+    global _event_sinks
     calls = tuple(call_sinks)
-    _call_sink = calls[0] if len(calls) == 1 else _Fanout(calls)
+    # Every script call reports to planner.sink (None: no sink, one check per call).
+    planner.sink = None if not calls else calls[0] if len(calls) == 1 else _Fanout(calls)
     _event_sinks = tuple(event_sinks)
-    watch = _watched if calls else None
 
 
 def configure() -> None:

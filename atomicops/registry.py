@@ -31,9 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from redis import exceptions as redis_errors
-from redis.exceptions import NoScriptError, ResponseError
 
-from atomicops import connection, observe, replication
+from atomicops import connection, planner, replication
 from atomicops.engine import compat, topology
 from atomicops.engine.ops import Call, Context, Flow, Refresh, Send, text
 from atomicops.engine.run import arun, run
@@ -43,7 +42,6 @@ from atomicops.exceptions import (
     ConfigurationError,
     DataError,
     InvalidInput,
-    NotReplicated,
     OutcomeUnknown,
     ReadOnlyViolation,
     RedisUnavailable,
@@ -347,23 +345,7 @@ class Script:
         directly (the generic per-argument check of :meth:`__call__` would cost every
         hit a few microseconds for nothing); composed operations ``yield from`` it.
         """
-        self.stats.bump("calls")
-        try:
-            if (
-                observe.watch is None
-                and replication.active is None
-                and not topology.is_cluster(client)
-            ):
-                # Every hit of every primitive comes here: one generator less than the
-                # general path below, which observers and cluster routing need.
-                return self._result((yield from self._attempt(client, keys, args)), keys)
-            rounds = self._rounds(keys, args, client)
-            if observe.watch is not None:  # a Prometheus or OpenTelemetry sink is attached
-                rounds = observe.watch(self, rounds)
-            return (yield from rounds)
-        except AtomicOpsError:
-            self.stats.bump("errors")
-            raise
+        return planner.call_flow(planner.Planned(self, keys, args), client, self.registry.plan)
 
     def _check(
         self, keys: Sequence[Any], args: Sequence[Any]
@@ -412,39 +394,6 @@ class Script:
         compat.queue_script(pipe, self._pipeline_handle, keys, args)
         return pipe
 
-    def _rounds(self, keys: Sequence[Any], args: Sequence[Any], client: Any) -> Flow[Any]:
-        policy = replication.active  # READ_FROM_REPLICAS / WAIT_REPLICAS, or None
-        if policy is not None and policy.error is not None:
-            raise policy.error  # never send a write without the WAIT it was meant to have
-        wait = None if policy is None or self._readonly else policy.wait
-        if topology.is_cluster(client):
-            reply = yield from self._routed(keys, args, client, wait)
-        elif policy is not None and policy.replica_reads and self._readonly:
-            # EVALSHA_RO there: a replica refuses a write, so a stray one cannot diverge it.
-            reply = yield from self._attempt(connection.replica_client(client), keys, args)
-        else:
-            try:
-                reply = yield from self._attempt(client, keys, args, wait=wait)
-            except NotReplicated:
-                if compat.is_sentinel_client(client):
-                    # Sentinel leaves a demoted primary accepting writes until it
-                    # reconfigures it (up to ~10 s), and a connection stays where it is:
-                    # let the next ones ask the sentinels where the primary is now.
-                    yield Refresh(client)
-                raise
-        return self._result(reply, keys)
-
-    def _waited(self, reply: Any, acked: Any, wait: Sequence[Any], keys: Sequence[Any]) -> Any:
-        """``reply`` once ``WAIT`` (the batch's last command) says enough replicas have the
-        write; :class:`NotReplicated` when fewer do, or when the server refused the WAIT."""
-        if isinstance(reply, Exception):
-            return reply  # the script did not run (NOSCRIPT: sent again with its own WAIT)
-        if replication.replicated(acked, wait):
-            return reply
-        raise replication.not_replicated(
-            self.name, keys[0] if keys else None, acked, wait, self._result(reply, keys)
-        )
-
     def prepare(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Call[Any]:
         """The call as a prepared :class:`~atomicops.engine.ops.Call`, ``keys`` and ``args``
         checked as calling the script checks them (nothing sent); what batches queue."""
@@ -473,110 +422,6 @@ class Script:
                 key=_first(keys),
             ) from exc
 
-    def _attempt(
-        self,
-        target: Any,
-        keys: Sequence[Any],
-        args: Sequence[Any],
-        prefix: Sequence[Sequence[Any]] = (),
-        wait: Sequence[Any] | None = None,
-    ) -> Flow[Any]:
-        """The call on one server: its reply, an error reply as the exception object.
-
-        ``prefix``: commands that must come right before the call (``ASKING``).
-        ``wait``: a ``WAIT`` sent right after it in the same batch (WAIT_REPLICAS).
-        """
-        readonly = self._readonly
-        context = Context(self.name, keys[0] if keys else None, not readonly)
-        registry = self.registry
-        state = registry.server_state(target)
-        ro = readonly and state.has_ro is not False
-        # The version before the batch: a script registered meanwhile is then loaded
-        # next time, instead of being taken as loaded.
-        version = registry.version
-        call = ("EVALSHA_RO" if ro else "EVALSHA", self.sha, len(keys), *keys, *args)
-        if state.loaded_version == version and not prefix and wait is None:
-            reply = (yield Send(target, (call,), context))[0]
-        else:
-            loads = registry.load_commands() if state.loaded_version != version else []
-            tail = () if wait is None else (wait,)
-            replies = yield Send(target, [*loads, *prefix, call, *tail], context)
-            reply = replies[-1 - len(tail)]
-            if loads:
-                registry.note_loads(replies[: len(loads)], state, version)
-            if wait is not None:
-                reply = self._waited(reply, replies[-1], wait, keys)
-        if ro:
-            if not _is_unknown_command(reply):
-                state.has_ro = True
-            else:
-                # fakeredis and Redis < 7: explicit downgrade, said once in the log.
-                state.has_ro = False
-                logger.warning(
-                    "atomicops: server has no EVALSHA_RO; read-only scripts run with EVALSHA, "
-                    "so a stray write in one is not rejected by the server"
-                )
-                ro = False
-                call = ("EVALSHA", self.sha, len(keys), *keys, *args)
-                reply = (yield Send(target, [*prefix, call], context))[-1]
-        if isinstance(reply, NoScriptError):
-            reply = yield from self._fallback(target, keys, args, prefix, ro, context, wait)
-        return reply
-
-    def _fallback(
-        self,
-        target: Any,
-        keys: Sequence[Any],
-        args: Sequence[Any],
-        prefix: Sequence[Sequence[Any]],
-        ro: bool,
-        context: Context,
-        wait: Sequence[Any] | None = None,
-    ) -> Flow[Any]:
-        """NOSCRIPT: load the registry and run the body, in one more round trip."""
-        self.stats.bump("fallbacks")
-        registry = self.registry
-        state = registry.server_state(target)
-        version = registry.version
-        loads = registry.load_commands()
-        replies = yield Send(
-            target,
-            [
-                *loads,
-                *prefix,
-                ("EVAL_RO" if ro else "EVAL", self.source, len(keys), *keys, *args),
-                *(() if wait is None else (wait,)),
-            ],
-            context,
-        )
-        registry.note_loads(replies[: len(loads)], state, version)
-        if wait is not None:
-            return self._waited(replies[-2], replies[-1], wait, keys)
-        return replies[-1]
-
-    def _routed(
-        self, keys: Sequence[Any], args: Sequence[Any], client: Any, wait: Any = None
-    ) -> Flow[Any]:
-        """The call on a cluster: sent again, invisibly, while the nodes prove it did not run.
-
-        A redirect (MOVED, ASK, TRYAGAIN, READONLY) is a refusal given before the script
-        runs, and a :class:`RedisUnavailable` from the wire means nothing was written:
-        either way :class:`~atomicops.engine.topology.Route` says where to send the call
-        now, within its bounds. :class:`OutcomeUnknown` and every other reply pass
-        through unchanged.
-        """
-        route = topology.Route(client, keys, self.name)
-        yield from route.start()
-        while True:
-            try:
-                reply = yield from self._attempt(route.target, keys, args, route.prefix, wait)
-            except RedisUnavailable as exc:
-                if (yield from route.unreachable(exc)):
-                    continue
-                raise
-            if not isinstance(reply, Exception) or not (yield from route.redirected(reply)):
-                return reply
-
     def error_from_reply(self, reply: Exception, keys: Sequence[Any] = ()) -> AtomicOpsError:
         """Map an error reply of this script to the matching atomicops error."""
         return reply_error(reply, script=self.name, keys=keys)
@@ -593,8 +438,8 @@ def _unreachable(error: AtomicOpsError) -> bool:
     )
 
 
-def _is_unknown_command(reply: Any) -> bool:
-    return isinstance(reply, ResponseError) and "unknown command" in str(reply).lower()
+def _replication_policy() -> replication.Policy | None:
+    return replication.active
 
 
 class ScriptRegistry:
@@ -611,6 +456,14 @@ class ScriptRegistry:
         # and OVERRIDE_SCRIPTS entries that could not apply (atomicops.E007).
         self.discovery_clashes: list[ScriptClash] = []
         self.override_errors: list[RegistryError] = []
+        # How every call of this registry's scripts is sent (atomicops.planner).
+        self.plan = planner.Plan(
+            self,
+            _replication_policy,
+            connection.replica_client,
+            replication.replicated,
+            replication.not_replicated,
+        )
 
     # -- registration -----------------------------------------------------------
 

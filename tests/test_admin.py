@@ -155,6 +155,24 @@ def test_dashboard_lists_held_locks(backend, make_user):
     assert "No lock is held." in html
 
 
+def test_dashboard_lists_fair_and_read_write_locks_with_their_kind(backend, make_user):
+    from atomicops import FairLock, ReadWriteLock
+
+    fair = FairLock("exports", ttl=30)
+    assert fair.acquire(blocking=False)
+    rw = ReadWriteLock("doc <7>", ttl=30)
+    readers = [rw.read(), rw.read()]
+    assert all(reader.acquire(blocking=False) for reader in readers)
+    response = logged_in(make_user("view_dashboard")).get(reverse(DASHBOARD))
+    html = response.content.decode()
+    assert [(i.kind, i.name, i.readers) for i in response.context["locks"]] == [
+        ("rwlock", "doc <7>", 2),
+        ("fairlock", "exports", 0),
+    ]
+    assert "2 readers" in html and "(rwlock)" in html and "(fairlock)" in html
+    assert "doc <7>" not in html  # escaped
+
+
 # Fills n keys matching the lock pattern that are no locks (strings) in one server-side
 # loop: a test server the suite started, standalone, so a script may name its own keys.
 FILL_LOCK_LIKE = """

@@ -945,3 +945,8 @@ async def test_aholder_is_the_async_twin(backend):
 def test_a_bad_owner_is_refused(owner):
     with pytest.raises(InvalidInput, match="owner"):
         Lock("name", ttl=1, owner=owner)
+
+
+def test_a_reentrant_lock_takes_no_fixed_owner():
+    with pytest.raises(InvalidInput, match="reentrant lock takes no fixed owner"):
+        Lock("name", ttl=1, reentrant=True, owner="task-1")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from atomicops import metrics, observe
+from atomicops import metrics, observe, planner
 from atomicops.exceptions import OutcomeUnknown
 from tests.observe_worker import ABSENT, EXPECTED, known_sequence
 
@@ -74,18 +74,18 @@ def test_without_sinks_a_call_is_not_wrapped(backend):
 
     observe.attach()
     try:
-        assert observe.watch is None
+        assert planner.sink is None
         atomicops.bounded_incr("plain", limit=3, client=backend[1])
     finally:
         observe.configure()
-    assert observe.watch is not None  # prometheus_client is installed here
+    assert planner.sink is not None  # prometheus_client is installed here
 
 
 def test_settings_turn_the_sinks_off(settings):
     settings.ATOMICOPS = {"PROMETHEUS": False, "OPENTELEMETRY": False}
-    assert observe.watch is None
+    assert planner.sink is None
     settings.ATOMICOPS = {"PROMETHEUS": True, "OPENTELEMETRY": False}
-    assert observe.watch is not None
+    assert planner.sink is not None
 
 
 def test_the_default_sink_registers_in_the_default_registry(backend):
@@ -165,3 +165,28 @@ def test_multiprocess_mode_sums_every_process(real_server, tmp_path):
         assert registry.get_sample_value(name, labels) == expected, (name, labels)
     for name, labels in ABSENT:
         assert not registry.get_sample_value(name, labels), (name, labels)
+
+
+def test_every_lock_kind_reports_its_waits_and_holds(backend, sink):
+    from atomicops import FairLock, Lock, MultiLock, ReadWriteLock
+
+    rw = ReadWriteLock("doc:1", ttl=10)
+    with FairLock("fair:1", ttl=10), rw.read(), MultiLock(["acct:1", "acct:2"], ttl=10):
+        pass
+    with rw.write(), Lock("re:1", ttl=10, reentrant=True) as reentrant, reentrant:
+        pass
+    for kind, prefix, waits, holds in [
+        ("fairlock", "fair", 1, 1),
+        ("rwlock_read", "doc", 1, 1),
+        ("rwlock_write", "doc", 1, 1),
+        ("multilock", "acct", 1, 1),  # once for the whole, not per name or slot group
+        ("lock", "re", 2, 1),  # a nested acquire is an acquire; one hold, to the last release
+    ]:
+        labels = {"kind": kind, "prefix": prefix}
+        counted = (
+            sink.get_sample_value(
+                "atomicops_lock_wait_seconds_count", {**labels, "outcome": "acquired"}
+            ),
+            sink.get_sample_value("atomicops_lock_hold_seconds_count", labels),
+        )
+        assert counted == (waits, holds), (kind, counted)

@@ -2,7 +2,7 @@
 -- readonly: yes
 -- KEYS[1] lock: hash {owner, token, w} of the lock (w: a refused caller waits for a wake-up)
 -- ARGV[1] owner: owner token to compare with (any string; "" only asks whether it is held)
--- returns: {owned (1|0), fencing_token (0 when free), pttl_ms (-2 free, -1 no TTL), holders (1|0), owner (the holder's owner token; absent when free)}
+-- returns: {owned (1|0), fencing_token (0 when free), pttl_ms (-2 free, -1 no TTL), holders (1|0), owner (the holder's owner token, for Lock.holder(); absent when free)}
 -- result: raw
 -- probe: atomicops-probe
 local fields = redis.call('HMGET', KEYS[1], 'owner', 'token')

@@ -35,6 +35,7 @@ from atomicops import (
     token_bucket,
 )
 from atomicops.engine import compat, topology
+from tests import lock_kinds
 from tests.factories import ArticleFactory
 
 pytestmark = pytest.mark.slow
@@ -179,6 +180,75 @@ async def test_async_lock_blocking_wake_up_and_semaphore(atomic_cluster):
     assert 0.25 < await asyncio.wait_for(waiter, 15) < 3
     seats = [Semaphore("contract-aseats", limit=2, ttl=30) for _ in range(3)]
     assert [await seat.aacquire(blocking=False) for seat in seats] == [True, True, False]
+
+
+def test_fair_read_write_multi_and_reentrant_locks(cluster, atomic_cluster):
+    from atomicops import FairLock, MultiLock, ReadWriteLock, scan_locks
+    from tests.test_multilock import same_slot_names
+
+    with FairLock("contract-fair", ttl=30, timeout=5) as fair:
+        assert fair.fencing_token > 0
+    rw = ReadWriteLock("contract-doc", ttl=30)
+    with rw.read(timeout=5), rw.read(timeout=5) as second:
+        assert not rw.write().acquire(blocking=False)
+    with rw.write(timeout=5) as w:
+        assert w.fencing_token > second.fencing_token
+        assert not rw.read().acquire(blocking=False)
+    # Names on every primary: one group per slot, taken in slot order, all or none.
+    names = [f"contract-acct:{i}" for i in range(6)]
+    assert len(spread(cluster, [f"atomicops:lock:{{{n}}}" for n in names])) == 3
+    m = MultiLock(list(reversed(names)), ttl=30, timeout=5)
+    with m:
+        assert set(m.fencing_tokens) == set(names)
+        assert {i.name for i in scan_locks().locks} >= set(names)
+        assert not MultiLock(names[:2], ttl=30).acquire(blocking=False)
+    blocker = Lock(names[4], ttl=30)
+    blocker.acquire()
+    assert not m.acquire(timeout=0.3)
+    assert not any(atomic_cluster.exists(f"atomicops:lock:{{{n}}}") for n in names[:4])
+    blocker.release()
+    together = MultiLock(same_slot_names("contract-slot:"), ttl=30)
+    assert len(together._groups) == 1 and together.acquire(blocking=False)
+    together.release()
+    reentrant = Lock("contract-re", ttl=30, reentrant=True)
+    with reentrant, reentrant:
+        assert atomic_cluster.hget(reentrant.key, "n") == b"2"
+    assert not reentrant.locked()
+
+
+async def test_async_fair_read_write_multi_and_reentrant_locks(atomic_cluster):
+    from atomicops import FairLock, MultiLock, ReadWriteLock
+
+    async with FairLock("contract-afair", ttl=30, timeout=5) as fair:
+        assert fair.fencing_token > 0
+    rw = ReadWriteLock("contract-adoc", ttl=30)
+    async with rw.read(timeout=5):
+        assert not await rw.write().aacquire(blocking=False)
+    async with rw.write(timeout=5) as w:
+        assert w.fencing_token > 0
+    names = [f"contract-aacct:{i}" for i in range(4)]
+    async with MultiLock(names, ttl=30, timeout=5) as m:
+        assert set(m.fencing_tokens) == set(names)
+    reentrant = Lock("contract-are", ttl=30, reentrant=True)
+    async with reentrant:
+        async with reentrant:
+            assert reentrant.depth == 2
+    assert not await reentrant.alocked()
+
+
+def test_fair_lock_order_on_the_cluster(atomic_cluster):
+    lock_kinds.fifo("contract-fifo", lapse=False)
+    lock_kinds.fifo("contract-fifo-lapse", lapse=True)
+    lock_kinds.dead_waiter_skipped("contract-fair-dead")
+
+
+def test_read_write_lock_on_the_cluster(atomic_cluster):
+    lock_kinds.readers_share_writers_exclude("contract-rw")
+    lock_kinds.writer_not_starved("contract-rw-stream")
+
+
+def test_cross_slot_multilock_transfers_on_the_cluster(atomic_cluster):
+    lock_kinds.transfers_conserve_the_total("contract-bank")
 
 
 @pytest.mark.django_db

@@ -17,7 +17,7 @@ from collections import Counter
 
 import pytest
 
-from atomicops import Lock, ServerRefused, abounded_incr
+from atomicops import Lock, ServerRefused, abatch, abounded_incr, batch
 from atomicops.engine import topology
 from atomicops.registry import ScriptRegistry
 from tests.cluster.load import (
@@ -201,3 +201,56 @@ async def test_async_calls_follow_a_reshard(cluster, atomic_cluster):
         assert [int(atomic_cluster.get(k)) for k in pair_keys(tag)] == [pairs[tag]] * 2
         assert len(tokens[tag]) == len(set(tokens[tag]))
     assert met["moved"] > 0 and met["ask"] > 0 and met["exhausted"] == 0
+
+
+def test_batches_and_auto_pipelined_calls_follow_a_moving_slot(cluster, atomic_cluster, settings):
+    """One planned call whatever carries it: a sync batch, an async batch and 8
+    auto-pipelined async calls on a slot that is half-moved (ASK for the key that moved,
+    the source still serves the other), then moved (MOVED), then after. Every call is
+    applied exactly once and none of them sees a redirect."""
+    source, target = cluster.primaries()[:2]
+    slot = slot_range(cluster, source)[400]
+    tag = tags_for([slot])[slot]
+    moved, staying = f"{{{tag}}}:moved", f"{{{tag}}}:staying"
+    atomic_cluster.set(moved, 0)
+    atomic_cluster.set(staying, 0)
+    settings.ATOMICOPS = {**settings.ATOMICOPS, "AUTO_PIPELINE": True}
+    seen: dict[str, list[int]] = {moved: [], staying: []}
+
+    async def async_calls() -> None:
+        async with abatch() as b:
+            pending = [(key, b.bounded_incr(key, 10**9)) for key in (moved, staying)]
+        for key, result in pending:
+            seen[key].append(result.result().value)
+        keys = [moved, staying] * 4
+        results = await asyncio.gather(*(abounded_incr(key, 10**9) for key in keys))
+        for key, result in zip(keys, results, strict=True):
+            seen[key].append(result.value)
+
+    def every_carrier() -> None:
+        with batch() as b:
+            pending = [(key, b.bounded_incr(key, 10**9)) for key in (moved, staying)]
+        for key, result in pending:
+            seen[key].append(result.result().value)  # raises what the call met, if anything
+        asyncio.run(async_calls())
+
+    every_carrier()  # the slot where it was: the maps are read
+    with source.client() as src, target.client() as dst:
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id)
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id)
+        src.execute_command("MIGRATE", "127.0.0.1", target.port, moved, 0, 5000)
+        asks = topology.redirects["ask"]
+        every_carrier()  # half-moved: the moved key is asked for at the target
+        assert topology.redirects["ask"] > asks
+        src.execute_command("MIGRATE", "127.0.0.1", target.port, staying, 0, 5000)
+        for node in cluster.primaries():
+            with node.client() as client:
+                client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target.node_id)
+    moves = topology.redirects["moved"]
+    every_carrier()  # moved: every client's map is stale once
+    assert topology.redirects["moved"] > moves
+    every_carrier()  # and after it
+    cluster.move_slots([slot], target, source)
+    for key, values in seen.items():
+        assert sorted(values) == list(range(1, len(values) + 1)), key  # each applied once
+        assert int(atomic_cluster.get(key)) == len(values) == 4 * 6, key

@@ -17,6 +17,7 @@ from atomicops import (
     ServerRefused,
     aget_counter,
     aincr,
+    batch,
     bounded_incr,
     connection,
     get_counter,
@@ -261,3 +262,46 @@ async def test_async_writes_wait_for_replicas_too(sentinel_set, atomic_sentinel,
         await abounded_incr("aw", 10)
     assert (caught.value.acked, caught.value.required) == (2, 3)
     assert atomic_sentinel.get("aw") == b"2"
+
+
+def test_a_batch_reads_from_a_replica_and_writes_on_the_primary(
+    sentinel_set, atomic_sentinel, settings
+):
+    """A batch plans each call as a single call is planned: its read-only script goes to a
+    replica with EVALSHA_RO, its write to the primary."""
+    configure(settings, sentinel_set, READ_FROM_REPLICAS=True)
+    incr("batched", 2)
+    replicated(atomic_sentinel, 2)
+    reset_stats(sentinel_set)
+    with batch() as b:
+        read = b.get_counter("batched")
+        write = b.incr("batched")
+    assert read.result() == 2 and write.result() == 3
+    on_replicas = [commandstats(node) for node in sentinel_set.replicas()]
+    assert sum(stats.get("evalsha_ro", 0) + stats.get("eval_ro", 0) for stats in on_replicas) == 1
+    assert commandstats(sentinel_set.primary()).get("evalsha", 0) == 1
+
+
+def test_the_fallback_metric_counts_under_wait_replicas(sentinel_set, atomic_sentinel, settings):
+    prometheus_client = pytest.importorskip("prometheus_client")
+    from atomicops import metrics, observe
+
+    configure(settings, sentinel_set, WAIT_REPLICAS=2, WAIT_TIMEOUT_MS=2000)
+    collector = prometheus_client.CollectorRegistry()
+    sink = metrics.PrometheusSink(collector)
+    observe.attach((sink,), (sink,))
+    try:
+        assert bounded_incr("fb", 10).value == 1
+        atomic_sentinel.script_flush()
+        assert bounded_incr("fb", 10).value == 2  # NOSCRIPT, then the body, then WAIT
+        with batch() as b:
+            pending = b.bounded_incr("fb", 10)
+        atomic_sentinel.script_flush()
+        with batch() as b:
+            flushed = b.bounded_incr("fb", 10)
+    finally:
+        observe.configure()
+    assert pending.result().value == 3 and flushed.result().value == 4
+    labels = {"script": "counter_bounded_incr"}
+    assert collector.get_sample_value("atomicops_script_fallbacks_total", labels) == 2
+    assert collector.get_sample_value("atomicops_script_calls_total", labels) == 4
