@@ -70,6 +70,14 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         # against overuse; refusing everything would turn a Redis outage into a site
         # outage. Set fail_open=False on views where abuse costs more (login, OTP).
         "RATELIMIT_FAIL_OPEN": True,
+        # atomicops.celery when Redis cannot be reached (docs/celery.md): a task's
+        # global_rate_limit lets it run (logged) when True, sends it back to its queue
+        # when False; a singleton enqueues and runs unclaimed (logged) when True, raises
+        # RedisUnavailable to the producer and holds queued ones back when False. A rate
+        # limit guards against overuse (open); a singleton against a second concurrent
+        # run, which Redis alone can rule out (closed).
+        "CELERY_RATE_LIMIT_FAIL_OPEN": True,
+        "CELERY_SINGLETON_FAIL_OPEN": False,
         # Who the client is behind reverse proxies (atomicops.web.identity.request_address,
         # used by @rate_limit, the DRF throttles and idempotency). Behind a proxy every
         # request has the proxy's REMOTE_ADDR, and key="ip" would limit the whole site as

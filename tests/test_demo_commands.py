@@ -173,6 +173,32 @@ def test_race_loses_updates_with_a_pipeline_and_none_in_lua(real_client):
     assert real_client.keys("atomicops:race:*") == []
 
 
+# -- demo_celery ----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("real_server", ["redis"], indirect=True)  # one server kind is enough
+def test_demo_celery_holds_four_workers_to_one_rate(real_client, tmp_path, monkeypatch):
+    monkeypatch.setenv("DEMO_DATA_DIR", str(tmp_path))  # the workers load the demo's settings
+    text = run("demo_celery", "--workers", "4", "--tasks", "12", "--rate", "4/s")
+    print(text)
+    ours = re.search(r"atomicops global_rate_limit='4/s': at most (\d+) starts in any one", text)
+    assert ours is not None and int(ours.group(1)) <= 4  # as the limiter admitted them
+    celery = re.search(r"Celery rate_limit='4/s': at most (\d+) starts", text)
+    assert celery is not None  # about 4 per node: printed, not judged
+    # Every task of both sides started, on the four nodes between them.
+    counts = [int(n) for n in re.findall(r"second \d+: +(\d+)", text)]
+    assert sum(counts) == 24
+    assert set(re.findall(r"demo\d", text)) <= {"demo1", "demo2", "demo3", "demo4"}
+
+
+def test_demo_celery_refuses_bad_input():
+    with pytest.raises(CommandError, match="--workers"):
+        run("demo_celery", "--workers", "0")
+    with pytest.raises(CommandError, match="global_rate_limit 'fast'"):
+        run("demo_celery", "--rate", "fast")
+
+
 def test_race_refuses_silly_sizes():
     with pytest.raises(CommandError, match="--workers"):
         run("demo_race", "--workers", "0")

@@ -900,3 +900,53 @@ def test_locks_and_semaphores_on_a_cluster_client(cluster, waits):
     with Semaphore("pool", 1, ttl=10, client=cluster) as sem:
         # Tokens never fall below the server's clock in microseconds (a local server here).
         assert sem.holders() == 1 and sem.fencing_token > (time.time() - 60) * 1e6
+
+
+# -- a lease handed between processes: a fixed owner token (atomicops.celery) ---------
+
+
+def test_a_fixed_owner_hands_a_held_lock_on_with_its_token(backend):
+    producer = Lock("handed", ttl=30, owner="task-1")
+    assert producer.acquire(blocking=False)
+    # Another object (another process) with the same owner gets the same grant back,
+    # its lease reset; any other owner is refused.
+    worker = Lock("handed", ttl=5, owner="task-1")
+    assert worker.acquire(blocking=False)
+    assert worker.fencing_token == producer.fencing_token
+    assert 0 < backend[1].pttl(worker.key) <= 5000
+    assert not Lock("handed", ttl=5, owner="task-2").acquire(blocking=False)
+    info = Lock("handed", ttl=1).holder()
+    assert info is not None
+    assert (info.owner, info.fencing_token, info.name) == ("task-1", worker.fencing_token, "handed")
+    assert 0 < info.ttl_ms <= 5000
+
+
+def test_a_fixed_owner_releases_what_another_object_took(backend):
+    assert Lock("given-back", ttl=30, owner="task-1").acquire(blocking=False)
+    with pytest.raises(LockNotOwned):
+        Lock("given-back", ttl=1, owner="task-2").release()  # not its lease: unchanged
+    assert Lock("given-back", ttl=1).locked()
+    Lock("given-back", ttl=1, owner="task-1").release()
+    assert Lock("given-back", ttl=1).holder() is None
+    with pytest.raises(LockNotOwned):
+        Lock("given-back", ttl=1, owner="task-1").release()  # nothing left to give back
+
+
+async def test_aholder_is_the_async_twin(backend):
+    lock = Lock("handed-async", ttl=30, owner="task-9")
+    assert await lock.aacquire(blocking=False)
+    info = await Lock("handed-async", ttl=1).aholder()
+    assert info is not None and info.owner == "task-9"
+    await lock.arelease()
+    assert await Lock("handed-async", ttl=1).aholder() is None
+
+
+@pytest.mark.parametrize("owner", ["", 7, b"bytes", "x" * 1001])
+def test_a_bad_owner_is_refused(owner):
+    with pytest.raises(InvalidInput, match="owner"):
+        Lock("name", ttl=1, owner=owner)
+
+
+def test_a_reentrant_lock_takes_no_fixed_owner():
+    with pytest.raises(InvalidInput, match="reentrant lock takes no fixed owner"):
+        Lock("name", ttl=1, reentrant=True, owner="task-1")

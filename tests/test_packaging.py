@@ -90,7 +90,7 @@ def test_entry_point_and_extras(built):
     unconditional = [r for r in requires if "extra ==" not in r]
     assert sorted(re.split(r"[<>=\[ ]", r)[0] for r in unconditional) == ["django", "redis"]
     extras = set(metadata(built).get_all("Provides-Extra"))
-    assert {"django-redis", "drf", "embedded", "testing", "test"} <= extras
+    assert {"celery", "django-redis", "drf", "embedded", "testing", "test"} <= extras
 
 
 def test_classifiers_are_known_and_say_what_is_tested(built):

@@ -51,6 +51,8 @@ WAKE_TTL_MS = 10_000
 # Longest single BLPOP when the client has no socket timeout; the loop re-checks then.
 _MAX_WAIT = 30.0
 DEFAULT_RENEW_FRACTION = 1 / 3
+# Longest owner token a caller may fix (Lease(owner=...)): it is stored in the lease's hash.
+MAX_OWNER = 1000
 
 
 class LeaseOptions(TypedDict, total=False):
@@ -185,6 +187,7 @@ class Lease:
         renew_fraction: float = DEFAULT_RENEW_FRACTION,
         max_renewals: int | None = None,
         on_lost: Callable[[Any], Any] | None = None,
+        owner: str | None = None,
     ) -> None:
         self.name, tag = name_and_tag(name, self.kind)
         self.key = keys.tagged(self._key_kind, tag, escaped=True)
@@ -217,6 +220,15 @@ class Lease:
             raise ConfigurationError(
                 f"a {self.kind} needs a client, not a pipeline (it waits and renews)", key=self.key
             )
+        if owner is not None and (not isinstance(owner, str) or not 0 < len(owner) <= MAX_OWNER):
+            raise InvalidInput(
+                f"owner must be None or a non-empty string of at most {MAX_OWNER} characters",
+                key=self.key,
+            )
+        # A fixed owner token hands a held lease from one process to another (a Celery
+        # task's claim, taken by the producer and adopted by the worker): an acquire by
+        # the holder's own token gets the same grant and fencing token back.
+        self.owner = owner
         self.client = client
         self.auto_renew = auto_renew
         self.renew_fraction = float(renew_fraction)
@@ -370,8 +382,9 @@ class Lease:
             )
         # After a lost reply, try again with the same owner token: if the first attempt
         # took the lock, the script hands back that grant instead of refusing us. A
-        # nested acquire of a reentrant hold goes with the holder's own token.
-        owner = self._owner or self._pending or new_owner()
+        # nested acquire of a reentrant hold goes with the holder's own token, and a
+        # fixed owner (see Lock) with that one.
+        owner = self._owner or self._pending or self.owner or new_owner()
         deadline = None if wait_for is None else time.monotonic() + wait_for
         # Whether a refusal should ask the holder's release to wake us (see lock_acquire.lua).
         will_wait = blocking and wait_for != 0
@@ -443,7 +456,9 @@ class Lease:
         ) from exc
 
     def _release_flow(self, client: Any) -> Flow[None]:
-        owner = self._owner or self._pending
+        # A fixed owner may release a lease another object (another process) took with
+        # it: how a lease handed on is given back.
+        owner = self._owner or self._pending or self.owner
         if owner is None:
             raise self._not_owned("release() without a successful acquire() on this object")
         self._cancel_renewal()

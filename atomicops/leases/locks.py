@@ -85,8 +85,13 @@ class Lock(Lease):
     ``auto_renew`` (renew every ``ttl * renew_fraction`` seconds from a background
     thread, or an asyncio task after :meth:`aacquire`, holding only a weak reference),
     ``max_renewals`` (cap; afterwards the lease runs out), ``on_lost`` (called with the
-    lock, once, when the lease is found lost). One object holds the lock at most once at
-    a time (not re-entrant); share the name, not the object, between holders.
+    lock, once, when the lease is found lost), ``owner`` (a fixed owner token for every
+    acquire of this object, instead of a fresh one each time: an acquire with the
+    holder's own token gets the same grant and fencing token back, lease reset, which
+    hands a held lock from one process to another, and :meth:`release` gives back the
+    lease that owner holds even if another object took it; :meth:`holder` reads it). One
+    object holds the lock at most once at a time (not re-entrant); share the name, not
+    the object, between holders.
     """
 
     kind = "lock"
@@ -106,11 +111,16 @@ class Lock(Lease):
         ttl: float,
         *,
         reentrant: bool = False,
+        owner: str | None = None,
         **options: Unpack[LeaseOptions],
     ) -> None:
-        super().__init__(name, ttl, **options)
+        super().__init__(name, ttl, owner=owner, **options)
         if not isinstance(reentrant, bool):
             raise InvalidInput(f"reentrant must be True or False, got {reentrant!r}", key=self.key)
+        if reentrant and owner is not None:
+            # Reentrancy gives each thread (task) its own owner token: one fixed token
+            # would make every thread's hold the same hold.
+            raise InvalidInput("a reentrant lock takes no fixed owner token", key=self.key)
         self.reentrant = reentrant
 
     @property
@@ -137,6 +147,32 @@ class Lock(Lease):
     async def alocked(self) -> bool:
         """The async twin of :meth:`locked`."""
         return await self._arun(self._count_flow) > 0
+
+    def _holder_flow(self, client: Any) -> Flow[LockInfo | None]:
+        owned, token, pttl, holders, *owner = yield from self._call(client, self._check_op(""))
+        if not holders:
+            return None
+        return LockInfo(
+            name=self.name,
+            key=self.key,
+            owner=text(owner[0]) if owner else None,
+            fencing_token=int(token),
+            ttl_ms=None if pttl < 0 else int(pttl),
+        )
+
+    def holder(self) -> LockInfo | None:
+        """Who holds the lock now (owner token, fencing token, lease left), or None when
+        free: one read-only round trip, a snapshot (the holder may change right after).
+
+        With a fixed ``owner`` (see :class:`Lock`) the owner token says who that is: a
+        refused caller can find the holder it defers to (``atomicops.celery`` returns the
+        queued task's id this way).
+        """
+        return self._run(self._holder_flow)
+
+    async def aholder(self) -> LockInfo | None:
+        """The async twin of :meth:`holder`."""
+        return await self._arun(self._holder_flow)
 
     if TYPE_CHECKING:  # inside ``with``, the lock is held: its token is an int
 
