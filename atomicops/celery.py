@@ -50,7 +50,7 @@ from atomicops.exceptions import (
 )
 from atomicops.leases.locks import Lock
 from atomicops.primitives import keys
-from atomicops.primitives.calls import run
+from atomicops.primitives.calls import send
 from atomicops.primitives.ratelimit import exact_log_call
 from atomicops.primitives.validate import MAX_EXACT
 from atomicops.web.identity import digest
@@ -394,7 +394,7 @@ class AtomicTask(Task):
         key = self._rate_key()
         while True:
             try:
-                hit = run(exact_log_call(key, limit, window_ms, 1), None)
+                hit = send(exact_log_call(key, limit, window_ms, 1), None)
             except RedisUnavailable as exc:
                 if self._unavailable(exc, "rate", key):
                     return

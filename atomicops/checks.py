@@ -309,7 +309,7 @@ def check_server(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMes
     """Network checks, with ``--deploy`` only: W003 unreachable, W001 no EVAL_RO, E004, E005."""
     from redis.exceptions import RedisError
 
-    from atomicops.engine import connection, topology, wire
+    from atomicops.engine import compat, connection, wire
     from atomicops.engine.ops import Context, Send
     from atomicops.ops.flushcheck import primaries
     from atomicops.primitives import keys
@@ -324,7 +324,7 @@ def check_server(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMes
         return [_unreachable(exc)]
     messages: list[checks.CheckMessage] = []
     prefix = keys.prefix()
-    if topology.is_cluster(client) and ("{" in prefix or "}" in prefix):
+    if compat.is_cluster_client(client) and ("{" in prefix or "}" in prefix):
         messages.append(
             checks.Error(
                 f"ATOMICOPS['KEY_PREFIX'] {prefix!r} contains a hash tag and the client is a "

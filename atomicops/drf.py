@@ -28,7 +28,7 @@ from atomicops.conf import get_settings
 from atomicops.exceptions import RedisUnavailable, ScriptBusyError
 from atomicops.ops.observe import rate_limit_hit
 from atomicops.primitives import keys
-from atomicops.primitives.calls import run
+from atomicops.primitives.calls import send
 from atomicops.primitives.ratelimit import ExactWindow, RateLimitResult, exact_log_call
 from atomicops.primitives.validate import MAX_EXACT
 from atomicops.web.identity import client_address, digest, proxy_settings, request_address
@@ -214,7 +214,7 @@ class SimpleRateThrottle(throttling.SimpleRateThrottle):
                 history=max(1, self.history_runs),  # [0] must be the newest
                 clock_ms=clock,
             )
-            log = run(call, self.client)
+            log = send(call, self.client)
         except _UNAVAILABLE as exc:
             self.history, self.now = [], self.timer()
             return self._unavailable(exc)

@@ -75,14 +75,14 @@ def obeying(url: str, algorithm: str, limit: int, window_ms: int, windows: int) 
 
 def memory(client) -> list[tuple[int, int, int, int, int]]:
     from atomicops import sliding_window
-    from atomicops.primitives.calls import run
+    from atomicops.primitives.calls import send
     from atomicops.primitives.ratelimit import exact_log_call
 
     rows = []
     for n in (3, 100, 10_000):
         for i in range(n):  # each hit in its own ms: one run each
-            run(exact_log_call(f"paced:{n}", n, 60_000, 1, clock_ms=10**12 + i), client)
-        run(exact_log_call(f"burst:{n}", n, 60_000, n, clock_ms=10**12), client)
+            send(exact_log_call(f"paced:{n}", n, 60_000, 1, clock_ms=10**12 + i), client)
+        send(exact_log_call(f"burst:{n}", n, 60_000, n, clock_ms=10**12), client)
         for _ in range(min(n, 3)):  # the hash is the same size whatever the counts
             sliding_window(f"sliding:{n}", n, 60_000, client=client)
         drf = len(pickle.dumps([time.time() + i / 1000 for i in range(n)]))

@@ -125,8 +125,8 @@ def test_wait_history_and_now_are_drfs(backend):
 def test_one_round_trip_per_request(backend, monkeypatch):
     # Each hit is exactly one exact-window script call, whatever the outcome.
     calls = []
-    real = drf.run
-    monkeypatch.setattr(drf, "run", lambda call, client: calls.append(call) or real(call, client))
+    real = drf.send
+    monkeypatch.setattr(drf, "send", lambda call, client: calls.append(call) or real(call, client))
     view, address = api_view(ThreePerMinute), fresh_address()
     for _ in range(5):
         get(view, address)

@@ -24,13 +24,13 @@ from atomicops import (
     exact_window,
     rate_limit,
 )
-from atomicops.primitives.calls import run
+from atomicops.primitives.calls import send
 from atomicops.primitives.ratelimit import StackedLimit, exact_log_call, stack_call
 
 
 def at(key: str, ms: int, limit: int = 3, window: int = 1000, amount: int = 1, history: int = 0):
     """One hit at a fixed clock (ms); the ExactWindow the script returned."""
-    return run(exact_log_call(key, limit, window, amount, history=history, clock_ms=ms), None)
+    return send(exact_log_call(key, limit, window, amount, history=history, clock_ms=ms), None)
 
 
 def test_exported_beside_sliding_window():
@@ -160,15 +160,15 @@ def test_stacked_with_other_kinds_all_or_nothing(backend):
         StackedLimit("exact_window", "se", 2, 60_000),
         StackedLimit("fixed_window", "sf", 5, 60_000),
     ]
-    verdicts = [[r.allowed for r in run(stack_call(limits), None)] for _ in range(3)]
+    verdicts = [[r.allowed for r in send(stack_call(limits), None)] for _ in range(3)]
     assert verdicts == [[True, True], [True, True], [False, True]]
     assert int(client.get("sf")) == 2  # the refused request took nothing from the other
-    refused = run(stack_call(limits), None)[0]
+    refused = send(stack_call(limits), None)[0]
     assert refused.count == 2 and 59_000 < refused.retry_after_ms <= 60_000
     # The stack and the single function keep one log between them.
     assert exact_window("se", 3, 60_000).count == 3
     limits = [StackedLimit("exact_window", "se", 3, 60_000), limits[1]]
-    assert [r.allowed for r in run(stack_call(limits), None)] == [False, True]
+    assert [r.allowed for r in send(stack_call(limits), None)] == [False, True]
 
 
 def test_stacked_decorators_and_algorithm_name(backend, sends):
@@ -209,7 +209,7 @@ def test_a_bigger_amount_on_server_time_waits_for_the_third_oldest(backend, how)
     if how == "single":
         refused = exact_window("amt", 5, 60_000, 3)
     else:
-        refused = run(stack_call([StackedLimit("exact_window", "amt", 5, 60_000, 3)]), None)[0]
+        refused = send(stack_call([StackedLimit("exact_window", "amt", 5, 60_000, 3)]), None)[0]
     after = server_ms(client)
     assert not refused.allowed and refused.count == 5
     assert third + 60_000 - after <= refused.retry_after_ms <= third + 60_000 - before

@@ -24,7 +24,7 @@ import redis
 from rest_framework.test import APIRequestFactory
 
 from atomicops import drf, exact_window
-from atomicops.primitives.calls import run
+from atomicops.primitives.calls import send
 from atomicops.primitives.ratelimit import exact_log_call
 from tests.multiproc import run_processes
 
@@ -87,7 +87,7 @@ def _burst_then_retry(url: str, via: str) -> list[float]:
             if throttle.allow_request(request, None):
                 admitted.append(throttle.now)
         else:
-            log = run(exact_log_call("retry", 3, 1000, 1, history=1), client)
+            log = send(exact_log_call("retry", 3, 1000, 1, history=1), client)
             if log.result.allowed:
                 admitted.append(log.runs[0][0] / 1000)  # the public function's script
 
@@ -130,7 +130,7 @@ def _hammer(url: str, key: str, limit: int, window_ms: int, seconds: float) -> l
     admitted = []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        log = run(exact_log_call(key, limit, window_ms, 1, history=1), client)
+        log = send(exact_log_call(key, limit, window_ms, 1, history=1), client)
         if log.result.allowed:
             admitted.append(log.runs[0][0])  # the server ms this hit was admitted at
     return admitted

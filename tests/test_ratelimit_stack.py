@@ -20,7 +20,7 @@ from atomicops import (
     sliding_window,
     token_bucket,
 )
-from atomicops.primitives.calls import arun, run
+from atomicops.primitives.calls import asend, send
 from atomicops.primitives.ratelimit import StackedLimit, stack_call
 from tests.multiproc import run_processes
 
@@ -41,10 +41,10 @@ def state(client) -> dict:
 
 def test_all_or_nothing_across_algorithms(backend):
     _, client = backend
-    verdicts = [[r.allowed for r in run(stack_call(MIXED), None)] for _ in range(3)]
+    verdicts = [[r.allowed for r in send(stack_call(MIXED), None)] for _ in range(3)]
     assert verdicts == [[True] * 3] * 3
     before = state(client)
-    refused = run(stack_call(MIXED), None)
+    refused = send(stack_call(MIXED), None)
     # The bucket (3 tokens, barely refilling) refuses; the others would have allowed.
     assert [r.allowed for r in refused] == [True, True, False]
     assert refused[2].retry_after_ms > 0 and refused[0].retry_after_ms == 0
@@ -54,7 +54,7 @@ def test_all_or_nothing_across_algorithms(backend):
 
 
 def test_first_hit_reports_what_the_single_functions_report(backend):
-    together = run(stack_call([limit._replace(key=f"a{limit.key}") for limit in MIXED]), None)
+    together = send(stack_call([limit._replace(key=f"a{limit.key}") for limit in MIXED]), None)
     alone = [
         fixed_window("bf", 5, 60_000),
         sliding_window("bs", 4, 60_000),
@@ -72,7 +72,7 @@ def test_first_hit_reports_what_the_single_functions_report(backend):
 
 async def test_async_is_the_same_script(backend, sends):
     sends.clear()
-    results = await arun(stack_call(MIXED), None)
+    results = await asend(stack_call(MIXED), None)
     assert [r.allowed for r in results] == [True] * 3
     assert len(sends) <= 2  # one, plus the pool's first SCRIPT LOAD round trip on some
 
@@ -81,7 +81,7 @@ def test_wrong_type_is_a_data_error_and_nothing_is_applied(backend):
     _, client = backend
     client.set("s", "not a hash")
     with pytest.raises(DataError):
-        run(stack_call(MIXED), None)
+        send(stack_call(MIXED), None)
     assert client.get("f") is None
 
 

@@ -191,11 +191,6 @@ def _rest_client(cls: type, url: str, token: str) -> Any:
     )
 
 
-def is_rest(client: Any) -> bool:
-    """Whether ``client`` talks to Upstash's REST API (sync or async)."""
-    return isinstance(client, (rest.RestClient, rest.AsyncRestClient))
-
-
 @_per_type
 def is_pipeline(kind: type) -> bool:
     """Whether a client is a (sync or asyncio, plain or cluster) pipeline."""
@@ -213,10 +208,6 @@ def is_pipeline(kind: type) -> bool:
 def is_async(client: Any) -> bool:
     """Whether a client is a redis.asyncio one (plain or cluster)."""
     return bool(client_kind(client) == ASYNC)
-
-
-def is_cluster(client: Any) -> bool:
-    return isinstance(client, redis.cluster.RedisCluster)
 
 
 def describe_source() -> str:
@@ -387,14 +378,6 @@ def build_async_cluster_client(url: str) -> Any:
 # -- Sentinel -------------------------------------------------------------------------
 
 
-def is_sentinel(client: Any) -> bool:
-    """Whether ``client`` reaches its primary through sentinels (sync or asyncio pool)."""
-    pool = getattr(client, "connection_pool", None)
-    return isinstance(
-        pool, (redis.sentinel.SentinelConnectionPool, redis.asyncio.sentinel.SentinelConnectionPool)
-    ) and bool(pool.is_master)
-
-
 def _check_sentinel_settings(conf: Any) -> bool:
     """Whether ``SENTINELS`` asks for a sentinel-managed client; :class:`ConfigurationError`
     when the sentinel settings cannot give one (no network I/O)."""
@@ -547,7 +530,7 @@ def replica_client(client: Any) -> Any:
     found = _replica_clients.get(client)
     if found is not None:
         return found
-    if not is_sentinel(client):
+    if not compat.is_sentinel_client(client) or not client.connection_pool.is_master:
         return client
     pool = client.connection_pool
     kwargs = {
@@ -576,7 +559,7 @@ def build_client() -> Any:
         return build_cluster_client(conf["URL"])
     if conf["CONNECTION"]:
         client = _client_from_cache(conf["CONNECTION"])
-        if conf["READ_FROM_REPLICAS"] and not is_sentinel(client):
+        if conf["READ_FROM_REPLICAS"] and not compat.is_sentinel_client(client):
             raise ConfigurationError(
                 "ATOMICOPS['READ_FROM_REPLICAS'] needs replicas atomicops can find: set "
                 "SENTINELS and SERVICE, or a CONNECTION alias on django-redis' SentinelClient "
@@ -764,9 +747,9 @@ def _build_async() -> Any:
             )
         except ValueError as exc:
             raise ConfigurationError(f"ATOMICOPS['URL'] is not a Redis URL: {exc}") from exc
-    if is_cluster(get_client()):
+    if compat.is_cluster_client(get_client()):
         return async_cluster_twin(get_client())
-    if is_sentinel(get_client()):
+    if compat.is_sentinel_client(get_client()):
         return async_sentinel_twin(get_client())
     return async_twin(get_client())
 

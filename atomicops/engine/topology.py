@@ -88,11 +88,6 @@ class RedirectStats(Tally):
 redirects = RedirectStats()
 
 
-def is_cluster(client: Any) -> bool:
-    """Whether ``client`` is a (sync or asyncio) Redis Cluster client."""
-    return compat.is_cluster_client(client)
-
-
 def slot_of(keys: Sequence[Any], what: str) -> int | None:
     """The one cluster slot of ``keys`` (None for no keys); :class:`CrossSlotError` else."""
     slots = {key_slot(k.encode() if isinstance(k, str) else k) for k in keys}

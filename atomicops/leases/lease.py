@@ -87,11 +87,6 @@ class Wake(enum.IntEnum):
 # -- validation and names (shared by Lock and Semaphore) ---------------------------
 
 
-def resolve_name(name: NameLike, kind: str = "lock") -> str:
-    """A lock name: a non-empty string, or ``(instance, name)`` -> ``app.model:pk:name``."""
-    return name_and_tag(name, kind)[0]
-
-
 def name_and_tag(name: NameLike, kind: str) -> tuple[str, str]:
     """The name for messages, and the escaped text of the key's hash tag.
 

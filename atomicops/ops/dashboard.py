@@ -21,7 +21,7 @@ from django.urls import reverse
 from redis.exceptions import RedisError
 
 from atomicops.conf import get_settings
-from atomicops.engine import connection, topology, wire
+from atomicops.engine import compat, connection, topology, wire
 from atomicops.engine.ops import Context, Send
 from atomicops.engine.redaction import redact_text
 from atomicops.exceptions import AtomicOpsError
@@ -191,7 +191,7 @@ def collect(client: Any = None) -> dict[str, Any]:
         context["connection_error"] = redact_text(getattr(exc, "message", None) or str(exc))
         targets = []
     servers = [read_server(target, scripts) for target in targets]
-    if targets and topology.is_cluster(client):
+    if targets and compat.is_cluster_client(client):
         for facts, (name, _) in zip(servers, topology.primaries(client), strict=True):
             facts.address = name
     context["servers"] = servers

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from atomicops.engine import connection, topology, wire
+from atomicops.engine import compat, connection, topology, wire
 from atomicops.engine.ops import Context, Send
 from atomicops.exceptions import AtomicOpsError, ConfigurationError, RedisUnavailable
 from atomicops.primitives import keys
@@ -134,7 +134,9 @@ def flush_check(
     rows = []
     # On a cluster the probes take the primaries in turn: each one's cache is flushed
     # and proved to recover.
-    names = [name for name, _ in topology.primaries(client)] if topology.is_cluster(client) else []
+    names = (
+        [name for name, _ in topology.primaries(client)] if compat.is_cluster_client(client) else []
+    )
     probed = 0
     for script, loaded in zip(scripts, before, strict=True):
         if not loaded:

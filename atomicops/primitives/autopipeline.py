@@ -23,8 +23,8 @@ from typing import Any
 from django.core.signals import setting_changed
 
 from atomicops.conf import get_settings
+from atomicops.engine import compat, topology
 from atomicops.engine import run as engine_run
-from atomicops.engine import topology
 from atomicops.engine.ops import Call, R
 from atomicops.exceptions import AtomicOpsError
 from atomicops.primitives import calls
@@ -55,7 +55,7 @@ _queues: weakref.WeakKeyDictionary[Any, weakref.WeakKeyDictionary[Any, _Queue]] 
 
 
 def refresh() -> None:
-    """Read ``AUTO_PIPELINE`` again and point :func:`atomicops.primitives.calls.arun` at the queue."""
+    """Read ``AUTO_PIPELINE`` again and point :func:`atomicops.primitives.calls.asend` at the queue."""
     global active
     active = bool(get_settings()["AUTO_PIPELINE"])
     calls.pipelined = submit if active else None
@@ -81,7 +81,7 @@ async def submit(call: Call[R], client: Any) -> R:
         queue = per_loop.setdefault(client, _Queue())
     future: asyncio.Future[Any] = loop.create_future()
     entry = Queued(call, BatchResult(), None)
-    if topology.is_cluster(client):
+    if compat.is_cluster_client(client):
         topology.slot_of(call.keys, call.script)  # CrossSlotError here, as a single call
     queue.waiting.append((entry, future))
     if not queue.scheduled:

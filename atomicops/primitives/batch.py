@@ -32,7 +32,7 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Any, Generic
 
-from atomicops.engine import connection, topology
+from atomicops.engine import compat, connection, topology
 from atomicops.engine import run as engine_run
 from atomicops.engine.ops import Call, Flow, R
 from atomicops.engine.planner import Planned, calls_flow
@@ -239,7 +239,7 @@ class Batch:
         if connection.is_pipeline(client):
             raise InvalidInput("batch() takes a client, not a pipeline")
         self._client = client
-        self._cluster = topology.is_cluster(client)
+        self._cluster = compat.is_cluster_client(client)
 
     def _finish(self, kind: type[BaseException] | None) -> bool:
         """Whether there is anything to send (the block ended without raising)."""

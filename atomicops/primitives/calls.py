@@ -19,7 +19,7 @@ from atomicops.exceptions import InvalidInput
 from atomicops.primitives.keys import KeyLike, resolve_key
 from atomicops.scripts.registry import registry
 
-__all__ = ["Call", "arun", "call_flow", "resolve", "run"]
+__all__ = ["Call", "asend", "call_flow", "resolve", "send"]
 
 
 def resolve(key: KeyLike) -> tuple[str | bytes, str]:
@@ -44,7 +44,7 @@ def call_flow(call: Call[R], client: Any) -> Flow[R]:
     return call.interpret(reply)
 
 
-def run(call: Call[R], client: Any) -> R:
+def send(call: Call[R], client: Any) -> R:
     """Send ``call`` now (sync); ``client`` None means the configured one."""
     _no_pipeline(call, client)
     # call_flow without its generator: the script's flow is run and its reply read here,
@@ -59,8 +59,8 @@ def run(call: Call[R], client: Any) -> R:
 pipelined: Callable[[Call[Any], Any], Awaitable[Any]] | None = None
 
 
-async def arun(call: Call[R], client: Any) -> R:
-    """The async twin of :func:`run`."""
+async def asend(call: Call[R], client: Any) -> R:
+    """The async twin of :func:`send`."""
     _no_pipeline(call, client)
     if pipelined is not None:
         return await pipelined(call, connection.get_async_client(client))  # type: ignore[no-any-return]

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from atomicops.exceptions import InvalidInput
-from atomicops.primitives.calls import Call, arun, resolve, run
+from atomicops.primitives.calls import Call, asend, resolve, send
 from atomicops.primitives.keys import KeyLike
 from atomicops.primitives.validate import TTL, ttl_ms
 
@@ -95,7 +95,7 @@ def compare_and_set(
     list, hash or other non-string type; unchanged), :class:`RedisUnavailable` /
     :class:`OutcomeUnknown` (server unreachable / reply lost: check before retrying).
     """
-    return run(compare_and_set_call(key, expected, new, ttl), client)
+    return send(compare_and_set_call(key, expected, new, ttl), client)
 
 
 async def acompare_and_set(
@@ -107,7 +107,7 @@ async def acompare_and_set(
     client: Any = None,
 ) -> bool:
     """The async twin of :func:`compare_and_set`; same script, same rules."""
-    return await arun(compare_and_set_call(key, expected, new, ttl), client)
+    return await asend(compare_and_set_call(key, expected, new, ttl), client)
 
 
 def compare_and_delete(key: KeyLike, expected: Value, *, client: Any = None) -> bool:
@@ -118,9 +118,9 @@ def compare_and_delete(key: KeyLike, expected: Value, *, client: Any = None) -> 
     value), :class:`DataError` (the key holds a non-string type; unchanged),
     :class:`RedisUnavailable` / :class:`OutcomeUnknown`.
     """
-    return run(compare_and_delete_call(key, expected), client)
+    return send(compare_and_delete_call(key, expected), client)
 
 
 async def acompare_and_delete(key: KeyLike, expected: Value, *, client: Any = None) -> bool:
     """The async twin of :func:`compare_and_delete`; same script, same rules."""
-    return await arun(compare_and_delete_call(key, expected), client)
+    return await asend(compare_and_delete_call(key, expected), client)

@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import Any
 
 from atomicops.exceptions import InvalidInput
-from atomicops.primitives.calls import Call, arun, resolve, run
+from atomicops.primitives.calls import Call, asend, resolve, send
 from atomicops.primitives.keys import KeyLike
 from atomicops.primitives.validate import TTL, ttl_ms, whole
 
@@ -160,14 +160,14 @@ def bounded_incr(
     key holds a non-integer, another type, or a value beyond +-(2**53 - 1); unchanged),
     :class:`RedisUnavailable` / :class:`OutcomeUnknown` (server unreachable / reply lost).
     """
-    return run(bounded_incr_call(key, limit, amount, ttl), client)
+    return send(bounded_incr_call(key, limit, amount, ttl), client)
 
 
 async def abounded_incr(
     key: KeyLike, limit: int, amount: int = 1, *, ttl: TTL = None, client: Any = None
 ) -> CounterResult:
     """The async twin of :func:`bounded_incr`; same script, same rules."""
-    return await arun(bounded_incr_call(key, limit, amount, ttl), client)
+    return await asend(bounded_incr_call(key, limit, amount, ttl), client)
 
 
 def bounded_decr(
@@ -183,14 +183,14 @@ def bounded_decr(
     ``amount`` not one in [1, 2**53 - 1], ``ttl`` <= 0), :class:`DataError`,
     :class:`RedisUnavailable` / :class:`OutcomeUnknown`, as :func:`bounded_incr`.
     """
-    return run(bounded_decr_call(key, floor, amount, ttl), client)
+    return send(bounded_decr_call(key, floor, amount, ttl), client)
 
 
 async def abounded_decr(
     key: KeyLike, floor: int, amount: int = 1, *, ttl: TTL = None, client: Any = None
 ) -> CounterResult:
     """The async twin of :func:`bounded_decr`; same script, same rules."""
-    return await arun(bounded_decr_call(key, floor, amount, ttl), client)
+    return await asend(bounded_decr_call(key, floor, amount, ttl), client)
 
 
 def incr(key: KeyLike, amount: int = 1, *, ttl: TTL = None, client: Any = None) -> int:
@@ -206,12 +206,12 @@ def incr(key: KeyLike, amount: int = 1, *, ttl: TTL = None, client: Any = None) 
     would pass the 64-bit range; unchanged), :class:`RedisUnavailable` /
     :class:`OutcomeUnknown`.
     """
-    return run(incr_call(key, amount, ttl), client)
+    return send(incr_call(key, amount, ttl), client)
 
 
 async def aincr(key: KeyLike, amount: int = 1, *, ttl: TTL = None, client: Any = None) -> int:
     """The async twin of :func:`incr`; same script, same rules."""
-    return await arun(incr_call(key, amount, ttl), client)
+    return await asend(incr_call(key, amount, ttl), client)
 
 
 def incr_float(
@@ -229,14 +229,14 @@ def incr_float(
     0), :class:`DataError` (the key holds a non-number or another type, or the result
     would be infinite; unchanged), :class:`RedisUnavailable` / :class:`OutcomeUnknown`.
     """
-    return run(incr_float_call(key, amount, ttl), client)
+    return send(incr_float_call(key, amount, ttl), client)
 
 
 async def aincr_float(
     key: KeyLike, amount: int | float | Decimal, *, ttl: TTL = None, client: Any = None
 ) -> Decimal:
     """The async twin of :func:`incr_float`; same script, same rules."""
-    return await arun(incr_float_call(key, amount, ttl), client)
+    return await asend(incr_float_call(key, amount, ttl), client)
 
 
 def get_counter(key: KeyLike, *, client: Any = None) -> int:
@@ -245,12 +245,12 @@ def get_counter(key: KeyLike, *, client: Any = None) -> int:
     A read-only script (``EVALSHA_RO`` where the server has it), one round trip.
     Raises :class:`DataError` when the key holds a non-integer or another type.
     """
-    return run(get_counter_call(key), client)
+    return send(get_counter_call(key), client)
 
 
 async def aget_counter(key: KeyLike, *, client: Any = None) -> int:
     """The async twin of :func:`get_counter`; same script, same rules."""
-    return await arun(get_counter_call(key), client)
+    return await asend(get_counter_call(key), client)
 
 
 def reset_counter(key: KeyLike, *, client: Any = None) -> int:
@@ -262,9 +262,9 @@ def reset_counter(key: KeyLike, *, client: Any = None) -> int:
     Raises :class:`DataError` when the key holds a non-integer or another type (it is
     left in place).
     """
-    return run(reset_counter_call(key), client)
+    return send(reset_counter_call(key), client)
 
 
 async def areset_counter(key: KeyLike, *, client: Any = None) -> int:
     """The async twin of :func:`reset_counter`; same script, same rules."""
-    return await arun(reset_counter_call(key), client)
+    return await asend(reset_counter_call(key), client)

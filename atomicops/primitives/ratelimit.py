@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from atomicops.engine.ops import text
 from atomicops.exceptions import InvalidInput, RateLimited
 from atomicops.ops.observe import rate_limit_hit
-from atomicops.primitives.calls import Call, arun, resolve, run
+from atomicops.primitives.calls import Call, asend, resolve, send
 from atomicops.primitives.keys import KeyLike
 from atomicops.primitives.validate import MAX_EXACT, MAX_LEASE_MS, whole
 
@@ -376,7 +376,7 @@ def fixed_window(
     """
     # Direct calls have no group: their hits are counted under the function's name.
     return rate_limit_hit(
-        "fixed_window", run(fixed_window_call(key, limit, window_ms, amount), client)
+        "fixed_window", send(fixed_window_call(key, limit, window_ms, amount), client)
     )
 
 
@@ -385,7 +385,7 @@ async def afixed_window(
 ) -> RateLimitResult:
     """The async twin of :func:`fixed_window`; same script, same rules."""
     return rate_limit_hit(
-        "fixed_window", await arun(fixed_window_call(key, limit, window_ms, amount), client)
+        "fixed_window", await asend(fixed_window_call(key, limit, window_ms, amount), client)
     )
 
 
@@ -408,7 +408,7 @@ def sliding_window(
     :class:`RedisUnavailable` / :class:`OutcomeUnknown`.
     """
     return rate_limit_hit(
-        "sliding_window", run(sliding_window_call(key, limit, window_ms, amount), client)
+        "sliding_window", send(sliding_window_call(key, limit, window_ms, amount), client)
     )
 
 
@@ -417,7 +417,7 @@ async def asliding_window(
 ) -> RateLimitResult:
     """The async twin of :func:`sliding_window`; same script, same rules."""
     return rate_limit_hit(
-        "sliding_window", await arun(sliding_window_call(key, limit, window_ms, amount), client)
+        "sliding_window", await asend(sliding_window_call(key, limit, window_ms, amount), client)
     )
 
 
@@ -440,7 +440,7 @@ def exact_window(
     / :class:`OutcomeUnknown`.
     """
     return rate_limit_hit(
-        "exact_window", run(exact_window_call(key, limit, window_ms, amount), client)
+        "exact_window", send(exact_window_call(key, limit, window_ms, amount), client)
     )
 
 
@@ -449,7 +449,7 @@ async def aexact_window(
 ) -> RateLimitResult:
     """The async twin of :func:`exact_window`; same script, same rules."""
     return rate_limit_hit(
-        "exact_window", await arun(exact_window_call(key, limit, window_ms, amount), client)
+        "exact_window", await asend(exact_window_call(key, limit, window_ms, amount), client)
     )
 
 
@@ -468,7 +468,7 @@ def token_bucket(
     :class:`OutcomeUnknown`.
     """
     return rate_limit_hit(
-        "token_bucket", run(token_bucket_call(key, capacity, refill_rate, cost), client)
+        "token_bucket", send(token_bucket_call(key, capacity, refill_rate, cost), client)
     )
 
 
@@ -477,5 +477,5 @@ async def atoken_bucket(
 ) -> RateLimitResult:
     """The async twin of :func:`token_bucket`; same script, same rules."""
     return rate_limit_hit(
-        "token_bucket", await arun(token_bucket_call(key, capacity, refill_rate, cost), client)
+        "token_bucket", await asend(token_bucket_call(key, capacity, refill_rate, cost), client)
     )

@@ -386,7 +386,7 @@ class Script:
     def _queue(self, pipe: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         # Pipeline.execute() runs SCRIPT EXISTS for its scripts and loads the missing
         # ones before sending the batch, so a flush between batches is harmless.
-        if topology.is_cluster(pipe):
+        if compat.is_cluster_client(pipe):
             raise ConfigurationError(
                 "scripts cannot be queued on a cluster pipeline", script=self.name
             )
@@ -693,7 +693,7 @@ class ScriptRegistry:
     def _load_everywhere(self, client: Any) -> Flow[None]:
         done: set[str] = set()
         failures: dict[str, AtomicOpsError] = {}
-        for attempt in range(2 if topology.is_cluster(client) else 1):
+        for attempt in range(2 if compat.is_cluster_client(client) else 1):
             if attempt:
                 unreachable = [name for name, e in failures.items() if _unreachable(e)]
                 if not unreachable:

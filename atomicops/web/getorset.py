@@ -34,6 +34,7 @@ from atomicops.conf import get_settings
 from atomicops.engine import run as engine_run
 from atomicops.exceptions import AtomicOpsError, InvalidInput, OutcomeUnknown, RedisUnavailable
 from atomicops.leases import claims
+from atomicops.primitives.validate import MAX_LEASE_MS
 from atomicops.scripts.registry import registry
 from atomicops.web.identity import digest
 
@@ -46,7 +47,6 @@ logger = logging.getLogger("atomicops")
 FRESH_MS = 2000
 # How long wake-up tokens nobody took stay (a waiter between its claim and its BLPOP).
 WAKE_TTL_MS = 10_000
-_MAX_MS = 2**53 - 1
 # A waiter waits until a hair after the computing caller's lease would end.
 _PAST_LEASE_S = 0.005
 _MISSING = object()
@@ -106,9 +106,9 @@ def _checked(
             )
     if isinstance(lease, bool) or not isinstance(lease, (int, float)) or lease != lease:
         raise InvalidInput(f"get_or_set lease must be a number of seconds, got {lease!r}", key=key)
-    if not 0 < lease <= _MAX_MS / 1000:
+    if not 0 < lease <= MAX_LEASE_MS / 1000:
         raise InvalidInput(
-            f"get_or_set lease must be > 0 and at most {_MAX_MS // 1000} seconds, got {lease!r}",
+            f"get_or_set lease must be > 0 and at most {MAX_LEASE_MS // 1000} seconds, got {lease!r}",
             key=key,
         )
     if not isinstance(cache, str):

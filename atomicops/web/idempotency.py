@@ -48,6 +48,7 @@ from atomicops.exceptions import (
 )
 from atomicops.leases import claims
 from atomicops.ops import observe
+from atomicops.primitives.validate import MAX_LEASE_MS
 from atomicops.scripts.registry import registry
 from atomicops.web.identity import DIGEST_CHARS, aidentify, digest, identify
 
@@ -75,8 +76,6 @@ MAX_STORED_BYTES = 1024 * 1024
 # per-key and per-field overhead, so that many tiny records cannot pass the bound unseen.
 RECORD_OVERHEAD = 256
 REPLAYED_HEADER = "Idempotent-Replayed"
-# The longest TTL and lease: the scripts add them to the server clock in Lua numbers.
-_MAX_MS = 2**53 - 1
 # Headers that describe one connection, not the response (RFC 9110 section 7.6.1), and
 # those the server sets per response anyway.
 _NOT_STORED = frozenset(
@@ -102,7 +101,6 @@ _HMAC_SALT = "atomicops.idempotency"
 _PRIVATE = re.compile(r'(?:^|,)\s*private\s*(?:=\s*(?:"([^"]*)"|([^,\s]*)))?\s*(?:,|$)', re.I)
 
 # Claim outcomes (the first element of idempotency_claim's reply).
-CLAIMED = b"claimed"
 RUNNING = b"running"
 MISMATCH = b"mismatch"
 DONE = b"done"
@@ -111,9 +109,9 @@ DONE = b"done"
 def _ms(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
         raise InvalidInput(f"@idempotent {what} must be a number of seconds, got {value!r}")
-    if value <= 0 or value == math.inf or value > _MAX_MS / 1000:
+    if value <= 0 or value == math.inf or value > MAX_LEASE_MS / 1000:
         raise InvalidInput(
-            f"@idempotent {what} must be > 0 and at most {_MAX_MS // 1000} seconds, got {value!r}"
+            f"@idempotent {what} must be > 0 and at most {MAX_LEASE_MS // 1000} seconds, got {value!r}"
         )
     return max(1, math.ceil(value * 1000))
 

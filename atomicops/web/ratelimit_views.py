@@ -23,7 +23,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.cache import patch_vary_headers
 
 from atomicops.conf import get_settings
-from atomicops.engine import connection, topology
+from atomicops.engine import compat, connection, topology
 from atomicops.engine.ops import Flow
 from atomicops.engine.run import arun, run
 from atomicops.exceptions import CrossSlotError, InvalidInput, RedisUnavailable, ScriptBusyError
@@ -366,7 +366,7 @@ def _together(active: list[tuple[Limit, str]], client: Any) -> bool:
     first = active[0][0].client
     if any(limit.client is not first for limit, _ in active):
         return False
-    if not topology.is_cluster(client):
+    if not compat.is_cluster_client(client):
         return True
     try:
         topology.slot_of([limit.stacked(ident).key for limit, ident in active], STACK)
@@ -483,7 +483,7 @@ def _limited_once(view: Any, limit: Limit) -> Any:
             if ident is None:
                 return await view(request, *args, **kwargs)
             try:
-                result = rate_limit_hit(name, await calls.arun(limit.hit(ident), client))
+                result = rate_limit_hit(name, await calls.asend(limit.hit(ident), client))
             except _UNAVAILABLE as exc:
                 refused = _unavailable(exc, (limit,), request)
                 return refused if refused is not None else await view(request, *args, **kwargs)
@@ -503,7 +503,7 @@ def _limited_once(view: Any, limit: Limit) -> Any:
         if ident is None:
             return view(request, *args, **kwargs)
         try:
-            result = rate_limit_hit(name, calls.run(limit.hit(ident), client))
+            result = rate_limit_hit(name, calls.send(limit.hit(ident), client))
         except _UNAVAILABLE as exc:
             refused = _unavailable(exc, (limit,), request)
             return refused if refused is not None else view(request, *args, **kwargs)

@@ -23,7 +23,7 @@ from atomicops import (
     incr,
     registry,
 )
-from atomicops.engine import connection
+from atomicops.engine import compat, connection
 from tests.sentinel.conftest import configure
 
 
@@ -47,7 +47,7 @@ def test_calls_go_to_the_primary_the_sentinels_name(sentinel_set, atomic_sentine
     assert bounded_incr("c", 10).value == 1
     assert incr("c", 2) == 3
     assert atomic_sentinel.get("c") == b"3"
-    assert connection.is_sentinel(connection.get_client())
+    assert compat.is_sentinel_client(connection.get_client())
 
 
 def test_read_only_scripts_run_on_a_replica_and_writes_never_do(

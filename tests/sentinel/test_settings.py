@@ -9,7 +9,7 @@ import redis.asyncio.sentinel
 import redis.sentinel
 
 from atomicops import ConfigurationError, NotReplicated
-from atomicops.engine import connection, replication
+from atomicops.engine import compat, connection, replication
 from atomicops.exceptions import AtomicOpsError
 
 SENTINELS = [("127.0.0.1", 1), ("127.0.0.1", 2)]
@@ -36,7 +36,7 @@ def test_sentinels_build_a_sentinel_managed_client_without_io(settings):
     manager = pool.sentinel_manager
     assert [s.connection_pool.connection_kwargs["port"] for s in manager.sentinels] == [1, 2]
     assert manager.sentinel_kwargs["password"] == "s3cret"
-    assert connection.is_sentinel(client)
+    assert compat.is_sentinel_client(client)
     replicas = connection.replica_client(client)
     assert not replicas.connection_pool.is_master
     assert connection.replica_client(client) is replicas  # made once
@@ -47,7 +47,7 @@ async def test_async_calls_get_an_asyncio_sentinel_client(settings):
     _settings(settings, SENTINELS=SENTINELS, SERVICE="mymaster")
     client = connection.get_async_client()
     assert isinstance(client.connection_pool, redis.asyncio.sentinel.SentinelConnectionPool)
-    assert connection.is_sentinel(client)
+    assert compat.is_sentinel_client(client)
     assert not connection.replica_client(client).connection_pool.is_master
 
 
