@@ -670,7 +670,7 @@ def test_an_extend_after_the_last_renewal_moves_the_end_of_the_lease(backend):
 
 
 def renewer_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("atomicops-renew:")]
+    return [t for t in threading.enumerate() if t.name.startswith("atomicops-renew")]
 
 
 def test_the_renewer_holds_only_a_weak_reference(backend):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -63,9 +64,12 @@ class Send(NamedTuple):
 
 
 class Pause(NamedTuple):
-    """Wait ``seconds`` before the next round trip (a server said: try again shortly)."""
+    """Wait ``seconds`` before the next round trip (a server said: try again shortly; a
+    renewal is due later). ``until``: an event that ends the wait early for the sync
+    runner (an asyncio flow is cancelled instead); the flow is sent whether it was set."""
 
     seconds: float
+    until: threading.Event | None = None
 
 
 class Refresh(NamedTuple):

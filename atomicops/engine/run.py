@@ -43,8 +43,11 @@ def run(flow: Generator[Any, Any, T], perform: Callable[[Any], Any] = _no_perfor
                 if isinstance(op, Send):
                     replies: Any = wire.roundtrip(op)
                 elif isinstance(op, Pause):
-                    time.sleep(op.seconds)
-                    replies = None
+                    if op.until is None:
+                        time.sleep(op.seconds)
+                        replies = False
+                    else:
+                        replies = op.until.wait(op.seconds)
                 elif isinstance(op, Refresh):
                     replies = topology.refresh(op)
                 else:
@@ -79,7 +82,7 @@ async def arun(
                     replies: Any = await wire.aroundtrip(op)
                 elif isinstance(op, Pause):
                     await asyncio.sleep(op.seconds)
-                    replies = None
+                    replies = False
                 elif isinstance(op, Refresh):
                     replies = await topology.arefresh(op)
                 else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import hashlib
 import logging
 import os
 import secrets
@@ -351,7 +352,7 @@ class Lease:
             try:
                 self.on_lost(self)
             except Exception:  # a callback must not break the holder or the renewer
-                logger.exception("atomicops: on_lost callback of %s raised", self.key)
+                logger.exception("atomicops: on_lost callback of %s raised", self.log_name)
 
     # -- flows: each operation's logic, shared by the sync and async methods --------
 
@@ -436,8 +437,8 @@ class Lease:
         try:
             yield from self._call(client, self._release_op(owner))
         except AtomicOpsError as release_error:
-            logger.warning("atomicops: releasing the unreplicated grant of %s: %s", self.key,
-                           release_error.message)  # fmt: skip
+            logger.warning("atomicops: releasing the unreplicated grant of %s: %s", self.log_name,
+                           type(release_error).__name__)  # fmt: skip
         raise NotReplicated(
             f"{self.kind} {self.name!r} ({self.key}) was granted on the primary (fencing token "
             f"{exc.result[1]}) but only {exc.acked} of {exc.required} replicas confirmed it, so "
@@ -698,6 +699,12 @@ class Lease:
         if stop is not None:
             stop()
 
+    @property
+    def log_name(self) -> str:
+        """The lease as logs name it: its kind and a digest of its key, never the name a
+        user chose (an email, a token) in clear."""
+        return f"{self.kind} {hashlib.sha256(_bytes(self.key)).hexdigest()[:12]}"
+
     def _renewal_plan(self) -> tuple[str, float] | None:
         if not self.auto_renew or self._owner is None:
             return None
@@ -709,18 +716,18 @@ class Lease:
         if plan is None:
             return
         owner, interval = plan
+        client = connection.get_client(self.client)
         stop = threading.Event()
-        # The thread holds only a weak reference: a lease dropped without release()
+        # The flow holds only a weak reference: a lease dropped without release()
         # stops being renewed, and the finalizer wakes the thread so it exits now.
         # Stopping calls the finalizer, which also unregisters it: a Lock object
         # acquired and released many times does not pile up finalizers.
         stop_renewal = weakref.finalize(self, stop.set)
-        steps = renewal.schedule(weakref.ref(self), owner, interval, self.max_renewals)
+        flow = renewal.renewal_flow(
+            weakref.ref(self), client, owner, interval, self.max_renewals, stop
+        )
         thread = threading.Thread(
-            target=renewal.in_thread,
-            args=(steps, owner, stop),
-            name=f"atomicops-renew:{self.key}",
-            daemon=True,
+            target=engine_run.run, args=(flow,), name="atomicops-renew", daemon=True
         )
         self._stop_renewal = stop_renewal
         thread.start()
@@ -730,25 +737,19 @@ class Lease:
         if plan is None:
             return
         owner, interval = plan
-        steps = renewal.schedule(weakref.ref(self), owner, interval, self.max_renewals)
-        task = asyncio.get_running_loop().create_task(
-            renewal.in_task(steps, owner), name=f"atomicops-renew:{self.key}"
-        )
+        client = connection.get_async_client(self.client)
+        flow = renewal.renewal_flow(weakref.ref(self), client, owner, interval, self.max_renewals)
+        # release() cancels the task, so a reply read after it is never acted on.
+        task = asyncio.get_running_loop().create_task(engine_run.arun(flow), name="atomicops-renew")
         self._stop_renewal = task.cancel
 
     # -- what a renewer uses (renewal.Renewable) ---------------------------------
 
-    def renew(self, owner: str, stopped: Callable[[], bool]) -> Renewal:
-        """One renewal of ``owner``'s lease, from the renewer thread."""
+    def renewal(self, client: Any, owner: str, stopped: Callable[[], bool]) -> Flow[Renewal]:
+        """One renewal of ``owner``'s lease as a flow: an unreachable server is a retry,
+        a loss only once the lease surely ran out."""
         try:
-            return self._run(self._renew_flow, owner, stopped)
-        except AtomicOpsError as exc:
-            return self._renewal_failed(owner, exc)
-
-    async def arenew(self, owner: str) -> Renewal:
-        """One renewal of ``owner``'s lease, from the renewer task."""
-        try:
-            return await self._arun(self._renew_flow, owner)
+            return (yield from self._renew_flow(client, owner, stopped))
         except AtomicOpsError as exc:
             return self._renewal_failed(owner, exc)
 
@@ -769,5 +770,11 @@ class Lease:
         if self._deadline is not None and time.monotonic() >= self._deadline:
             self._mark_lost(owner, reported=False)
             return Renewal.LOST
-        logger.warning("atomicops: renewing %s failed, will retry: %s", self.key, exc)
+        logger.warning(
+            "atomicops: renewing %s failed, will retry: %s", self.log_name, type(exc).__name__
+        )
         return Renewal.RETRY
+
+
+def _bytes(key: Any) -> bytes:
+    return key if isinstance(key, bytes) else str(key).encode("utf-8", "surrogatepass")

@@ -1,20 +1,23 @@
-"""Auto-renewal of a lease: the schedule once, run by a thread or by an asyncio task.
+"""Auto-renewal of a lease: one flow on the engine's ``Pause``, run by a thread or a task.
 
-A renewer holds the lease only through a weak reference, and only across one renewal,
-never across a sleep: a lease dropped without ``release()`` stops being renewed. What a
-renewer needs of a lease is :class:`Renewable`; :class:`~atomicops.leases.lease.Lease`
-provides it.
+:func:`renewal_flow` is written once: it pauses, renews through the lease's own flow, and
+pauses again. A thread runs it with ``engine.run.run`` (its pauses end early when the
+lease is released: ``Pause.until``); an asyncio task runs it with ``engine.run.arun``
+(release cancels the task). The flow holds the lease only through a weak reference,
+and only across one renewal, never across a pause: a lease dropped without
+``release()`` stops being renewed. What a renewer needs of a lease is
+:class:`Renewable`; :class:`~atomicops.leases.lease.Lease` provides it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import threading
 import weakref
-from collections.abc import Callable, Generator
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from atomicops.engine.ops import Flow, Pause
 
 
 class Renewal(enum.Enum):
@@ -29,45 +32,42 @@ class Renewal(enum.Enum):
 class Renewable(Protocol):
     """The lease as a renewer sees it."""
 
-    def renew(self, owner: str, stopped: Callable[[], bool]) -> Renewal: ...
-
-    async def arenew(self, owner: str) -> Renewal: ...
+    def renewal(self, client: Any, owner: str, stopped: Callable[[], bool]) -> Flow[Renewal]: ...
 
     def time_left(self, owner: str) -> float | None: ...
 
     def expire(self, owner: str) -> None: ...
 
 
-@dataclass(frozen=True)
-class Sleep:
-    seconds: float
+def _never() -> bool:
+    return False
 
 
-@dataclass(frozen=True)
-class Renew:
-    lease: Renewable
+def renewal_flow(
+    ref: weakref.ref[Renewable],
+    client: Any,
+    owner: str,
+    interval: float,
+    max_renewals: int | None,
+    stop: threading.Event | None = None,
+) -> Flow[None]:
+    """Renew ``owner``'s lease every ``interval`` seconds until it is released, lost or
+    dropped; after ``max_renewals`` only wait for it to run out, and say so then.
 
-
-Steps = Generator[Sleep | Renew, Renewal | None, None]
-
-
-def schedule(
-    ref: weakref.ref[Renewable], owner: str, interval: float, max_renewals: int | None
-) -> Steps:
-    """The renewer's steps, written once for the thread and the task.
-
-    Yields :class:`Sleep` and :class:`Renew` and is sent each renewal's
-    :class:`Renewal`. After ``max_renewals`` it only waits for the lease to run out, and
-    says so then.
+    ``stop``: set when the lease is released (a thread's renewer then ends at once).
     """
+    stopped = _never if stop is None else stop.is_set
     done = 0
     while max_renewals is None or done < max_renewals:
-        yield Sleep(interval)
+        if (yield Pause(interval, stop)):
+            return
         lease = ref()
         if lease is None:
             return
-        status = yield Renew(lease)
+        renewing = lease.renewal(client, owner, stopped)
         del lease
+        status = yield from renewing
+        del renewing
         if status is Renewal.OK:
             done += 1
         elif status is not Renewal.RETRY:
@@ -82,42 +82,5 @@ def schedule(
         del lease
         if not left:
             return
-        yield Sleep(left)
-
-
-def in_thread(steps: Steps, owner: str, stop: threading.Event) -> None:
-    """Run ``steps`` in a (daemon) thread until they end or ``stop`` is set."""
-    status: Renewal | None = None
-    try:
-        while True:
-            step = steps.send(status)
-            status = None
-            if isinstance(step, Sleep):
-                if stop.wait(step.seconds):
-                    return
-                continue
-            status = step.lease.renew(owner, stop.is_set)
-            del step
-    except StopIteration:
-        return
-    finally:
-        steps.close()
-
-
-async def in_task(steps: Steps, owner: str) -> None:
-    """Run ``steps`` in an asyncio task until they end or the task is cancelled."""
-    status: Renewal | None = None
-    try:
-        while True:
-            step = steps.send(status)
-            status = None
-            if isinstance(step, Sleep):
-                await asyncio.sleep(step.seconds)
-                continue
-            # release() cancels this task, so a reply read after it is never acted on.
-            status = await step.lease.arenew(owner)
-            del step
-    except StopIteration:
-        return
-    finally:
-        steps.close()
+        if (yield Pause(left, stop)):
+            return
