@@ -10,6 +10,7 @@ import pytest
 from atomicops import InvalidInput, registry
 from atomicops.engine import run as engine_run
 from atomicops.leases import claims
+from atomicops.leases.lease import wake_wait
 
 
 def claim(client, key: str, owner: str, lease_ms: int) -> None:
@@ -58,12 +59,12 @@ def test_finished_claims_do_not_pile_up_in_the_renewer():
     assert len(claims._renewer._heap) < claims.COMPACT_EVERY
 
 
-def test_wait_returns_on_a_token_or_times_out(backend):
+def test_the_wake_up_wait_claims_share_with_locks_returns_on_a_token_or_times_out(backend):
     client = backend[1]
     client.rpush("wake", "1")
-    assert claims.wait("wake", 1) is True
+    assert engine_run.run(wake_wait(client, "wake", 1)) is not None
     started = time.monotonic()
-    assert claims.wait("wake", 0.05) is False
+    assert engine_run.run(wake_wait(client, "wake", 0.05)) is None
     assert time.monotonic() - started < 1
 
 

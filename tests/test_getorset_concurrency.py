@@ -21,7 +21,7 @@ import redis
 from django.core.cache import caches
 
 from atomicops import get_or_set, incr
-from atomicops.leases import claims
+from atomicops.web import getorset
 from tests.multiproc import run_processes
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
@@ -53,13 +53,13 @@ def _report(url: str) -> dict:
         return f"report #{calls} by {os.getpid()}"
 
     waited = []
-    real_wait = claims.wait
+    real_wait = getorset.wake_wait
 
-    def wait(*args: Any, **kwargs: Any) -> bool:
+    def wait(*args: Any, **kwargs: Any) -> Any:
         waited.append(True)
         return real_wait(*args, **kwargs)
 
-    claims.wait = wait  # this forked process only
+    getorset.wake_wait = wait  # this forked process only
     value = get_or_set("report", compute, 60, cache="shared")
     return {"value": value, "returned": time.time(), "pid": os.getpid(), "waited": bool(waited)}
 

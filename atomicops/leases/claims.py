@@ -11,10 +11,10 @@ need around their scripts:
   claim: a request pays a heap push instead of a thread start. Async code gets one task
   per claim, which costs microseconds;
 * :data:`Flow`: what both write their decision logic as, once for sync and async: a
-  generator yielding their own operations (run the code, call a script), which the
-  engine's runners hand to a ``perform`` callback (``engine.run.run(flow, perform)``);
-* :func:`wait` / :func:`await_`: block on a wake-up list, with the same ``BLPOP`` flow
-  as locks (:func:`atomicops.leases.lease.wake_wait`).
+  flow that ``yield from``-s its scripts' flows and the locks' wake-up wait
+  (:func:`atomicops.leases.lease.wake_wait`), and yields its own operations (run the
+  code, read or write the cache) for the runner to hand to a ``perform`` callback
+  (``engine.run.run(flow, perform)``).
 """
 
 from __future__ import annotations
@@ -30,10 +30,7 @@ import time
 from collections.abc import Generator
 from typing import Any, TypeVar
 
-from atomicops.engine import connection
-from atomicops.engine import run as engine_run
 from atomicops.exceptions import AtomicOpsError
-from atomicops.leases.lease import wake_wait
 from atomicops.scripts.registry import registry
 
 logger = logging.getLogger("atomicops")
@@ -228,20 +225,3 @@ async def _arenew(held: Hold) -> None:
                 logger.warning("atomicops: claim %s was lost while its code ran", held.key)
             return
         renewed, delay = sent, held.interval
-
-
-# -- waiting on a wake-up list ---------------------------------------------------------
-
-
-def wait(key: str, seconds: float, client: Any = None) -> bool:
-    """Block on the wake-up list ``key`` for at most ``seconds``; True when a token was
-    taken. Raises :class:`RedisUnavailable` when the server cannot be reached (a token
-    then stays or is lost, which only costs a waiter its wait: callers re-check)."""
-    client = connection.get_client(client)
-    return engine_run.run(wake_wait(client, key, seconds)) is not None
-
-
-async def await_(key: str, seconds: float, client: Any = None) -> bool:
-    """The async twin of :func:`wait`."""
-    client = connection.get_async_client(client)
-    return await engine_run.arun(wake_wait(client, key, seconds)) is not None

@@ -31,9 +31,11 @@ from django.core.cache import InvalidCacheBackendError, caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 
 from atomicops.conf import get_settings
+from atomicops.engine import connection
 from atomicops.engine import run as engine_run
 from atomicops.exceptions import AtomicOpsError, InvalidInput, OutcomeUnknown, RedisUnavailable
 from atomicops.leases import claims
+from atomicops.leases.lease import wake_wait
 from atomicops.primitives.validate import MAX_LEASE_MS
 from atomicops.scripts.registry import registry
 from atomicops.web.identity import digest
@@ -141,15 +143,15 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _flow(plan: _Plan) -> claims.Flow[Any]:
-    """One caller's decisions after a miss, written once for sync and async; yields
-    ``("get",)``, ``("set", value)``, ``("claim", owner, force)``, ``("wait", key,
-    seconds)``, ``("compute", owner)`` and ``("done", owner, stored)``."""
+def _flow(plan: _Plan, client: Any) -> claims.Flow[Any]:
+    """One caller's decisions after a miss, written once for sync and async: the scripts'
+    and the wake-up wait's flows on ``client``, and ``("get",)``, ``("set", value)``,
+    ``("compute", owner)`` for the runner's ``perform`` (the cache and the caller's code)."""
     force = False
     while True:
         owner = claims.new_owner()
         try:
-            reply = yield ("claim", owner, force)
+            reply = yield from _script(plan, client, ("claim", owner, force))
         except OutcomeUnknown:
             # The claim may be ours: compute as its owner (done is fenced by the token,
             # so if it was not ours, ending it changes nothing).
@@ -158,12 +160,12 @@ def _flow(plan: _Plan) -> claims.Flow[Any]:
             return (yield from _uncoordinated(plan, exc))
         state = int(reply[0])
         if state == 1:
-            return (yield from _compute(owner))
+            return (yield from _compute(plan, client, owner))
         if state == 0:
             pttl = int(reply[2])
             seconds = pttl / 1000 + _PAST_LEASE_S if pttl > 0 else plan.lease_ms / 1000
             try:
-                yield ("wait", _wake_key(plan.claim, _text(reply[1])), seconds)
+                yield from wake_wait(client, _wake_key(plan.claim, _text(reply[1])), seconds)
             except RedisUnavailable as exc:
                 return (yield from _uncoordinated(plan, exc))
         # Woken, or a value was stored moments ago: read it.
@@ -175,15 +177,15 @@ def _flow(plan: _Plan) -> claims.Flow[Any]:
         force = True
 
 
-def _compute(owner: str) -> claims.Flow[Any]:
+def _compute(plan: _Plan, client: Any, owner: str) -> claims.Flow[Any]:
     try:
         value = yield ("compute", owner)
         yield ("set", value)
     except BaseException:
         # The waiters wake, miss, and one of them computes: the caller gets the error.
-        yield ("done", owner, False)
+        yield from _script(plan, client, ("done", owner, False))
         raise
-    yield ("done", owner, True)
+    yield from _script(plan, client, ("done", owner, True))
     return value
 
 
@@ -195,6 +197,19 @@ def _uncoordinated(plan: _Plan, exc: AtomicOpsError) -> claims.Flow[Any]:
     value = yield ("compute", None)
     yield ("set", value)
     return value
+
+
+def _script(plan: _Plan, client: Any, op: claims.Op) -> claims.Flow[Any]:
+    """The claim's script as a flow; a failed ``done`` is logged (waiters then read the
+    cache when their wait ends), a failed claim is the caller's."""
+    name, keys, args = _script_call(plan, op)
+    try:
+        return (yield from registry.get(name).flow(keys, args, client))
+    except AtomicOpsError as exc:
+        if op[0] == "claim":
+            raise
+        _done_failed(plan, exc)
+        return None
 
 
 def _script_call(plan: _Plan, op: claims.Op) -> tuple[str, list[str], list[Any]]:
@@ -249,32 +264,21 @@ def get_or_set(
         return value
     plan = _plan(backend, cache, key, timeout, lease, client)
 
-    def perform(op: claims.Op) -> Any:
+    def perform(op: claims.Op) -> Any:  # the cache and the caller's code
         kind = op[0]
         if kind == "get":
             return plan.cache.get(plan.key, _MISSING)
         if kind == "set":
             return plan.cache.set(plan.key, op[1], timeout=plan.timeout)
-        if kind == "compute":
-            if op[1] is None:
-                return compute()
-            held = claims.hold(plan.claim, op[1], plan.lease_ms, plan.client)
-            try:
-                return compute()
-            finally:
-                held.stop()
-        if kind == "wait":
-            return claims.wait(op[1], op[2], plan.client)
-        name, keys, args = _script_call(plan, op)
+        if op[1] is None:  # ("compute", None): uncoordinated
+            return compute()
+        held = claims.hold(plan.claim, op[1], plan.lease_ms, plan.client)
         try:
-            return registry.get(name)(keys=keys, args=args, client=plan.client)
-        except AtomicOpsError as exc:
-            if kind == "claim":
-                raise
-            _done_failed(plan, exc)
-            return None
+            return compute()
+        finally:
+            held.stop()
 
-    return engine_run.run(_flow(plan), perform)
+    return engine_run.run(_flow(plan, connection.get_client(plan.client)), perform)
 
 
 async def aget_or_set(
@@ -301,29 +305,19 @@ async def aget_or_set(
             value = await value
         return value
 
-    async def perform(op: claims.Op) -> Any:
+    async def perform(op: claims.Op) -> Any:  # the cache and the caller's code
         kind = op[0]
         if kind == "get":
             return await plan.cache.aget(plan.key, _MISSING)
         if kind == "set":
             return await plan.cache.aset(plan.key, op[1], timeout=plan.timeout)
-        if kind == "compute":
-            if op[1] is None:
-                return await run_compute()
-            held = claims.ahold(plan.claim, op[1], plan.lease_ms, plan.client)
-            try:
-                return await run_compute()
-            finally:
-                held.stop()
-        if kind == "wait":
-            return await claims.await_(op[1], op[2], plan.client)
-        name, keys, args = _script_call(plan, op)
+        if op[1] is None:  # ("compute", None): uncoordinated
+            return await run_compute()
+        held = claims.ahold(plan.claim, op[1], plan.lease_ms, plan.client)
         try:
-            return await registry.get(name).acall(keys=keys, args=args, client=plan.client)
-        except AtomicOpsError as exc:
-            if kind == "claim":
-                raise
-            _done_failed(plan, exc)
-            return None
+            return await run_compute()
+        finally:
+            held.stop()
 
-    return await engine_run.arun(_flow(plan), perform)
+    client = connection.get_async_client(plan.client)
+    return await engine_run.arun(_flow(plan, client), perform)

@@ -38,6 +38,7 @@ from django.http.response import HttpResponseBase
 from django.utils.crypto import salted_hmac
 
 from atomicops.conf import get_settings
+from atomicops.engine import connection
 from atomicops.engine import run as engine_run
 from atomicops.exceptions import (
     AtomicOpsError,
@@ -387,15 +388,15 @@ class _Plan:
 OVER_BOUND = 2
 
 
-def _flow(exact: bool = True) -> claims.Flow[HttpResponseBase]:
-    """One request's decisions; yields ``("claim",)``, ``("view",)``, ``("store", meta,
-    body)`` and ``("release",)``, written once for sync and async views."""
+def _flow(plan: _Plan, client: Any) -> claims.Flow[HttpResponseBase]:
+    """One request's decisions, written once for sync and async views: the scripts'
+    flows on ``client``, and ``("view",)`` for the runner's ``perform`` to run the view."""
     try:
-        reply = yield ("claim",)
+        reply = yield from _script(plan, client, ("claim",))
     except OutcomeUnknown:
         # The claim may have been written: give it back (fenced by the owner token, so
         # this frees nothing of anyone else's), and let the client retry.
-        yield ("release",)
+        yield from _script(plan, client, ("release",))
         return _unavailable()
     except RedisUnavailable as exc:
         logger.warning("atomicops: Idempotency-Key not checked (%s); answered 503", exc)
@@ -412,14 +413,29 @@ def _flow(exact: bool = True) -> claims.Flow[HttpResponseBase]:
     try:
         response: HttpResponseBase = yield ("view",)
     except BaseException:
-        yield ("release",)
+        yield from _script(plan, client, ("release",))
         raise
     if response.status_code >= 500:
-        yield ("release",)
+        yield from _script(plan, client, ("release",))
         return response
-    meta, body = _serialize(response, exact)
-    yield ("store", meta, body)
+    meta, body = _serialize(response, plan.exact)
+    yield from _script(plan, client, ("store", meta, body))
     return response
+
+
+def _script(plan: _Plan, client: Any, op: claims.Op) -> claims.Flow[Any]:
+    """One of the record's scripts as a flow. A claim's error is the caller's; a store's
+    or a release's is logged (the client has its answer already)."""
+    name, args = _script_args(plan, op)
+    try:
+        result = yield from registry.get(name).flow(_script_keys(plan, op), args, client)
+    except AtomicOpsError as exc:
+        if op[0] == "claim":
+            raise
+        _write_failed(op, exc, plan.key)
+        return None
+    _after_write(plan, op, result)
+    return result
 
 
 def _script_args(plan: _Plan, op: claims.Op) -> tuple[str, list[Any]]:
@@ -642,30 +658,18 @@ def idempotent(
                 plan = plan_for(request, identity, exact, raw)
                 owner = view_self if view_self is not None else (args[0] if index else None)
 
-                async def perform(op: claims.Op) -> Any:
-                    if op[0] == "view":
-                        held = claims.ahold(plan.key, plan.owner, plan.lease_ms, plan.client)
-                        try:
-                            response = await view(*args, **kwargs)
-                        finally:
-                            held.stop()
-                        if not getattr(response, "is_rendered", True):
-                            response = await sync_to_async(_render)(response, request, owner)
-                        return _check_response(response)
-                    name, script_args = _script_args(plan, op)
+                async def perform(op: claims.Op) -> Any:  # ("view",): run the view
+                    held = claims.ahold(plan.key, plan.owner, plan.lease_ms, plan.client)
                     try:
-                        result = await registry.get(name).acall(
-                            keys=_script_keys(plan, op), args=script_args, client=plan.client
-                        )
-                    except AtomicOpsError as exc:
-                        if op[0] == "claim":
-                            raise
-                        _write_failed(op, exc, plan.key)
-                        return None
-                    _after_write(plan, op, result)
-                    return result
+                        response = await view(*args, **kwargs)
+                    finally:
+                        held.stop()
+                    if not getattr(response, "is_rendered", True):
+                        response = await sync_to_async(_render)(response, request, owner)
+                    return _check_response(response)
 
-                return await engine_run.arun(_flow(plan.exact), perform)
+                client = connection.get_async_client(plan.client)
+                return await engine_run.arun(_flow(plan, client), perform)
 
             return wraps(view)(async_wrapper)  # type: ignore[return-value]
 
@@ -694,28 +698,16 @@ def idempotent(
             plan = plan_for(request, identity, exact, raw)
             owner = view_self if view_self is not None else (args[0] if index else None)
 
-            def perform(op: claims.Op) -> Any:
-                if op[0] == "view":
-                    held = claims.hold(plan.key, plan.owner, plan.lease_ms, plan.client)
-                    try:
-                        response = _render(view(*args, **kwargs), request, owner)
-                    finally:
-                        held.stop()
-                    return _check_response(response)
-                name, script_args = _script_args(plan, op)
+            def perform(op: claims.Op) -> Any:  # ("view",): run the view
+                held = claims.hold(plan.key, plan.owner, plan.lease_ms, plan.client)
                 try:
-                    result = registry.get(name)(
-                        keys=_script_keys(plan, op), args=script_args, client=plan.client
-                    )
-                except AtomicOpsError as exc:
-                    if op[0] == "claim":
-                        raise
-                    _write_failed(op, exc, plan.key)
-                    return None
-                _after_write(plan, op, result)
-                return result
+                    response = _render(view(*args, **kwargs), request, owner)
+                finally:
+                    held.stop()
+                return _check_response(response)
 
-            return engine_run.run(_flow(plan.exact), perform)
+            client = connection.get_client(plan.client)
+            return engine_run.run(_flow(plan, client), perform)
 
         return wraps(view)(wrapper)  # type: ignore[return-value]
 
