@@ -96,6 +96,17 @@ class CeleryEnv:
         return [json.loads(raw) for raw in self.client.lrange(f"celtest:{name}", 0, -1)]
 
 
+def forget_kombu_after_fork() -> None:
+    """Drop what kombu registered to run in every forked child of this process: its pools
+    are closed now, and a child has no business with the broker of a finished module."""
+    from multiprocessing import util
+
+    registry = util._afterfork_registry
+    for key, obj in list(registry.items()):
+        if type(obj).__module__.startswith("kombu"):
+            registry.pop(key, None)
+
+
 @pytest.fixture(scope="module")
 def celery_env():
     binary = redis_server_binary()
@@ -116,6 +127,13 @@ def celery_env():
         env.wait_ready(app, list(NODES))
         yield env
     finally:
+        # Close this process's broker connections while their server still runs: kombu
+        # registers its pools to close them after every fork, and a later test's forked
+        # child would otherwise read a BRPOP reply from a server long gone (or from
+        # another server that took its port) and hang before its target starts.
+        app.pool.force_close_all()
+        app.close()
+        forget_kombu_after_fork()
         for name in list(env.workers):
             env.kill(name)
         env.client.close()
