@@ -15,6 +15,7 @@ import redis
 import redis.asyncio
 
 from atomicops.engine import connection
+from tests.multiproc import forget_kombu_after_fork
 from tests.servers import Server, available_binaries
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -27,6 +28,12 @@ REAL_KINDS = [
     for kind in ("redis", "valkey")
     if kind in os.environ.get("ATOMICOPS_TEST_KINDS", "redis,valkey").split(",")
 ]
+
+
+@pytest.fixture(autouse=True)
+def _no_broker_clean_up_in_forked_children():
+    # Before every test: a process it forks must not inherit an earlier test's Celery pool.
+    forget_kombu_after_fork()
 
 
 @pytest.fixture(scope="session")

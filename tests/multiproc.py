@@ -15,6 +15,20 @@ from typing import Any
 _ctx = multiprocessing.get_context("fork")
 
 
+def forget_kombu_after_fork() -> None:
+    """Drop what kombu (Celery's transport) registered to run in every forked child of
+    this process. A test that used Celery in-process (the Celery tests, the demo_celery
+    command) leaves a broker pool behind, and a later test's forked child would run its
+    clean-up: read a BRPOP reply from a Redis long stopped (or from another server that
+    took its port) and hang before its target starts. The children here never use it."""
+    from multiprocessing import util
+
+    registry = util._afterfork_registry
+    for key, obj in list(registry.items()):
+        if type(obj).__module__.startswith("kombu"):
+            registry.pop(key, None)
+
+
 def _run(index: int, target: Callable, args: Sequence, barrier: Any, results: Any) -> None:
     try:
         barrier.wait(30)

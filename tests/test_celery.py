@@ -26,7 +26,7 @@ from celery.worker.control import Panel
 from celery.worker.request import Request
 
 from tests.conftest import CI, _configure
-from tests.multiproc import run_processes
+from tests.multiproc import forget_kombu_after_fork, run_processes
 from tests.servers import Server, redis_server_binary
 
 pytestmark = [pytest.mark.slow, pytest.mark.real]
@@ -94,17 +94,6 @@ class CeleryEnv:
 
     def entries(self, name: str) -> list[dict]:
         return [json.loads(raw) for raw in self.client.lrange(f"celtest:{name}", 0, -1)]
-
-
-def forget_kombu_after_fork() -> None:
-    """Drop what kombu registered to run in every forked child of this process: its pools
-    are closed now, and a child has no business with the broker of a finished module."""
-    from multiprocessing import util
-
-    registry = util._afterfork_registry
-    for key, obj in list(registry.items()):
-        if type(obj).__module__.startswith("kombu"):
-            registry.pop(key, None)
 
 
 @pytest.fixture(scope="module")
