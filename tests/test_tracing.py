@@ -103,6 +103,6 @@ def test_without_an_sdk_no_span_is_made(backend):
     observe.attach((sink,))
     try:
         atomicops.bounded_incr("untraced", limit=5, client=backend[1])
-        assert sink.start(atomicops.scripts.registry.get("counter_bounded_incr")) is None
+        assert sink.start(atomicops.registry.get("counter_bounded_incr")) is None
     finally:
         observe.configure()
