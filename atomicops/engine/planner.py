@@ -354,34 +354,45 @@ def _fail(call: Planned, error: AtomicOpsError) -> None:
 # -- one call -----------------------------------------------------------------------------
 
 
-def call_flow(call: Planned, client: Any, plan: Plan) -> Flow[Any]:
-    """``call`` alone: its result, or its error raised.
+def call_flow(
+    script: Any,
+    keys: Sequence[Any],
+    args: Sequence[Any],
+    client: Any,
+    plan: Plan,
+    interpret: Callable[[Any], Any] = _raw,
+) -> Flow[Any]:
+    """One call of ``script``: its result read by ``interpret``, or its error raised.
 
-    The common round written out (every hit of every primitive takes it): a plain client,
-    no replication settings, no sink, the scripts loaded on that server. Any reply but a
-    plain value goes on through :func:`calls_flow`'s rules from there.
+    The common round is written out, without a :class:`Planned` (every hit of every
+    primitive takes it): a plain client, no replication settings, no sink, the scripts
+    loaded on that server. Any reply but a plain value goes on by :func:`calls_flow`'s
+    rules from there.
     """
     if sink is None and plan.policy() is None and not compat.is_cluster_client(client):
         scripts = plan.scripts
         state = scripts.server_state(client)
         if state.loaded_version == scripts.version:
-            script = call.script
             script.stats.bump("calls")
-            call.ro = script.readonly and state.has_ro is not False
-            call.target = client
+            readonly = script.readonly
+            ro = readonly and state.has_ro is not False
+            command = ("EVALSHA_RO" if ro else "EVALSHA", script.sha, len(keys), *keys, *args)
+            context = Context(script.name, keys[0] if keys else None, not readonly)
             try:
-                reply = (yield Send(client, (call.command(),), call.context()))[0]
+                reply = (yield Send(client, (command,), context))[0]
             except AtomicOpsError:
                 script.stats.bump("errors")
                 raise
             if not isinstance(reply, Exception):
-                if call.ro:
+                if ro:
                     state.has_ro = True
                 try:
-                    return call.interpret(script.read_reply(reply, call.keys))
+                    return interpret(script.read_reply(reply, keys))
                 except AtomicOpsError:  # a reply that does not convert (DataError)
                     script.stats.bump("errors")
                     raise
+            call = Planned(script, keys, args, interpret)
+            call.ro, call.target = ro, client
             if not (yield from _goes_again(call, reply, state)):
                 _settle(call, reply, None, None, plan)
                 return call.outcome()
@@ -389,5 +400,6 @@ def call_flow(call: Planned, client: Any, plan: Plan) -> Flow[Any]:
             while pending:
                 pending = yield from _round(client, pending, plan, None)
             return call.outcome()
+    call = Planned(script, keys, args, interpret)
     yield from calls_flow((call,), client, plan)
     return call.outcome()

@@ -344,7 +344,7 @@ class Script:
         directly (the generic per-argument check of :meth:`__call__` would cost every
         hit a few microseconds for nothing); composed operations ``yield from`` it.
         """
-        return planner.call_flow(planner.Planned(self, keys, args), client, self.registry.plan)
+        return planner.call_flow(self, keys, args, client, self.registry.plan)
 
     def _check(
         self, keys: Sequence[Any], args: Sequence[Any]
