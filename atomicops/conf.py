@@ -101,9 +101,10 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         # bound. The default keeps one client's records (with Redis' own overhead on
         # top) well under 16 MB.
         "IDEMPOTENCY_MAX_CLIENT_BYTES": 8 * 1024 * 1024,
-        # Async calls made concurrently on one event loop are sent together, one write
-        # per loop turn (atomicops.primitives.autopipeline). Off: a lone caller pays for the queue.
-        "AUTO_PIPELINE": False,
+        # Async calls made while another is in flight on the same client and event loop
+        # share the next write (atomicops.primitives.autopipeline); a lone call is written
+        # at once, so it costs a lone caller nothing.
+        "AUTO_PIPELINE": True,
     }
 )
 

@@ -155,6 +155,16 @@ async def agive_back(client: Any, conn: Any) -> None:
         await client.connection_pool.release(conn)
 
 
+def socket_of(conn: Any) -> Any:
+    """The socket under a connection (sync: ``_sock``; asyncio: the stream's), or None
+    when it is not connected."""
+    sock = getattr(conn, "_sock", None)
+    if sock is not None:
+        return sock
+    writer = getattr(conn, "_writer", None)
+    return None if writer is None else writer.get_extra_info("socket")
+
+
 def socket_closed_under(conn: Any) -> bool:
     """Whether an idle asyncio connection's socket already holds EOF (or stray data).
 
