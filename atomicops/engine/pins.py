@@ -65,13 +65,13 @@ def _may_pin(pool: Any) -> bool:
         return True
 
 
-def _unpinned(pool: Any) -> None:
+def _unpinned(key: int) -> None:
     with _counts_lock:
-        held = _counts.get(id(pool), 0) - 1
+        held = _counts.get(key, 0) - 1
         if held > 0:
-            _counts[id(pool)] = held
+            _counts[key] = held
         else:
-            _counts.pop(id(pool), None)
+            _counts.pop(key, None)
 
 
 def pinned_count(pool: Any) -> int:
@@ -80,13 +80,31 @@ def pinned_count(pool: Any) -> int:
 
 
 class Pin:
-    """A pool's connection kept by one thread (or one event loop) between calls."""
+    """A pool's connection kept by one thread (or one event loop) between calls.
 
-    __slots__ = ("__weakref__", "busy", "conn", "fd", "generation", "poller", "pool", "sync")
+    It holds its pool weakly: a client a user drops (one made per request, say) takes
+    its pool with it, and the pinned connection is closed then, not kept for the life
+    of the thread.
+    """
 
-    def __init__(self, pool: Any, conn: Any) -> None:
-        self.pool = pool
+    __slots__ = (
+        "__weakref__", "busy", "conn", "fd", "generation", "key", "loop", "pool", "poller",
+        "sync",
+    )  # fmt: skip
+
+    def __init__(self, pool: Any, conn: Any, loop: Any = None) -> None:
+        self.key = id(pool)
+        me = weakref.ref(self)  # not a bound method: Pin -> ref -> Pin would be a cycle,
+        # and a cycle outlives its thread until the garbage collector runs
+
+        def gone(_: Any) -> None:
+            pin = me()
+            if pin is not None:
+                pin._pool_gone()
+
+        self.pool = weakref.ref(pool, gone)
         self.conn = conn
+        self.loop = loop
         self.generation = _generation
         self.busy = False  # async: a round trip is on it now (a loop runs many tasks)
         self.fd = -1
@@ -114,24 +132,43 @@ class Pin:
         if self.generation != _generation:
             return
         self.generation = -1  # once
-        _unpinned(self.pool)
+        self._forget()
+        pool = self.pool()
+        if pool is None or self.conn is None:
+            return
         try:
-            self.pool.release(self.conn)
+            if self.sync:
+                pool.release(self.conn)
+            # An async pool's release is a coroutine: the connection is left to the
+            # pool's own disconnect, as redis.asyncio leaves a connection of a closed loop.
         except Exception:  # a pool reset or closed meanwhile: it owns nothing of ours
             pass
 
-    def __del__(self) -> None:
-        # The thread ended (its thread-local dict goes) or the pin was dropped. An async
-        # pool's release is a coroutine: its connection is left to the pool's own
-        # disconnect, as redis.asyncio leaves a connection of a closed loop.
-        if self.sync:
+    def _pool_gone(self) -> None:
+        if self.generation != _generation:
+            return
+        self.generation = -1
+        self._forget()
+        if self.sync and self.conn is not None:
             try:
-                self.release()
-            except Exception:  # interpreter shutdown
+                self.conn.disconnect()
+            except Exception:  # noqa: S110 - closing a socket nobody will use again
                 pass
 
+    def _forget(self) -> None:
+        # A thread's pins dict is not referred to from here (a cycle would keep a pin
+        # past its thread's end, until the garbage collector ran): a sync pin of a
+        # dropped pool stays in it, closed, until its id is reused or the thread ends.
+        if self.loop is not None and _apins.get(self.key) is self:
+            del _apins[self.key]
+        _unpinned(self.key)
 
-_NO_PIN: Any = object()  # a pool that is not pinned: borrow per call
+    def __del__(self) -> None:
+        # The thread ended (its thread-local dict goes) or the pin was dropped.
+        try:
+            self.release()
+        except Exception:  # interpreter shutdown
+            pass
 
 
 def pin(client: Any) -> Pin | None:
@@ -147,42 +184,41 @@ def pin(client: Any) -> Pin | None:
     except AttributeError:  # this thread's first call
         pins = _local.pins = {}
     found = pins.get(id(pool))
-    if found is not None and found is not _NO_PIN and found.generation == _generation:
+    if found is not None and found.generation == _generation and found.pool() is pool:
         return found  # type: ignore[no-any-return]
-    if found is _NO_PIN:
-        return None
     return _pin(pool, pins)
 
 
 def _pin(pool: Any, pins: dict[int, Any]) -> Pin | None:
+    stale = pins.pop(id(pool), None)  # a forked parent's pin, or a dead pool's id reused
+    if isinstance(stale, Pin):
+        stale.release()
     if type(pool) not in _PLAIN or getattr(pool, "cache", None) is not None:
-        pins[id(pool)] = _NO_PIN  # the pool object outlives this entry in practice
         return None
     if not _may_pin(pool):
         return None  # asked again next call: a thread may have ended meanwhile
     try:
         conn = pool.get_connection()
     except BaseException:
-        _unpinned(pool)
+        _unpinned(id(pool))
         raise
-    made = Pin(pool, conn)
-    pins[id(pool)] = made
+    made = pins[id(pool)] = Pin(pool, conn)
     return made
 
 
 def unpin(client: Any) -> None:
     """Give this thread's pin of ``client``'s pool back, e.g. after its server failed: a
     cluster node that left must not keep a pinned connection alive."""
-    pool = client.connection_pool
-    found = getattr(_local, "pins", {}).pop(id(pool), None)
+    found = getattr(_local, "pins", {}).get(id(client.connection_pool))
     if isinstance(found, Pin):
         found.release()
 
 
 # -- asyncio ------------------------------------------------------------------------------
 
-# loop -> id(pool) -> pin; weak on the loop, so a closed loop's pins go with it.
-_apins: weakref.WeakKeyDictionary[Any, dict[int, Any]] = weakref.WeakKeyDictionary()
+# id(pool) -> the pin of the loop that used the pool first (an asyncio pool's
+# connections belong to one loop; another loop's calls borrow per call).
+_apins: dict[int, Pin] = {}
 
 
 def apin(client: Any) -> Pin | None:
@@ -192,29 +228,34 @@ def apin(client: Any) -> Pin | None:
     The connection is taken from the pool by :func:`atake`, since an async pool lends a
     connection with ``await``.
     """
-    if getattr(client, "connection", None) is not None:
-        return None
     pool = client.connection_pool
-    loop = asyncio.get_running_loop()
-    per_loop = _apins.get(loop)
-    if per_loop is None:
-        per_loop = _apins.setdefault(loop, {})
-    found = per_loop.get(id(pool))
-    if found is None:
-        if type(pool) not in _APLAIN or not _may_pin(pool):
-            if type(pool) not in _APLAIN:
-                per_loop[id(pool)] = _NO_PIN
-            return None
-        found = per_loop[id(pool)] = Pin(pool, None)
-    if found is _NO_PIN or found.busy or found.generation != _generation:
+    found = _apins.get(id(pool))
+    if (
+        found is not None
+        and found.pool() is pool
+        and found.generation == _generation
+        and found.loop is asyncio.get_running_loop()
+    ):
+        return None if found.busy else found
+    if found is not None and found.pool() is pool and found.generation == _generation:
+        return None  # pinned by another loop
+    if (
+        getattr(client, "connection", None) is not None
+        or type(pool) not in _APLAIN
+        or not _may_pin(pool)
+    ):
         return None
-    return found
+    _apins[id(pool)] = made = Pin(pool, None, asyncio.get_running_loop())
+    return made
 
 
 async def atake(found: Pin) -> Any:
     """``found``'s connection, taken from its pool on first use."""
     if found.conn is None:
-        found.conn = await found.pool.get_connection()
+        pool = found.pool()
+        if pool is None:
+            raise RuntimeError("the pool was dropped while its connection was in use")
+        found.conn = await pool.get_connection()
     return found.conn
 
 

@@ -64,8 +64,25 @@ def pack_one(command: Command, encoder: Any) -> list[bytes] | None:
             if len(_HEADS) >= _HEADS_MAX:
                 _HEADS.clear()
             _HEADS[shape] = head
-        tail = _pack_items(command[3:], 0, encoder)
-        return None if tail is None else [head + tail]
+        out = [head]
+        # The keys and args, written out: this loop is most of a call's packing.
+        encoding = encoder.encoding
+        for item in command[3:]:
+            kind = type(item)
+            if kind is str:
+                data = item.encode(encoding, encoder.encoding_errors)
+            elif kind is int:
+                data = b"%d" % item
+            elif kind is bytes:
+                data = item
+            else:
+                tail = _pack_items((item,), 0, encoder)
+                if tail is None:
+                    return None
+                out.append(tail)
+                continue
+            out.append(b"$%d\r\n%b\r\n" % (len(data), data))
+        return [b"".join(out)]
     if " " in name:  # "SCRIPT LOAD": the words go as separate items, as redis-py's
         command = (*name.split(), *command[1:])
     packed = _pack_items(command, len(command), encoder)
@@ -87,7 +104,9 @@ def _pack_items(items: Sequence[Any], count: int, encoder: Any) -> bytes | None:
             data = b"%d" % item
         elif kind is float:
             data = repr(item).encode()  # redis-py's Encoder: the shortest exact form
-        else:
+        elif isinstance(item, str):  # a key built by key_for() / tagged(): a str subclass
+            data = item.encode(encoding, errors)
+        else:  # memoryviews, bools (refused by redis-py)...: redis-py's rules
             return None
         out.append(b"$%d\r\n%b\r\n" % (len(data), data))
     return b"".join(out)
@@ -207,7 +226,7 @@ async def _aroundtrip(
             raise context.unavailable(exc) from exc
         try:
             try:
-                await conn.send_packed_command(pack(conn, batch))
+                await compat.awrite(conn, pack(conn, batch))
             except _IO_ERRORS as exc:
                 await conn.disconnect()
                 raise context.unavailable(exc) from exc

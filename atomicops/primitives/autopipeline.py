@@ -48,18 +48,20 @@ class _Lane:
     """One client's calls on one loop: whether a round trip is in flight, and the calls
     that wait for the next one."""
 
-    __slots__ = ("busy", "waiting")
+    __slots__ = ("__weakref__", "busy", "client", "loop", "waiting")
 
-    def __init__(self) -> None:
+    def __init__(self, client: Any, loop: Any) -> None:
         self.busy = False
         self.waiting: Waiting = []
+        self.loop = loop
+        # Weak: a dropped client takes its lane with it.
+        self.client = weakref.ref(client, lambda _: _lanes.pop(id_, None))
+        id_ = id(client)
 
 
-# loop -> client -> lane; weak both ways, so neither a closed loop nor a dropped client
-# is kept alive by a lane.
-_lanes: weakref.WeakKeyDictionary[Any, weakref.WeakKeyDictionary[Any, _Lane]] = (
-    weakref.WeakKeyDictionary()
-)
+# id(client) -> its lane: a plain dict and an identity check, since every async call
+# looks its lane up (a weak-keyed dict costs a lone call a few per cent).
+_lanes: dict[int, _Lane] = {}
 
 
 def refresh() -> None:
@@ -78,13 +80,11 @@ setting_changed.connect(_reset, dispatch_uid="atomicops.primitives.autopipeline.
 
 
 def _lane(client: Any) -> _Lane:
+    lane = _lanes.get(id(client))
     loop = asyncio.get_running_loop()
-    per_loop = _lanes.get(loop)
-    if per_loop is None:
-        per_loop = _lanes.setdefault(loop, weakref.WeakKeyDictionary())
-    lane = per_loop.get(client)
-    if lane is None:
-        lane = per_loop.setdefault(client, _Lane())
+    if lane is None or lane.client() is not client or lane.loop is not loop:
+        # A new client, or one used from another loop (its connections are that loop's).
+        lane = _lanes[id(client)] = _Lane(client, loop)
     return lane
 
 
@@ -98,7 +98,10 @@ async def submit(call: Call[R], client: Any) -> R:
             script = registry.get(call.script)
             return call.interpret(await engine_run.arun(script.flow(call.keys, call.args, client)))
         finally:
-            _next_round(lane, client)
+            if lane.waiting:
+                _next_round(lane, client)
+            else:
+                lane.busy = False
     if compat.is_cluster_client(client):
         topology.slot_of(call.keys, call.script)  # CrossSlotError here, as a single call
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
