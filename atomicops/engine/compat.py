@@ -195,6 +195,19 @@ async def awrite(conn: Any, packed: list[bytes]) -> None:
         raise
 
 
+def reads_plainly(conn: Any) -> bool:
+    """Whether a sync connection's replies may be read by atomicops' own reader: redis-py's
+    own connection class with its pure-Python parser (not hiredis, which is faster), no
+    health checks (their PINGs are read by redis-py's parser), a socket in ``_sock``."""
+    return (
+        type(conn).__module__ == "redis.connection"  # not fakeredis', nor a custom class
+        and type(conn._parser).__name__ in ("_RESP2Parser", "_RESP3Parser")
+        and not conn.health_check_interval
+        and hasattr(conn, "_sock")
+        and hasattr(conn._parser, "parse_error")
+    )
+
+
 def socket_of(conn: Any) -> Any:
     """The socket under a connection (sync: ``_sock``; asyncio: the stream's), or None
     when it is not connected."""

@@ -89,7 +89,7 @@ class Pin:
 
     __slots__ = (
         "__weakref__", "busy", "conn", "fd", "generation", "key", "loop", "pool", "poller",
-        "sync",
+        "readable", "reader", "sync",
     )  # fmt: skip
 
     def __init__(self, pool: Any, conn: Any, loop: Any = None) -> None:
@@ -111,6 +111,9 @@ class Pin:
         self.poller: Any = None
         # Read here, not in __del__: at interpreter exit the module's globals are gone.
         self.sync = isinstance(pool, _PLAIN)
+        # Whether atomicops.engine.resp may read its replies (see there), and its reader.
+        self.readable = self.sync and compat.reads_plainly(conn)
+        self.reader: Any = None
 
     def stale(self) -> bool:
         """Whether the idle socket holds EOF or stray bytes (so it must be replaced)."""

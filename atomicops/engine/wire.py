@@ -30,7 +30,7 @@ from typing import Any
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from atomicops.engine import compat, pins, rest
+from atomicops.engine import compat, pins, resp, rest
 from atomicops.engine.ops import Command, Context, Send
 from atomicops.exceptions import AtomicOpsError
 
@@ -178,6 +178,8 @@ def _roundtrip(
                 conn.disconnect()
                 raise context.unavailable(exc) from exc
             try:
+                if held is not None and held.readable:
+                    return _read(held, client, conn, batch)
                 return [compat.read_reply(client, conn, cmd[0]) for cmd in batch]
             except _IO_ERRORS as exc:
                 # The stream is out of step now: never lend this connection out as is.
@@ -192,6 +194,25 @@ def _roundtrip(
             if held is None:
                 compat.give_back(client, conn)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _read(held: pins.Pin, client: Any, conn: Any, batch: Sequence[Command]) -> list[Any]:
+    """Every reply of ``batch`` through the pin's own reader (:mod:`atomicops.engine.resp`),
+    converted as :func:`compat.read_reply` converts them."""
+    reader = held.reader
+    if reader is None or reader.sock is not conn._sock:  # connected anew
+        reader = held.reader = resp.Reader(conn)
+    callbacks = client.response_callbacks
+    replies = []
+    for command in batch:
+        reply = reader.read()
+        if isinstance(reply, RedisConnectionError) and not isinstance(reply, compat.REPLY_ERRORS):
+            raise reply  # e.g. "max number of clients reached": redis-py raises it too
+        callback = callbacks.get(command[0])
+        replies.append(reply if callback is None else callback(reply))
+    if not reader.idle:  # bytes nobody asked for: the stream is not in step any more
+        conn.disconnect()
+    return replies
 
 
 async def aroundtrip(send: Send) -> list[Any]:
