@@ -14,7 +14,9 @@ flow that runs the ``lock_acquire`` script's flow, then a ``BLPOP``, then the sc
 * :mod:`.topology`: which server of a cluster serves a call's keys, and where the call
   goes next when a node redirects it (MOVED, ASK, TRYAGAIN, READONLY);
 * :mod:`.compat`: every redis-py and Django internal atomicops relies on;
-* :mod:`.run`: the runners.
+* :mod:`.run`: the runners;
+* :mod:`.background`: one thread per process that drives flows between their pauses
+  (every sync renewal), performing their operations as :mod:`.run` does.
 
 Nothing here reads Django settings: this package sits below everything else.
 """
