@@ -54,6 +54,8 @@ logger = logging.getLogger("atomicops")
 # Most claims end long before their first renewal, so at many requests a second they
 # would otherwise pile up in between.
 COMPACT_AFTER = 1024
+# Longest sleep of the thread at once (threading refuses waits above TIMEOUT_MAX).
+_LONGEST_WAIT = 3600.0
 
 
 class _State(enum.Enum):
@@ -104,7 +106,6 @@ class Runner:
         self._heap: list[tuple[float, int, Job]] = []
         self._seq = itertools.count()
         self._stale = 0  # heap entries of jobs that are done
-        self._live = 0  # jobs not done
         self._thread: threading.Thread | None = None
         self._current: Job | None = None  # the job the thread is advancing
         self._pid = os.getpid()
@@ -138,7 +139,6 @@ class Runner:
                     target=self._loop, name="atomicops-background", daemon=True
                 )
                 self._thread.start()
-            self._live += 1
             self._park(job, op)
         return job
 
@@ -167,9 +167,9 @@ class Runner:
         if self._heap[0] is entry and threading.current_thread() is not self._thread:
             self._cond.notify()
 
-    def _done(self, job: Job) -> None:
+    @staticmethod
+    def _done(job: Job) -> None:
         job._state = _State.DONE
-        self._live -= 1
 
     # -- any thread -------------------------------------------------------------------
 
@@ -188,8 +188,12 @@ class Runner:
                 heapq.heapify(self._heap)
                 self._stale = 0
         # Parked: nobody else touches the generator now. Closing it here rather than in
-        # the thread costs the thread no wake-up.
-        job._flow.close()
+        # the thread costs the thread no wake-up. A flow that will not close is a bug to
+        # log, not an error for the release() that stopped it.
+        try:
+            job._flow.close()
+        except Exception:
+            logger.exception("atomicops: closing background job %s failed", job.name)
 
     # -- the background thread --------------------------------------------------------
 
@@ -205,7 +209,8 @@ class Runner:
                 due, _, job = self._heap[0]
                 delay = due - time.monotonic()
                 if delay > 0:
-                    self._cond.wait(delay)
+                    # A lease of years pauses longer than a lock's wait may: wake hourly.
+                    self._cond.wait(min(delay, _LONGEST_WAIT))
                     continue
                 heapq.heappop(self._heap)
                 job._state = _State.RUNNING
