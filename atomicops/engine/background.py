@@ -29,7 +29,8 @@ the same property.
 
 A forked child inherits neither the thread nor the parent's flows (the parent renews its
 own leases): :func:`os.register_at_fork` empties the runner in the child, which starts a
-thread of its own at its first :func:`start`.
+thread of its own at its first :func:`start` (a hook, not a pid check per start: a
+``getpid()`` costs a system call, and a claim is started per request).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from atomicops.engine import topology, wire
@@ -57,6 +59,8 @@ COMPACT_AFTER = 1024
 # Longest sleep of the thread at once (threading refuses waits above TIMEOUT_MAX).
 _LONGEST_WAIT = 3600.0
 
+Name = str | Callable[[], str]
+
 
 class _State(enum.Enum):
     PARKED = "parked"  # in the heap, waiting for its pause to end
@@ -67,10 +71,10 @@ class _State(enum.Enum):
 class Job:
     """A flow driven by the background runner; :meth:`stop` ends it."""
 
-    __slots__ = ("name", "_flow", "_op", "_state", "_stopped", "_runner")
+    __slots__ = ("_name", "_flow", "_op", "_state", "_stopped", "_runner")
 
-    def __init__(self, runner: Runner, flow: Flow[Any], name: str) -> None:
-        self.name = name  # for logs: never a user-chosen name in clear
+    def __init__(self, runner: Runner, flow: Flow[Any], name: Name) -> None:
+        self._name = name
         self._runner = runner
         self._flow = flow
         self._op: Any = None  # what the flow yielded last, performed when it is resumed
@@ -79,6 +83,11 @@ class Job:
 
     def __repr__(self) -> str:
         return f"<Job {self.name} {self._state.value}>"
+
+    @property
+    def name(self) -> str:
+        """What logs call the job: never a user-chosen name in clear."""
+        return self._name if isinstance(self._name, str) else self._name()
 
     @property
     def done(self) -> bool:
@@ -108,7 +117,6 @@ class Runner:
         self._stale = 0  # heap entries of jobs that are done
         self._thread: threading.Thread | None = None
         self._current: Job | None = None  # the job the thread is advancing
-        self._pid = os.getpid()
 
     def _forked(self) -> None:
         # Every job inherited from the parent is the parent's: never driven here.
@@ -119,11 +127,13 @@ class Runner:
             job._state = _State.DONE
         self._reset()
 
-    def start(self, flow: Flow[Any], name: str) -> Job:
+    def start(self, flow: Flow[Any], name: Name) -> Job:
         """Drive ``flow`` in the background until it returns or is stopped.
 
         Its first step runs here, up to its first ``yield``. What the flow returns is
-        dropped; an exception it raises is logged (under ``name``) and ends it.
+        dropped; an exception it raises is logged (under ``name``, or what ``name()``
+        returns: a digest need not be computed per request for a log line that is rare)
+        and ends it.
         """
         job = Job(self, flow, name)
         try:
@@ -132,8 +142,6 @@ class Runner:
             job._state = _State.DONE
             return job
         with self._cond:
-            if self._pid != os.getpid():  # a fork that skipped the hook
-                self._forked()
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._loop, name="atomicops-background", daemon=True
@@ -274,6 +282,6 @@ if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
     os.register_at_fork(after_in_child=runner._forked)
 
 
-def start(flow: Flow[Any], name: str) -> Job:
+def start(flow: Flow[Any], name: Name) -> Job:
     """Drive ``flow`` on this process's background thread (see :meth:`Runner.start`)."""
     return runner.start(flow, name)

@@ -84,6 +84,9 @@ class Hold:
         identity or a cache key), never the key in clear."""
         return log_name("claim", self.key)
 
+    def renewal_name(self) -> str:
+        return f"renewal of {self.log_name}"
+
     def stop(self) -> None:
         """Stop renewing (the code finished). A renewal already sent may still arrive;
         ``claim_extend`` then finds no owner (or another one) and does nothing, and its
@@ -100,11 +103,11 @@ def renewal_flow(held: Hold, resolve: Callable[[Any], Any]) -> EngineFlow[None]:
     within :data:`RETRY_S`, and give up (``lost``) once the lease surely ran out, or at
     once when the claim is found gone. ``resolve``: ``held.client`` to the client to use
     (asked at the first renewal: most claims end before it)."""
-    keys, args = [held.key], [held.owner, held.lease_ms]
-    lease_s = held.lease_ms / 1000
     renewed = time.monotonic()
     yield Pause(held.interval)
     extend, client = registry.get("claim_extend"), resolve(held.client)
+    keys, args = [held.key], [held.owner, held.lease_ms]
+    lease_s = held.lease_ms / 1000
     while True:
         sent = time.monotonic()
         try:
@@ -134,7 +137,7 @@ def hold(key: str, owner: str, lease_ms: int, client: Any = None) -> Hold:
     thread until :meth:`Hold.stop`. ``client``: a sync client or None."""
     held = Hold(key, owner, lease_ms, client)
     flow = renewal_flow(held, connection.get_client)
-    held._job = background.start(flow, f"renewal of {held.log_name}")
+    held._job = background.start(flow, held.renewal_name)
     return held
 
 
