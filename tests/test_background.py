@@ -14,6 +14,7 @@ from atomicops.engine import background, wire
 from atomicops.engine.ops import Context, Pause, Send
 from atomicops.exceptions import RedisUnavailable
 from atomicops.leases import claims
+from tests.multiproc import run_processes
 
 
 def wait_until(predicate, timeout: float = 5.0) -> bool:
@@ -234,3 +235,42 @@ def test_a_stopped_renewal_extends_no_more_and_the_lease_runs_out(real_client):
         assert ttl <= last, "the claim was extended after its renewal stopped"
         last = ttl
         time.sleep(0.01)
+
+
+PROCESSES = 4
+LOCKS_EACH = 10
+
+
+def _hold_while_sleeping(index: int) -> dict:
+    """Hold this process's locks (renewed, TTL 0.6 s) and sleep; meanwhile try to take
+    the next process's locks, which its renewals must keep from us."""
+    locks = [Lock(f"p{index}:{i}", ttl=0.6, auto_renew=True) for i in range(LOCKS_EACH)]
+    for lock in locks:
+        assert lock.acquire(blocking=False)
+    time.sleep(1.2)  # two TTLs: only renewals keep them now
+    neighbour = (index + 1) % PROCESSES
+    taken = sum(
+        Lock(f"p{neighbour}:{i}", ttl=10).acquire(blocking=False) for i in range(LOCKS_EACH)
+    )
+    time.sleep(0.6)
+    outcome = {
+        "owned": sum(lock.owned() and not lock.lost for lock in locks),
+        "fewest_renewals": min(lock.renewals for lock in locks),
+        "neighbours_taken": taken,
+        "threads": len(background_threads()),
+    }
+    for lock in locks:
+        lock.release()
+    return outcome
+
+
+def test_each_process_renews_its_own_leases_on_its_own_thread(real_client):
+    parent = Lock("parent", ttl=30, auto_renew=True)  # the parent's runner has a job to fork
+    parent.acquire()
+    try:
+        outcomes = run_processes(_hold_while_sleeping, [(n,) for n in range(PROCESSES)])
+    finally:
+        parent.release()
+    for outcome in outcomes:
+        assert outcome["owned"] == LOCKS_EACH and outcome["neighbours_taken"] == 0
+        assert outcome["fewest_renewals"] >= 3 and outcome["threads"] == 1
