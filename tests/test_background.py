@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import socket
 import threading
 import time
 
 import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from atomicops import Lock
 from atomicops.engine import background, wire
@@ -235,6 +239,46 @@ def test_a_stopped_renewal_extends_no_more_and_the_lease_runs_out(real_client):
         assert ttl <= last, "the claim was extended after its renewal stopped"
         last = ttl
         time.sleep(0.01)
+
+
+def test_a_renewal_stuck_on_a_silent_server_leaves_the_others_their_margin(real_client):
+    # A server that accepts connections and never answers: every round trip to it holds
+    # the one thread for the client's whole socket timeout.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    # Without redis-py's retry, as atomicops builds its clients: with its default one
+    # (three retries, backoff up to 10 s) each round trip here would take about 8 s.
+    stuck = redis.Redis(port=silent.getsockname()[1], socket_timeout=0.4,
+                        socket_connect_timeout=0.4, retry=Retry(NoBackoff(), 0))  # fmt: skip
+    attempts: list = []
+
+    def renewing_a_dead_lease():
+        while True:
+            attempts.append(time.monotonic())
+            try:
+                yield Send(stuck, [("PING",)], Context("PING", script=False))
+            except RedisUnavailable:
+                pass
+            yield Pause(0.1)
+
+    # Renewed every 0.5 s with 1 s in hand: a delay of one socket timeout (0.4 s) behind
+    # the stuck renewal must not cost them the lease.
+    locks = [Lock(f"margin:{i}", ttl=1.5, auto_renew=True) for i in range(5)]
+    dead = background.start(renewing_a_dead_lease(), "test silent server")
+    try:
+        for lock in locks:
+            assert lock.acquire(blocking=False)
+        time.sleep(3.5)
+        assert len(attempts) >= 4  # it did hold the thread, again and again
+        for lock in locks:
+            assert real_client.pttl(lock.key) > 0 and not lock.lost and lock.renewals >= 4
+    finally:
+        dead.stop()
+        for lock in locks:
+            lock.release()
+        stuck.close()
+        silent.close()
 
 
 PROCESSES = 4

@@ -18,14 +18,20 @@ never sent to it. A flow that yields ``Pause(..., until=event)`` is resumed when
 pause is over, and sent whether ``event`` is set by then; setting the event does not
 wake the thread (stop the job for that).
 
-One thread, so one slow round trip delays the others: a server that does not answer
-holds the thread for up to its client's ``socket_timeout`` (or connect timeout). With
-one server that costs nothing extra (every renewal to it would fail as well), and a
-renewal due at a third of its lease has two thirds left, more than the default 5 s
-timeout for any lease above 7.5 s. With several servers (a cluster whose primary just
-died) renewals on the healthy ones wait behind the dead one's; they are not lost as long
-as the stall stays under two thirds of their lease. The claims renewer this replaced had
-the same property.
+One thread, so one slow round trip delays the others. A server that does not answer
+holds the thread for its client's socket timeout (``SOCKET_TIMEOUT``, 5 s by default; the
+connect timeout when it cannot be reached): atomicops builds its clients without
+redis-py's retry, but a client a caller passes in keeps its own, and redis-py's default
+(three retries with backoff) makes such a round trip last about 8 s even with a 0.4 s
+timeout. With one server that costs nothing extra: every renewal to it would fail too,
+and once it answers again the queue drains in milliseconds. A renewal due at a third of
+its lease has two thirds in hand, more than one default timeout for any lease above
+7.5 s (``tests/test_background.py`` holds 1.5 s leases behind a 0.4 s stall). With
+several servers (a cluster whose primary just died) a renewal waits behind every stuck
+one due before it, one timeout each: k leases on the dead node can cost the healthy
+ones k timeouts. Isolating them takes a thread per server with a round trip in flight
+(worth it if many leases live on a cluster); the claims renewer this replaced had the
+same property, a thread per lock did not (at a thread start per acquire).
 
 A forked child inherits neither the thread nor the parent's flows (the parent renews its
 own leases): :func:`os.register_at_fork` empties the runner in the child, which starts a
