@@ -1,4 +1,5 @@
-"""atomicops.engine.background: the one thread that drives renewals between their pauses."""
+"""atomicops.engine.background: the scheduler that resumes renewals when due, and the
+lanes (a thread per server) that make their round trips."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def pauses(steps: int, seconds: float, seen: list):
         seen.append((threading.get_ident(), time.monotonic()))
 
 
-def test_many_flows_share_one_thread_and_each_resumes_when_due():
+def test_many_flows_share_one_scheduler_thread_and_each_resumes_when_due():
     seen: list[list] = [[] for _ in range(300)]
     started = time.monotonic()
     jobs = [
@@ -241,44 +242,66 @@ def test_a_stopped_renewal_extends_no_more_and_the_lease_runs_out(real_client):
         time.sleep(0.01)
 
 
-def test_a_renewal_stuck_on_a_silent_server_leaves_the_others_their_margin(real_client):
-    # A server that accepts connections and never answers: every round trip to it holds
-    # the one thread for the client's whole socket timeout.
+def silent_server() -> socket.socket:
+    """A server that accepts connections and never answers: a round trip to it lasts
+    its client's whole socket timeout."""
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(64)
+    return silent
+
+
+def stuck_renewals(target, attempts: list):
+    while True:
+        attempts.append(time.monotonic())
+        try:
+            yield Send(target, [("PING",)], Context("PING", script=False))
+        except RedisUnavailable:
+            pass
+        yield Pause(0.1)
+
+
+def test_renewals_stuck_on_a_silent_server_do_not_hold_up_the_others(real_client):
+    silent = silent_server()
     # Without redis-py's retry, as atomicops builds its clients: with its default one
     # (three retries, backoff up to 10 s) each round trip here would take about 8 s.
-    stuck = redis.Redis(port=silent.getsockname()[1], socket_timeout=0.4,
-                        socket_connect_timeout=0.4, retry=Retry(NoBackoff(), 0))  # fmt: skip
+    stuck = redis.Redis(port=silent.getsockname()[1], socket_timeout=1.5,
+                        socket_connect_timeout=1.5, retry=Retry(NoBackoff(), 0))  # fmt: skip
     attempts: list = []
-
-    def renewing_a_dead_lease():
-        while True:
-            attempts.append(time.monotonic())
-            try:
-                yield Send(stuck, [("PING",)], Context("PING", script=False))
-            except RedisUnavailable:
-                pass
-            yield Pause(0.1)
-
-    # Renewed every 0.5 s with 1 s in hand: a delay of one socket timeout (0.4 s) behind
-    # the stuck renewal must not cost them the lease.
+    # Renewed every 0.5 s with 1 s in hand. Behind three round trips stuck 1.5 s each,
+    # on one shared thread, they would run out; the silent server has a lane of its own.
     locks = [Lock(f"margin:{i}", ttl=1.5, auto_renew=True) for i in range(5)]
-    dead = background.start(renewing_a_dead_lease(), "test silent server")
+    dead = [background.start(stuck_renewals(stuck, attempts), "test silent") for _ in range(3)]
     try:
         for lock in locks:
             assert lock.acquire(blocking=False)
         time.sleep(3.5)
-        assert len(attempts) >= 4  # it did hold the thread, again and again
+        assert len(attempts) >= 4  # the silent server's lane was busy all along
+        assert any(target is stuck for target in background.runner.lanes())
         for lock in locks:
-            assert real_client.pttl(lock.key) > 0 and not lock.lost and lock.renewals >= 4
+            assert real_client.pttl(lock.key) > 0 and not lock.lost and lock.renewals >= 5
     finally:
-        dead.stop()
+        for job in dead:
+            job.stop()
         for lock in locks:
             lock.release()
         stuck.close()
         silent.close()
+
+
+def test_an_idle_lane_ends(real_client, monkeypatch):
+    monkeypatch.setattr(background, "LANE_IDLE", 0.2)
+    client = redis.Redis(port=real_client.connection_pool.connection_kwargs["port"])
+    replies: list = []
+
+    def one_round_trip():
+        replies.append((yield Send(client, [("PING",)], Context("PING", script=False))))
+
+    job = background.start(one_round_trip(), "test idle lane")
+    assert wait_until(lambda: job.done)
+    assert replies == [[True]]
+    assert wait_until(lambda: not any(t is client for t in background.runner.lanes()), 3)
+    client.close()
 
 
 PROCESSES = 4

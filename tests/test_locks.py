@@ -622,7 +622,7 @@ def wait_until(predicate, timeout: float = 5.0) -> bool:
 
 
 def test_auto_renewal_keeps_the_lock_past_its_ttl(backend):
-    # Renewals every 0.05 s leave 0.95 s of slack each: the background thread descheduled
+    # Renewals every 0.05 s leave 0.95 s of slack each: the background runner descheduled
     # for most of a second on a loaded machine still keeps the lease.
     with Lock("report", ttl=1, auto_renew=True, renew_fraction=0.05) as lock:
         assert wait_until(lambda: lock.renewals >= 25, timeout=20)  # >= 1.25 s: past the TTL
@@ -812,7 +812,7 @@ async def test_async_auto_renewal_runs_as_a_task(backend):
         while lock.renewals < 3 and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         assert lock.renewals >= 3 and await lock.aowned()
-        assert not renewals_of(lock.log_name)  # a task, not the background thread
+        assert not renewals_of(lock.log_name)  # a task, not the background runner
 
 
 async def test_async_locked_decorator(backend):

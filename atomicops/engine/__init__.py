@@ -15,8 +15,9 @@ flow that runs the ``lock_acquire`` script's flow, then a ``BLPOP``, then the sc
   goes next when a node redirects it (MOVED, ASK, TRYAGAIN, READONLY);
 * :mod:`.compat`: every redis-py and Django internal atomicops relies on;
 * :mod:`.run`: the runners;
-* :mod:`.background`: one thread per process that drives flows between their pauses
-  (every sync renewal), performing their operations as :mod:`.run` does.
+* :mod:`.background`: a scheduler thread per process that resumes paused flows when due
+  (every sync renewal), and a thread per server performing their round trips as
+  :mod:`.run` does.
 
 Nothing here reads Django settings: this package sits below everything else.
 """

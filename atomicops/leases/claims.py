@@ -8,7 +8,7 @@ need around their scripts:
 * :func:`hold` / :func:`ahold`: renewal in the background (``claim_extend``) while the
   code runs, so a claim outlives its lease only while its process is alive. The renewal
   is one flow on the engine's ``Pause`` (:func:`renewal_flow`), written once: sync code's
-  run on the process's one background thread (:mod:`atomicops.engine.background`, which
+  run on the process's background runner (:mod:`atomicops.engine.background`, which
   renews the locks too), so a request pays a heap push instead of a thread start; async
   code's in one task per claim, which costs microseconds;
 * :data:`Flow`: what both write their decision logic as, once for sync and async: a
@@ -134,7 +134,7 @@ def renewal_flow(held: Hold, resolve: Callable[[Any], Any]) -> EngineFlow[None]:
 
 def hold(key: str, owner: str, lease_ms: int, client: Any = None) -> Hold:
     """Renew ``owner``'s claim on ``key`` every third of ``lease_ms`` on the background
-    thread until :meth:`Hold.stop`. ``client``: a sync client or None."""
+    runner until :meth:`Hold.stop`. ``client``: a sync client or None."""
     held = Hold(key, owner, lease_ms, client)
     flow = renewal_flow(held, connection.get_client)
     held._job = background.start(flow, held.renewal_name)

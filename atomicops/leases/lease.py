@@ -2,7 +2,7 @@
 
 Owner tokens (a retry after a lost reply is the same acquisition), fencing tokens,
 blocking on a wake-up list instead of polling, and auto-renewal
-(:mod:`atomicops.leases.renewal`: on the process's background thread,
+(:mod:`atomicops.leases.renewal`: on the process's background runner,
 :mod:`atomicops.engine.background`, for sync code; a task per lease for async). Every operation is one flow (:mod:`atomicops.engine`),
 run by the sync or the async runner; the scripts and keys come from the subclass.
 """
@@ -715,7 +715,7 @@ class Lease:
         owner, interval = plan
         client = connection.get_client(self.client)
         flow = renewal.renewal_flow(weakref.ref(self), client, owner, interval, self.max_renewals)
-        # On the process's one background thread, not a thread per lease. The flow holds
+        # On the process's background runner, not a thread per lease. The flow holds
         # only a weak reference: a lease dropped without release() stops being renewed,
         # and the finalizer stops the job now. Stopping calls the finalizer, which also
         # unregisters it: a Lock object acquired and released many times does not pile

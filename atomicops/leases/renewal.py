@@ -1,7 +1,7 @@
 """Auto-renewal of a lease: one flow on the engine's ``Pause``, run in the background.
 
 :func:`renewal_flow` is written once: it pauses, renews through the lease's own flow, and
-pauses again. Sync code's renewals all run on the process's one background thread
+pauses again. Sync code's renewals all run on the process's background runner
 (:mod:`atomicops.engine.background`, which also renews ``@idempotent``'s and
 ``get_or_set``'s claims: :mod:`atomicops.leases.claims`); async code's in an asyncio task
 each (``engine.run.arun``). Release stops the job or cancels the task: either way the
