@@ -190,11 +190,12 @@ class Runner:
                 target = op.target if isinstance(op, Send) else op.client
                 lane = self._lanes.get(id(target))
                 if lane is None:
-                    lane = self._lanes[id(target)] = _Lane(target, self._lock)
+                    lane = _Lane(target, self._lock)
                     threading.Thread(
                         target=self._lane, args=(lane,), name="atomicops-background-io",
                         daemon=True,
                     ).start()  # fmt: skip
+                    self._lanes[id(target)] = lane  # only once it has a thread
                 job._op = op
                 job._state = _State.RUNNING
                 self._running.add(job)
