@@ -8,6 +8,7 @@ import time
 import pytest
 
 from atomicops import InvalidInput, registry
+from atomicops.engine import background
 from atomicops.engine import run as engine_run
 from atomicops.leases import claims
 from atomicops.leases.lease import wake_wait
@@ -54,9 +55,10 @@ async def test_async_hold_renews_in_a_task(backend):
 
 
 def test_finished_claims_do_not_pile_up_in_the_renewer():
-    for _ in range(claims.COMPACT_EVERY * 3):
+    for _ in range(background.COMPACT_AFTER * 3):
         claims.hold("k", "o", 30_000).stop()
-    assert len(claims._renewer._heap) < claims.COMPACT_EVERY
+    assert len(background.runner._heap) < background.COMPACT_AFTER * 2
+    assert not [job for job in background.runner.jobs() if job.name.startswith("renewal of claim")]
 
 
 def test_the_wake_up_wait_claims_share_with_locks_returns_on_a_token_or_times_out(backend):

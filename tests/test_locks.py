@@ -34,7 +34,7 @@ from atomicops import (
     locked,
     registry,
 )
-from atomicops.engine import wire
+from atomicops.engine import background, wire
 from atomicops.leases import lease
 from atomicops.leases.locks import lock_key
 from tests.factories import ArticleFactory
@@ -622,7 +622,7 @@ def wait_until(predicate, timeout: float = 5.0) -> bool:
 
 
 def test_auto_renewal_keeps_the_lock_past_its_ttl(backend):
-    # Renewals every 0.05 s leave 0.95 s of slack each: a renewer thread descheduled
+    # Renewals every 0.05 s leave 0.95 s of slack each: the background runner descheduled
     # for most of a second on a loaded machine still keeps the lease.
     with Lock("report", ttl=1, auto_renew=True, renew_fraction=0.05) as lock:
         assert wait_until(lambda: lock.renewals >= 25, timeout=20)  # >= 1.25 s: past the TTL
@@ -669,24 +669,27 @@ def test_an_extend_after_the_last_renewal_moves_the_end_of_the_lease(backend):
     lock.release()
 
 
-def renewer_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("atomicops-renew")]
+def renewals_of(name: str) -> list[background.Job]:
+    """The background runner's renewal jobs of the lease logged as ``name``."""
+    return [job for job in background.runner.jobs() if job.name == f"renewal of {name}"]
 
 
 def test_the_renewer_holds_only_a_weak_reference(backend):
     lock = Lock("report", ttl=30, auto_renew=True)  # first renewal in 10 s
     lock.acquire()
-    assert len(renewer_threads()) == 1
+    name = lock.log_name
+    assert len(renewals_of(name)) == 1
     del lock
     gc.collect()
-    assert wait_until(lambda: not renewer_threads(), timeout=2)
+    assert not renewals_of(name)  # the finalizer stopped it at once
 
 
 def test_release_stops_the_renewer(backend):
     lock = Lock("report", ttl=30, auto_renew=True)
     lock.acquire()
+    (job,) = renewals_of(lock.log_name)
     lock.release()
-    assert wait_until(lambda: not renewer_threads(), timeout=2)
+    assert job.done and not renewals_of(lock.log_name)
 
 
 def test_a_renewal_overtaken_by_release_reports_no_loss(backend, monkeypatch):
@@ -703,8 +706,8 @@ def test_a_renewal_overtaken_by_release_reports_no_loss(backend, monkeypatch):
         replies = real(send)
         if send.context.what == "lock_release":
             released.set()
-            for thread in renewer_threads():
-                thread.join(5)  # the renewer has read its reply and finished
+            # the renewer has read its reply and finished
+            assert wait_until(lambda: not renewals_of(lock.log_name))
         return replies
 
     monkeypatch.setattr(wire, "roundtrip", roundtrip)
@@ -809,7 +812,7 @@ async def test_async_auto_renewal_runs_as_a_task(backend):
         while lock.renewals < 3 and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         assert lock.renewals >= 3 and await lock.aowned()
-    assert not renewer_threads()
+        assert not renewals_of(lock.log_name)  # a task, not the background runner
 
 
 async def test_async_locked_decorator(backend):

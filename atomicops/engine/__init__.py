@@ -14,7 +14,10 @@ flow that runs the ``lock_acquire`` script's flow, then a ``BLPOP``, then the sc
 * :mod:`.topology`: which server of a cluster serves a call's keys, and where the call
   goes next when a node redirects it (MOVED, ASK, TRYAGAIN, READONLY);
 * :mod:`.compat`: every redis-py and Django internal atomicops relies on;
-* :mod:`.run`: the runners.
+* :mod:`.run`: the runners;
+* :mod:`.background`: a scheduler thread per process that resumes paused flows when due
+  (every sync renewal), and a thread per server performing their round trips as
+  :mod:`.run` does.
 
 Nothing here reads Django settings: this package sits below everything else.
 """

@@ -66,7 +66,9 @@ class Send(NamedTuple):
 class Pause(NamedTuple):
     """Wait ``seconds`` before the next round trip (a server said: try again shortly; a
     renewal is due later). ``until``: an event that ends the wait early for the sync
-    runner (an asyncio flow is cancelled instead); the flow is sent whether it was set."""
+    runner (an asyncio flow is cancelled instead, a background one stopped:
+    :mod:`atomicops.engine.background` only looks at it when the pause is over); the
+    flow is sent whether it was set."""
 
     seconds: float
     until: threading.Event | None = None

@@ -6,10 +6,11 @@ need around their scripts:
 
 * :func:`new_owner`: a fresh owner token;
 * :func:`hold` / :func:`ahold`: renewal in the background (``claim_extend``) while the
-  code runs, so a claim outlives its lease only while its process is alive. Sync code is
-  renewed by one daemon thread per process (a heap of due times), not a thread per
-  claim: a request pays a heap push instead of a thread start. Async code gets one task
-  per claim, which costs microseconds;
+  code runs, so a claim outlives its lease only while its process is alive. The renewal
+  is one flow on the engine's ``Pause`` (:func:`renewal_flow`), written once: sync code's
+  run on the process's background runner (:mod:`atomicops.engine.background`, which
+  renews the locks too), so a request pays a heap push instead of a thread start; async
+  code's in one task per claim, which costs microseconds;
 * :data:`Flow`: what both write their decision logic as, once for sync and async: a
   flow that ``yield from``-s its scripts' flows and the locks' wake-up wait
   (:func:`atomicops.leases.lease.wake_wait`), and yields its own operations (run the
@@ -20,17 +21,18 @@ need around their scripts:
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import logging
-import os
 import secrets
-import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 
+from atomicops.engine import background, connection
+from atomicops.engine import run as engine_run
+from atomicops.engine.ops import Flow as EngineFlow
+from atomicops.engine.ops import Pause
 from atomicops.exceptions import AtomicOpsError
+from atomicops.leases.renewal import log_name
 from atomicops.scripts.registry import registry
 
 logger = logging.getLogger("atomicops")
@@ -43,8 +45,6 @@ Flow = Generator[Op, Any, T]
 RENEW_FRACTION = 1 / 3
 # After a failed renewal, try again this soon (or at the next third, if sooner).
 RETRY_S = 0.5
-# Every this many new claims, the renewer's heap is rid of finished ones.
-COMPACT_EVERY = 1024
 
 
 def new_owner() -> str:
@@ -58,7 +58,8 @@ def new_owner() -> str:
 class Hold:
     """One claim being renewed in the background; :meth:`stop` ends the renewal."""
 
-    __slots__ = ("key", "owner", "lease_ms", "client", "interval", "lost", "_stopped", "_task")
+    __slots__ = ("key", "owner", "lease_ms", "client", "interval", "lost", "_stopped", "_job",
+                 "_task")  # fmt: skip
 
     def __init__(self, key: str, owner: str, lease_ms: int, client: Any) -> None:
         self.key = key
@@ -70,158 +71,81 @@ class Hold:
         # another caller may have taken over (this process stalled past the lease).
         self.lost = False
         self._stopped = False
+        self._job: background.Job | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
     def stopped(self) -> bool:
         return self._stopped
 
+    @property
+    def log_name(self) -> str:
+        """The claim as logs name it: a digest of its key (which may carry a client's
+        identity or a cache key), never the key in clear."""
+        return log_name("claim", self.key)
+
+    def renewal_name(self) -> str:
+        return f"renewal of {self.log_name}"
+
     def stop(self) -> None:
-        """Stop renewing (the code finished). A renewal already in flight may still
-        arrive; ``claim_extend`` then finds no owner (or another one) and does nothing."""
+        """Stop renewing (the code finished). A renewal already sent may still arrive;
+        ``claim_extend`` then finds no owner (or another one) and does nothing, and its
+        reply is never read."""
         self._stopped = True
+        if self._job is not None:
+            self._job.stop()
         if self._task is not None:
             self._task.cancel()
 
-    def _args(self) -> tuple[list[str], list[Any]]:
-        return [self.key], [self.owner, self.lease_ms]
 
-
-class _Renewer:
-    """One daemon thread per process that renews every sync :class:`Hold` when due."""
-
-    def __init__(self) -> None:
-        self._pid: int | None = None
-        self._guard = threading.Lock()
-        self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, Hold, float]] = []
-        self._seq = itertools.count()
-        self._adds = 0
-
-    def add(self, held: Hold) -> None:
-        with self._guard:
-            if self._pid != os.getpid():
-                # A forked child inherits the parent's heap but not its thread (and maybe
-                # a condition some parent thread held at the fork): start afresh.
-                self._cond = threading.Condition()
-                self._heap = []
-                self._pid = os.getpid()
-                threading.Thread(target=self._loop, name="atomicops-claims", daemon=True).start()
-            cond = self._cond
-        now = time.monotonic()
-        self._push(held, now + held.interval, now, cond)
-        self._adds += 1
-        if self._adds % COMPACT_EVERY == 0:
-            self._compact(cond)
-
-    def _compact(self, cond: threading.Condition) -> None:
-        """Drop the entries of stopped holds: most claims end long before their first
-        renewal, and the thread only pops entries as they come due (a third of a lease
-        later), so at many requests a second they would pile up in between."""
-        with cond:
-            self._heap = [entry for entry in self._heap if not entry[2].stopped]
-            heapq.heapify(self._heap)
-
-    def _next_due(self) -> tuple[Hold, float]:
-        with self._cond:
-            while True:
-                while self._heap and self._heap[0][2].stopped:
-                    heapq.heappop(self._heap)
-                if not self._heap:
-                    self._cond.wait()
-                    continue
-                due, _, held, renewed = self._heap[0]
-                delay = due - time.monotonic()
-                if delay > 0:
-                    self._cond.wait(delay)
-                    continue
-                heapq.heappop(self._heap)
-                return held, renewed
-
-    def _loop(self) -> None:
-        while True:
-            held, renewed = self._next_due()
-            sent = time.monotonic()
-            keys, args = held._args()
-            try:
-                owned = registry.get("claim_extend")(keys=keys, args=args, client=held.client)
-            except AtomicOpsError as exc:
-                if sent - renewed >= held.lease_ms / 1000:
-                    # It ran out by now whatever the server did: stop trying.
-                    logger.warning("atomicops: claim %s lapsed; renewal failed: %s", held.key, exc)
-                    held.lost = True
-                    continue
-                logger.warning("atomicops: renewing claim %s failed, will retry: %s", held.key, exc)
-                self._push(held, sent + min(RETRY_S, held.interval), renewed)
-                continue
-            except Exception:  # never let the one renewer thread die
-                logger.exception("atomicops: renewing claim %s failed", held.key)
-                self._push(held, sent + min(RETRY_S, held.interval), renewed)
-                continue
-            if not owned:
-                if not held.stopped:
-                    held.lost = True
-                    logger.warning("atomicops: claim %s was lost while its code ran", held.key)
-                continue
-            self._push(held, sent + held.interval, sent)
-
-    def _push(
-        self, held: Hold, due: float, renewed: float, cond: threading.Condition | None = None
-    ) -> None:
-        if held.stopped:
+def renewal_flow(held: Hold, resolve: Callable[[Any], Any]) -> EngineFlow[None]:
+    """Renew ``held`` every third of its lease until stopped; after a failure retry
+    within :data:`RETRY_S`, and give up (``lost``) once the lease surely ran out, or at
+    once when the claim is found gone. ``resolve``: ``held.client`` to the client to use
+    (asked at the first renewal: most claims end before it)."""
+    renewed = time.monotonic()
+    yield Pause(held.interval)
+    extend, client = registry.get("claim_extend"), resolve(held.client)
+    keys, args = [held.key], [held.owner, held.lease_ms]
+    lease_s = held.lease_ms / 1000
+    while True:
+        sent = time.monotonic()
+        try:
+            owned = yield from extend.flow(keys, args, client)
+        except AtomicOpsError as exc:
+            if sent - renewed >= lease_s:
+                # It ran out by now whatever the server did: stop trying.
+                held.lost = True
+                logger.warning("atomicops: %s lapsed; renewal failed: %s", held.log_name,
+                               type(exc).__name__)  # fmt: skip
+                return
+            logger.warning("atomicops: renewing %s failed, will retry: %s", held.log_name,
+                           type(exc).__name__)  # fmt: skip
+            yield Pause(min(RETRY_S, held.interval))
+            continue
+        if not owned:
+            if not held.stopped:
+                held.lost = True
+                logger.warning("atomicops: %s was lost while its code ran", held.log_name)
             return
-        cond = cond or self._cond
-        with cond:
-            entry = (due, next(self._seq), held, renewed)
-            heapq.heappush(self._heap, entry)
-            # Wake the thread only when it sleeps past this one: most claims end long
-            # before their first renewal, and a wake-up per request would cost a switch.
-            if self._heap[0] is entry:
-                cond.notify()
-
-
-_renewer = _Renewer()
+        renewed = sent
+        yield Pause(held.interval)
 
 
 def hold(key: str, owner: str, lease_ms: int, client: Any = None) -> Hold:
-    """Renew ``owner``'s claim on ``key`` every third of ``lease_ms`` from the shared
-    renewer thread until :meth:`Hold.stop`. ``client``: a sync client or None."""
+    """Renew ``owner``'s claim on ``key`` every third of ``lease_ms`` on the background
+    runner until :meth:`Hold.stop`. ``client``: a sync client or None."""
     held = Hold(key, owner, lease_ms, client)
-    _renewer.add(held)
+    flow = renewal_flow(held, connection.get_client)
+    held._job = background.start(flow, held.renewal_name)
     return held
 
 
 def ahold(key: str, owner: str, lease_ms: int, client: Any = None) -> Hold:
     """:func:`hold` for async code: an asyncio task on the running loop renews it."""
     held = Hold(key, owner, lease_ms, client)
+    flow = renewal_flow(held, connection.get_async_client)
     held._task = asyncio.get_running_loop().create_task(
-        _arenew(held), name=f"atomicops-claim:{key}"
+        engine_run.arun(flow), name=f"atomicops-{held.log_name}"
     )
     return held
-
-
-async def _arenew(held: Hold) -> None:
-    renewed = time.monotonic()
-    delay = held.interval
-    while not held.stopped:
-        await asyncio.sleep(delay)
-        sent = time.monotonic()
-        keys, args = held._args()
-        try:
-            owned = await registry.get("claim_extend").acall(
-                keys=keys, args=args, client=held.client
-            )
-        except AtomicOpsError as exc:
-            if sent - renewed >= held.lease_ms / 1000:
-                logger.warning("atomicops: claim %s lapsed; renewal failed: %s", held.key, exc)
-                held.lost = True
-                return
-            logger.warning("atomicops: renewing claim %s failed, will retry: %s", held.key, exc)
-            delay = min(RETRY_S, held.interval)
-            continue
-        if not owned:
-            if not held.stopped:
-                held.lost = True
-                logger.warning("atomicops: claim %s was lost while its code ran", held.key)
-            return
-        renewed, delay = sent, held.interval

@@ -2,7 +2,8 @@
 
 Owner tokens (a retry after a lost reply is the same acquisition), fencing tokens,
 blocking on a wake-up list instead of polling, and auto-renewal
-(:mod:`atomicops.leases.renewal`). Every operation is one flow (:mod:`atomicops.engine`),
+(:mod:`atomicops.leases.renewal`: on the process's background runner,
+:mod:`atomicops.engine.background`, for sync code; a task per lease for async). Every operation is one flow (:mod:`atomicops.engine`),
 run by the sync or the async runner; the scripts and keys come from the subclass.
 """
 
@@ -10,18 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import hashlib
 import logging
 import os
 import secrets
 import socket
-import threading
 import time
 import weakref
 from collections.abc import Callable
 from typing import Any, TypedDict, TypeVar
 
-from atomicops.engine import connection, topology
+from atomicops.engine import background, connection, topology
 from atomicops.engine import run as engine_run
 from atomicops.engine.ops import Call, Context, Flow, Send
 from atomicops.exceptions import (
@@ -488,19 +487,17 @@ class Lease:
         if self._owner == owner:
             self._deadline = sent + ttl_ms / 1000
 
-    def _renew_flow(
-        self, client: Any, owner: str, stopped: Callable[[], bool] = lambda: False
-    ) -> Flow[Renewal]:
+    def _renew_flow(self, client: Any, owner: str) -> Flow[Renewal]:
         """One auto-renewal: OK, LOST, or STOP (released meanwhile).
 
-        ``stopped`` tells a renewer thread that release() began: its extend may have
-        reached the server after the release, and that refusal is no loss.
+        An extend that reached the server after a release is no loss: release() stops
+        the renewal before it sends, and a stopped renewal never reads its reply.
         """
         if self._owner != owner or self._lost:
             return Renewal.STOP
         sent = time.monotonic()
         extended = yield from self._call(client, self._extend_op(owner, self.ttl_ms))
-        if self._owner != owner or stopped():
+        if self._owner != owner:
             return Renewal.STOP
         if not extended:
             self._mark_lost(owner, reported=False)
@@ -703,7 +700,7 @@ class Lease:
     def log_name(self) -> str:
         """The lease as logs name it: its kind and a digest of its key, never the name a
         user chose (an email, a token) in clear."""
-        return f"{self.kind} {hashlib.sha256(_bytes(self.key)).hexdigest()[:12]}"
+        return renewal.log_name(self.kind, self.key)
 
     def _renewal_plan(self) -> tuple[str, float] | None:
         if not self.auto_renew or self._owner is None:
@@ -717,20 +714,15 @@ class Lease:
             return
         owner, interval = plan
         client = connection.get_client(self.client)
-        stop = threading.Event()
-        # The flow holds only a weak reference: a lease dropped without release()
-        # stops being renewed, and the finalizer wakes the thread so it exits now.
-        # Stopping calls the finalizer, which also unregisters it: a Lock object
-        # acquired and released many times does not pile up finalizers.
-        stop_renewal = weakref.finalize(self, stop.set)
-        flow = renewal.renewal_flow(
-            weakref.ref(self), client, owner, interval, self.max_renewals, stop
-        )
-        thread = threading.Thread(
-            target=engine_run.run, args=(flow,), name="atomicops-renew", daemon=True
-        )
-        self._stop_renewal = stop_renewal
-        thread.start()
+        flow = renewal.renewal_flow(weakref.ref(self), client, owner, interval, self.max_renewals)
+        # On the process's background runner, not a thread per lease. The flow holds
+        # only a weak reference: a lease dropped without release() stops being renewed,
+        # and the finalizer stops the job now. Stopping calls the finalizer, which also
+        # unregisters it: a Lock object acquired and released many times does not pile
+        # up finalizers. release() stops the job before it sends: an extend refused
+        # because the release got there first is never read as a loss.
+        job = background.start(flow, f"renewal of {self.log_name}")
+        self._stop_renewal = weakref.finalize(self, job.stop)
 
     def _start_task_renewal(self) -> None:
         plan = self._renewal_plan()
@@ -745,11 +737,11 @@ class Lease:
 
     # -- what a renewer uses (renewal.Renewable) ---------------------------------
 
-    def renewal(self, client: Any, owner: str, stopped: Callable[[], bool]) -> Flow[Renewal]:
+    def renewal(self, client: Any, owner: str) -> Flow[Renewal]:
         """One renewal of ``owner``'s lease as a flow: an unreachable server is a retry,
         a loss only once the lease surely ran out."""
         try:
-            return (yield from self._renew_flow(client, owner, stopped))
+            return (yield from self._renew_flow(client, owner))
         except AtomicOpsError as exc:
             return self._renewal_failed(owner, exc)
 
@@ -774,7 +766,3 @@ class Lease:
             "atomicops: renewing %s failed, will retry: %s", self.log_name, type(exc).__name__
         )
         return Renewal.RETRY
-
-
-def _bytes(key: Any) -> bytes:
-    return key if isinstance(key, bytes) else str(key).encode("utf-8", "surrogatepass")

@@ -82,7 +82,7 @@ class Lock(Lease):
 
     Keyword arguments: ``client`` (a redis-py client; async methods need an asyncio
     one), ``timeout`` (seconds a blocking acquire waits by default; None = forever),
-    ``auto_renew`` (renew every ``ttl * renew_fraction`` seconds from a background
+    ``auto_renew`` (renew every ``ttl * renew_fraction`` seconds from the process.s background
     thread, or an asyncio task after :meth:`aacquire`, holding only a weak reference),
     ``max_renewals`` (cap; afterwards the lease runs out), ``on_lost`` (called with the
     lock, once, when the lease is found lost), ``owner`` (a fixed owner token for every

@@ -1,20 +1,22 @@
-"""Auto-renewal of a lease: one flow on the engine's ``Pause``, run by a thread or a task.
+"""Auto-renewal of a lease: one flow on the engine's ``Pause``, run in the background.
 
 :func:`renewal_flow` is written once: it pauses, renews through the lease's own flow, and
-pauses again. A thread runs it with ``engine.run.run`` (its pauses end early when the
-lease is released: ``Pause.until``); an asyncio task runs it with ``engine.run.arun``
-(release cancels the task). The flow holds the lease only through a weak reference,
-and only across one renewal, never across a pause: a lease dropped without
-``release()`` stops being renewed. What a renewer needs of a lease is
-:class:`Renewable`; :class:`~atomicops.leases.lease.Lease` provides it.
+pauses again. Sync code's renewals all run on the process's background runner
+(:mod:`atomicops.engine.background`, which also renews ``@idempotent``'s and
+``get_or_set``'s claims: :mod:`atomicops.leases.claims`); async code's in an asyncio task
+each (``engine.run.arun``). Release stops the job or cancels the task: either way the
+flow is closed at its ``yield``, and a reply read after that is never acted on. The flow
+holds the lease only through a weak reference, and only across one renewal, never
+across a pause: a lease dropped without ``release()`` stops being renewed. What a
+renewer needs of a lease is :class:`Renewable`; :class:`~atomicops.leases.lease.Lease`
+provides it. :func:`log_name` is how renewals (and the leases) name a key in logs.
 """
 
 from __future__ import annotations
 
 import enum
-import threading
+import hashlib
 import weakref
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from atomicops.engine.ops import Flow, Pause
@@ -32,39 +34,33 @@ class Renewal(enum.Enum):
 class Renewable(Protocol):
     """The lease as a renewer sees it."""
 
-    def renewal(self, client: Any, owner: str, stopped: Callable[[], bool]) -> Flow[Renewal]: ...
+    def renewal(self, client: Any, owner: str) -> Flow[Renewal]: ...
 
     def time_left(self, owner: str) -> float | None: ...
 
     def expire(self, owner: str) -> None: ...
 
 
-def _never() -> bool:
-    return False
+def log_name(kind: str, key: Any) -> str:
+    """How logs name a lease or claim: its kind and a digest of its key, never the name a
+    user chose (an e-mail address, a token) in clear."""
+    data = key if isinstance(key, bytes) else str(key).encode("utf-8", "surrogatepass")
+    return f"{kind} {hashlib.sha256(data).hexdigest()[:12]}"
 
 
 def renewal_flow(
-    ref: weakref.ref[Renewable],
-    client: Any,
-    owner: str,
-    interval: float,
-    max_renewals: int | None,
-    stop: threading.Event | None = None,
+    ref: weakref.ref[Renewable], client: Any, owner: str, interval: float, max_renewals: int | None
 ) -> Flow[None]:
-    """Renew ``owner``'s lease every ``interval`` seconds until it is released, lost or
-    dropped; after ``max_renewals`` only wait for it to run out, and say so then.
-
-    ``stop``: set when the lease is released (a thread's renewer then ends at once).
-    """
-    stopped = _never if stop is None else stop.is_set
+    """Renew ``owner``'s lease every ``interval`` seconds until it is released (the flow
+    is stopped), lost or dropped; after ``max_renewals`` only wait for it to run out, and
+    say so then."""
     done = 0
     while max_renewals is None or done < max_renewals:
-        if (yield Pause(interval, stop)):
-            return
+        yield Pause(interval)
         lease = ref()
         if lease is None:
             return
-        renewing = lease.renewal(client, owner, stopped)
+        renewing = lease.renewal(client, owner)
         del lease
         status = yield from renewing
         del renewing
@@ -82,5 +78,4 @@ def renewal_flow(
         del lease
         if not left:
             return
-        if (yield Pause(left, stop)):
-            return
+        yield Pause(left)

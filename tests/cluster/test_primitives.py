@@ -33,7 +33,8 @@ from atomicops import (
     sliding_window,
     token_bucket,
 )
-from atomicops.engine import compat, connection, topology
+from atomicops.engine import background, compat, connection, topology
+from atomicops.leases import claims
 from tests import lock_kinds
 from tests.factories import ArticleFactory
 
@@ -358,3 +359,23 @@ def test_idempotency_records_and_their_tally_share_a_slot(atomic_cluster, settin
     sizes, used = usage_keys("ip:127.0.0.1")
     assert key_slot(record.encode()) == key_slot(sizes.encode()) == key_slot(used.encode())
     assert 0 < int(atomic_cluster.get(used)) <= 4000
+
+
+def test_renewals_reach_each_lease_on_its_own_node(atomic_cluster):
+    # Names on different slots, so on different primaries: each renewal is routed to its
+    # node like any call, and each node's round trips get a lane of their own.
+    locks = [Lock(f"renewed-{name}", ttl=1, auto_renew=True) for name in ("a", "b", "c", "d")]
+    for lock in locks:
+        assert lock.acquire(blocking=False)
+    atomic_cluster.hset("{claim}", "owner", "me")
+    atomic_cluster.pexpire("{claim}", 900)
+    held = claims.hold("{claim}", "me", 900)
+    nodes = {atomic_cluster.get_node_from_key(lock.key).name for lock in locks}
+    time.sleep(2.5)  # the holder sleeps through more than two leases
+    for lock in locks:
+        assert atomic_cluster.pttl(lock.key) > 0 and not lock.lost and lock.renewals >= 4
+    assert atomic_cluster.pttl("{claim}") > 0 and not held.lost
+    assert len(nodes) > 1 and len(background.runner.lanes()) >= len(nodes)
+    held.stop()
+    for lock in locks:
+        lock.release()
