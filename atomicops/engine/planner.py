@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from redis.exceptions import NoScriptError, ResponseError
 
 from atomicops.engine import compat
-from atomicops.engine.ops import Command, Context, Flow, Refresh, Send
+from atomicops.engine.ops import Command, Context, Flow, Refresh, Send, as_is
 from atomicops.engine.topology import Route
 from atomicops.exceptions import (
     AtomicOpsError,
@@ -64,10 +64,6 @@ class CallSink(Protocol):
 sink: CallSink | None = None
 
 
-def _raw(value: Any) -> Any:
-    return value
-
-
 _tuple = tuple.__new__
 
 
@@ -89,7 +85,7 @@ class Planned:
         script: Any,
         keys: Sequence[Any],
         args: Sequence[Any],
-        interpret: Callable[[Any], Any] = _raw,
+        interpret: Callable[[Any], Any] = as_is,
     ) -> None:
         self.script = script
         self.keys = keys
@@ -363,7 +359,7 @@ def call_flow(
     args: Sequence[Any],
     client: Any,
     plan: Plan,
-    interpret: Callable[[Any], Any] = _raw,
+    interpret: Callable[[Any], Any] = as_is,
 ) -> Flow[Any]:
     """One call of ``script``: its result read by ``interpret``, or its error raised.
 
