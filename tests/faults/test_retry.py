@@ -221,3 +221,56 @@ async def test_async_batch_and_auto_pipeline_send_again_only_the_calls_refused(
     finally:
         await client.aclose()
     assert int(info.get("cmdstat_evalsha", {}).get("calls", 0)) >= 2  # refused, then served
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_a_lock_acquire_retries_no_longer_than_its_own_timeout(
+    kind, make_server, settings, asynchronous
+):
+    from atomicops import Lock
+
+    server = make_server(kind)
+    url = server.url
+    server.kill9()
+    configure(settings, url, 10_000)
+    lock = Lock("faults:retry:lock", ttl=5, timeout=0.6)
+    started = time.monotonic()
+    with pytest.raises(RedisUnavailable) as caught:
+        if asynchronous:
+            await lock.aacquire()
+        else:
+            await asyncio.to_thread(lock.acquire)
+    took = time.monotonic() - started
+    assert not isinstance(caught.value, OutcomeUnknown)
+    assert 0.4 <= took <= 2.0, took  # its timeout, not the 10 s deadline
+
+
+async def test_a_lock_wait_rides_through_a_restart(kind, make_server, settings):
+    """A waiter blocked on the wake-up list while the server restarts is not failed: its
+    BLPOP's failure ends the wait, and its next acquire is retried until the server is
+    back; it gets the lock once the holder's lease runs out."""
+    from atomicops import Lock
+
+    server = make_server(kind, "--appendonly", "yes", "--appendfsync", "always")
+    configure(settings, server.url, 10_000)
+    holder = Lock("faults:retry:wait", ttl=1.5)
+    assert holder.acquire()
+    waiter = Lock("faults:retry:wait", ttl=5, timeout=8)
+    result: dict[str, object] = {}
+
+    def wait() -> None:
+        try:
+            result["granted"] = waiter.acquire()
+        except Exception as exc:  # judged below
+            result["error"] = exc
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    time.sleep(0.3)  # refused, blocked on the wake-up list
+    server.kill9()
+    time.sleep(0.3)
+    server.launch()
+    server.wait_pong()
+    await asyncio.to_thread(thread.join, 15)
+    assert result == {"granted": True}
+    waiter.release()

@@ -1,0 +1,58 @@
+"""``RETRY_DEADLINE_MS`` on a cluster: a ``kill -9`` of a primary that has a replica.
+
+4 threads call ``bounded_incr`` on a key of the victim's slots. Until its replica is
+promoted (``cluster-node-timeout 1000``), every call meets a refused connection or
+``CLUSTERDOWN``: nothing ran. With a 10 s deadline each is sent again, with the slot map
+read again, until the promoted replica serves it: no error but ``OutcomeUnknown`` (the
+calls in flight at the kill) reaches a caller. Without a deadline the callers meet the
+window. Either way nothing is applied twice and nothing answered is lost.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from redis.crc import key_slot
+
+from atomicops import get_counter
+from tests.cluster.load import incr_key, tags_for
+from tests.cluster.test_reshard import slot_range
+from tests.faults.ride import Hammer, check_history
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("deadline_ms", [0, 10_000])
+def test_kill_9_of_a_primary_under_4_threads(cluster, atomic_cluster, settings, deadline_ms):
+    victim = next(node for node in cluster.primaries() if node.address not in cluster.startup_url)
+    replica = cluster.replica_of(victim)
+    slots = slot_range(cluster, victim)
+    key = incr_key(tags_for([slots[len(slots) // 2]])[slots[len(slots) // 2]])
+    assert key_slot(key.encode()) in slots
+    settings.ATOMICOPS = {**settings.ATOMICOPS, "RETRY_DEADLINE_MS": deadline_ms}
+    with Hammer(key) as hammer:
+        time.sleep(1.0)
+        killed = time.monotonic()
+        victim.kill()
+        while cluster.role(replica) != "master":
+            time.sleep(0.02)
+        promoted = time.monotonic() - killed
+        time.sleep(1.5)
+        total = hammer.stop()
+        retries, reasons = hammer.retries()
+    final = get_counter(key)
+    victim.start()  # it rejoins as a replica of the promoted node
+    cluster.wait_healthy()
+    print(
+        f"\n[{cluster.kind}] kill -9 of a primary, deadline {deadline_ms} ms: promoted "
+        f"{promoted:.2f}s later; {total.applied} applied, {total.unknown} unknown, final "
+        f"{final}; errors {dict(total.kinds())}; retries {retries} {reasons}"
+    )
+    assert final >= total.applied, f"{total.applied} answered but only {final} survived"
+    check_history(total, final, deadline_ms=deadline_ms)
+    if deadline_ms:
+        assert retries > 0
+    else:
+        assert retries == 0
+        assert total.errors, "the slots had no server for a while, yet no caller noticed"
