@@ -56,3 +56,46 @@ def test_sentinel_failover_under_4_threads(sentinel_set, atomic_sentinel, settin
     check_history(total, final, deadline_ms=deadline_ms)
     if not deadline_ms:
         assert retries == 0
+
+
+@pytest.mark.parametrize("deadline_ms", [0, 10_000])
+def test_kill_9_of_the_primary_under_4_threads(
+    sentinel_set, atomic_sentinel, settings, deadline_ms
+):
+    """Until the sentinels agree the primary is down and promote a replica, every call
+    meets a refused connection (or no primary named): nothing ran. With a 10 s deadline
+    each is sent again, asking the sentinels each time, and no error but OutcomeUnknown
+    reaches a caller; nothing answered is lost (a replica in step was promoted)."""
+    key = f"sentinel:retry:kill:{deadline_ms}"
+    configure(
+        settings,
+        sentinel_set,
+        SOCKET_TIMEOUT=2.0,
+        SOCKET_CONNECT_TIMEOUT=0.5,
+        RETRY_DEADLINE_MS=deadline_ms,
+    )
+    with Hammer(key) as hammer:
+        time.sleep(1.0)
+        with sentinel_set.primary().client() as primary:  # the replicas are in step
+            assert primary.execute_command("WAIT", len(sentinel_set.nodes) - 1, 2000) >= 1
+        started = time.monotonic()
+        victim = sentinel_set.kill_primary()
+        sentinel_set.wait_promoted(victim)
+        promoted = time.monotonic() - started
+        time.sleep(1.0)
+        total = hammer.stop()
+        retries, reasons = hammer.retries()
+    final = get_counter(key)
+    sentinel_set.bring_back(victim)
+    print(
+        f"\n[{sentinel_set.kind}] kill -9 of the primary, deadline {deadline_ms} ms: promoted "
+        f"{promoted:.2f}s after the kill; {total.applied} applied, {total.unknown} unknown, "
+        f"final {final}; errors {dict(total.kinds())}; retries {retries} {reasons}"
+    )
+    assert final >= total.applied, f"{total.applied} answered but only {final} survived"
+    check_history(total, final, deadline_ms=deadline_ms)
+    if deadline_ms:
+        assert retries > 0
+    else:
+        assert retries == 0
+        assert total.errors, "no primary for a while, yet no caller noticed: proves nothing"
