@@ -5,7 +5,7 @@ promoted (``cluster-node-timeout 1000``), every call meets a refused connection 
 ``CLUSTERDOWN``: nothing ran. With a 10 s deadline each is sent again, with the slot map
 read again, until the promoted replica serves it: no error but ``OutcomeUnknown`` (the
 calls in flight at the kill) reaches a caller. Without a deadline the callers meet the
-window. Either way nothing is applied twice and nothing answered is lost.
+window. Either way nothing is applied twice.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ def test_kill_9_of_a_primary_under_4_threads(cluster, atomic_cluster, settings, 
     assert key_slot(key.encode()) in slots
     settings.ATOMICOPS = {**settings.ATOMICOPS, "RETRY_DEADLINE_MS": deadline_ms}
     # A replica that (re)attached lately may not have started its sync yet (diskless
-    # sync waits 5 s for more replicas): its promotion would lose what the retries are
-    # not about. Only a replica in step makes "nothing answered is lost" the retries' claim.
+    # sync waits 5 s for more replicas): its promotion lost half the answered writes in a
+    # first run, which says nothing about the retries.
     in_step(victim, replica)
     with Hammer(key) as hammer:
         time.sleep(1.0)
@@ -68,9 +68,12 @@ def test_kill_9_of_a_primary_under_4_threads(cluster, atomic_cluster, settings, 
     print(
         f"\n[{cluster.kind}] kill -9 of a primary, deadline {deadline_ms} ms: promoted "
         f"{promoted:.2f}s later; {total.applied} applied, {total.unknown} unknown, final "
-        f"{final}; errors {dict(total.kinds())}; retries {retries} {reasons}"
+        f"{final} (lost at the kill: {max(0, total.applied - final)}); errors {dict(total.kinds())}; retries {retries} {reasons}"
     )
-    assert final >= total.applied, f"{total.applied} answered but only {final} survived"
+    # Not asserted: final >= applied. Replication is asynchronous, so a kill -9 may take
+    # the last acknowledged writes with it before the replica read them (measured 0-3;
+    # WAIT_REPLICAS closes that window, docs/replication.md). The retries' own claims are
+    # below: no error but OutcomeUnknown, and nothing applied twice.
     check_history(total, final, deadline_ms=deadline_ms)
     if deadline_ms:
         assert retries > 0

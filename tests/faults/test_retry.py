@@ -274,3 +274,30 @@ async def test_a_lock_wait_rides_through_a_restart(kind, make_server, settings):
     await asyncio.to_thread(thread.join, 15)
     assert result == {"granted": True}
     waiter.release()
+
+
+@pytest.mark.parametrize("fail_open", [True, False])
+def test_rate_limit_decides_fail_open_only_after_the_deadline(
+    kind, make_server, settings, fail_open
+):
+    """@rate_limit's fail_open (and the DRF throttles, which catch the same errors around
+    the same calls) is decided once the call's retries gave up, not at the first refusal."""
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    from atomicops import rate_limit
+
+    server = make_server(kind)
+    url = server.url
+    server.kill9()
+    configure(settings, url, 1500)
+
+    @rate_limit(5, 60_000, key="ip", fail_open=fail_open, group=f"retry-{fail_open}")
+    def view(request):
+        return HttpResponse("ran")
+
+    started = time.monotonic()
+    response = view(RequestFactory().get("/"))
+    took = time.monotonic() - started
+    assert response.status_code == (200 if fail_open else 503)
+    assert 1.2 <= took <= 4.0, took

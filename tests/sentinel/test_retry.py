@@ -65,7 +65,7 @@ def test_kill_9_of_the_primary_under_4_threads(
     """Until the sentinels agree the primary is down and promote a replica, every call
     meets a refused connection (or no primary named): nothing ran. With a 10 s deadline
     each is sent again, asking the sentinels each time, and no error but OutcomeUnknown
-    reaches a caller; nothing answered is lost (a replica in step was promoted)."""
+    reaches a caller; nothing is applied twice."""
     key = f"sentinel:retry:kill:{deadline_ms}"
     configure(
         settings,
@@ -90,9 +90,13 @@ def test_kill_9_of_the_primary_under_4_threads(
     print(
         f"\n[{sentinel_set.kind}] kill -9 of the primary, deadline {deadline_ms} ms: promoted "
         f"{promoted:.2f}s after the kill; {total.applied} applied, {total.unknown} unknown, "
-        f"final {final}; errors {dict(total.kinds())}; retries {retries} {reasons}"
+        f"final {final} (lost at the kill: {max(0, total.applied - final)}); errors "
+        f"{dict(total.kinds())}; retries {retries} {reasons}"
     )
-    assert final >= total.applied, f"{total.applied} answered but only {final} survived"
+    # Not asserted: final >= applied. Replication is asynchronous, so a kill -9 may take
+    # the last acknowledged writes with it before the replica read them (measured 0-3;
+    # WAIT_REPLICAS closes that window, docs/replication.md). The retries' own claims are
+    # below: no error but OutcomeUnknown, and nothing applied twice.
     check_history(total, final, deadline_ms=deadline_ms)
     if deadline_ms:
         assert retries > 0
