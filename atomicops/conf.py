@@ -111,9 +111,10 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         # down-after-milliseconds plus the election, 5-30 s by default) raise it if your
         # workers may wait that long. 0: no retries (every such failure raised at once).
         "RETRY_DEADLINE_MS": 2000,
-        # Async calls made concurrently on one event loop are sent together, one write
-        # per loop turn (atomicops.primitives.autopipeline). Off: a lone caller pays for the queue.
-        "AUTO_PIPELINE": False,
+        # Async calls made while another is in flight on the same client and event loop
+        # share the next write (atomicops.primitives.autopipeline); a lone call is written
+        # at once, so it costs a lone caller nothing.
+        "AUTO_PIPELINE": True,
     }
 )
 

@@ -1,4 +1,4 @@
-"""AUTO_PIPELINE: async calls made concurrently on one loop share one round trip (#17)."""
+"""AUTO_PIPELINE: async calls made while a round trip is in flight share the next one (#17, #26)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ def pipelined(backend, settings):
     assert calls.pipelined is None
 
 
-def test_off_by_default():
-    assert calls.pipelined is None
+def test_on_by_default():
+    assert calls.pipelined is not None
 
 
 async def test_concurrent_calls_share_one_round_trip(pipelined, sends):
@@ -28,7 +28,9 @@ async def test_concurrent_calls_share_one_round_trip(pipelined, sends):
     await aincr("warm")  # the pool's first call also carries the SCRIPT LOADs
     sends.clear()
     results = await asyncio.gather(*(abounded_incr("n", 50) for _ in range(64)))
-    assert len(sends) == 1 and len(sends[0].commands) == 64
+    # The first is written at once (nothing was in flight); the 63 made while it was
+    # share the next write.
+    assert [len(send.commands) for send in sends] == [1, 63]
     assert sorted(r.value for r in results) == list(range(1, 51)) + [50] * 14
     assert sum(r.applied for r in results) == 50
     assert int(client.get("n")) == 50
@@ -52,9 +54,13 @@ async def test_a_call_cancelled_while_queued_is_not_sent(pipelined, sends):
     _, client = pipelined
     await aincr("warm")
     sends.clear()
+    first = asyncio.ensure_future(aincr("first"))
+    await asyncio.sleep(0)  # written at once: its round trip is in flight now
     task = asyncio.ensure_future(aincr("never"))
-    await asyncio.sleep(0)  # the task is queued, the flush not yet run
+    await asyncio.sleep(0)  # queued behind it
     task.cancel()
+    assert await first == 1
     kept = await aincr("kept")
     assert kept == 1 and client.get("never") is None
     assert all("never" not in command for send in sends for command in send.commands)
+    assert task.cancelled()

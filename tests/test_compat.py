@@ -282,3 +282,24 @@ def test_a_connection_closed_by_the_server_is_seen_before_the_loop_runs(real_ser
             await client.aclose()
 
     asyncio.run(main())
+
+
+async def test_awrite_writes_without_a_task_and_maps_a_closed_transport(real_server):
+    """compat.awrite reaches into a redis.asyncio connection's writer and transport."""
+    import redis.asyncio
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    client = redis.asyncio.Redis.from_url(real_server.url, socket_timeout=5)
+    conn = await client.connection_pool.get_connection()
+    try:
+        await conn.connect()
+        assert conn.health_check_interval == 0 and conn.socket_timeout == 5
+        await compat.awrite(conn, [b"*1\r\n$4\r\nPING\r\n"])
+        assert await conn.read_response() in (b"PONG", "PONG", True)
+        conn._writer.transport.close()
+        with pytest.raises(RedisConnectionError):
+            await compat.awrite(conn, [b"*1\r\n$4\r\nPING\r\n"])
+        assert not conn.is_connected  # dropped, as redis-py drops it
+    finally:
+        await client.connection_pool.release(conn)
+        await client.aclose()

@@ -8,6 +8,7 @@ covers. Nothing else in atomicops touches these names.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import select
 from typing import Any
@@ -24,6 +25,7 @@ from redis.exceptions import (
     ResponseError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # Errors the server *replied* with: the reply was read whole, the stream is in step.
 # redis-py raises LOADING and NOAUTH as ConnectionError subclasses.
@@ -153,6 +155,54 @@ async def agive_back(client: Any, conn: Any) -> None:
         client._single_conn_lock.release()
     else:
         await client.connection_pool.release(conn)
+
+
+async def awrite(conn: Any, packed: list[bytes]) -> None:
+    """``conn.send_packed_command(packed)`` of a ``redis.asyncio`` connection, without its
+    per-call ``asyncio.wait_for`` when a socket timeout is set: on Python < 3.12 that
+    wraps the write in a new task, which cost a lone async call a fifth of its time.
+
+    The write is handed to the transport, which sends what it can at once; only when
+    bytes are left in its buffer (a large batch, a slow peer) is ``drain()`` awaited,
+    under the socket timeout as redis-py does. Errors are redis-py's: OSError and a
+    closing transport as ``ConnectionError``, a timeout as ``TimeoutError``, after
+    dropping the connection.
+    """
+    writer = getattr(conn, "_writer", None)
+    if writer is None or conn.health_check_interval:
+        await conn.send_packed_command(packed)  # connects it, or checks its health
+        return
+    if writer.transport.is_closing():
+        await conn.disconnect(nowait=True)
+        raise RedisConnectionError("Connection closed by the server before write")
+    try:
+        writer.writelines(packed)
+        buffered = getattr(writer.transport, "get_write_buffer_size", None)  # not fakeredis'
+        if buffered is None or buffered():
+            timeout = conn.socket_timeout
+            if timeout:
+                await asyncio.wait_for(writer.drain(), timeout)
+            else:
+                await writer.drain()
+    except asyncio.TimeoutError:
+        await conn.disconnect(nowait=True)
+        raise RedisTimeoutError("Timeout writing to socket") from None
+    except (OSError, TypeError, AttributeError) as exc:  # see redis-py's _send_packed_command
+        await conn.disconnect(nowait=True)
+        raise RedisConnectionError(f"Error while writing to socket: {exc!r}") from exc
+    except BaseException:
+        await conn.disconnect(nowait=True)
+        raise
+
+
+def socket_of(conn: Any) -> Any:
+    """The socket under a connection (sync: ``_sock``; asyncio: the stream's), or None
+    when it is not connected."""
+    sock = getattr(conn, "_sock", None)
+    if sock is not None:
+        return sock
+    writer = getattr(conn, "_writer", None)
+    return None if writer is None else writer.get_extra_info("socket")
 
 
 def socket_closed_under(conn: Any) -> bool:

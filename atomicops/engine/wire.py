@@ -30,10 +30,20 @@ from typing import Any
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from atomicops.engine import compat, rest
+from atomicops.engine import compat, pins, rest
 from atomicops.engine.ops import Command, Context, Send
+from atomicops.exceptions import AtomicOpsError
 
 _IO_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+# The RESP head of a script call (``*<n>``, the command, the SHA, the key count) is the same
+# for every call of one script with as many keys and args: packed once. Bounded, since a
+# project registers a fixed set of scripts, but ``registry.register`` at run time could
+# add more.
+_HEADS: dict[tuple[Any, ...], bytes] = {}
+_HEADS_MAX = 4096
+_SCRIPT_CALLS = frozenset({"EVALSHA", "EVALSHA_RO"})
 
 
 def pack_one(command: Command, encoder: Any) -> list[bytes] | None:
@@ -43,11 +53,48 @@ def pack_one(command: Command, encoder: Any) -> list[bytes] | None:
     every item for the encoder's other types. Text is encoded with the client's encoding
     (redis-py's hiredis packer would write UTF-8 whatever the client says).
     """
-    if " " in command[0]:  # "SCRIPT LOAD": the words go as separate items, as redis-py's
-        command = (*command[0].split(), *command[1:])
+    name = command[0]
+    if name in _SCRIPT_CALLS:
+        shape = (name, command[1], command[2], len(command))
+        head = _HEADS.get(shape)
+        if head is None:
+            head = _pack_items((name, command[1], command[2]), len(command), encoder)
+            if head is None:
+                return None
+            if len(_HEADS) >= _HEADS_MAX:
+                _HEADS.clear()
+            _HEADS[shape] = head
+        out = [head]
+        # The keys and args, written out: this loop is most of a call's packing.
+        encoding = encoder.encoding
+        for item in command[3:]:
+            kind = type(item)
+            if kind is str:
+                data = item.encode(encoding, encoder.encoding_errors)
+            elif kind is int:
+                data = b"%d" % item
+            elif kind is bytes:
+                data = item
+            else:
+                tail = _pack_items((item,), 0, encoder)
+                if tail is None:
+                    return None
+                out.append(tail)
+                continue
+            out.append(b"$%d\r\n%b\r\n" % (len(data), data))
+        return [b"".join(out)]
+    if " " in name:  # "SCRIPT LOAD": the words go as separate items, as redis-py's
+        command = (*name.split(), *command[1:])
+    packed = _pack_items(command, len(command), encoder)
+    return None if packed is None else [packed]
+
+
+def _pack_items(items: Sequence[Any], count: int, encoder: Any) -> bytes | None:
+    """``items`` in RESP, after a ``*count`` array header when ``count``; None for an item
+    of another type (memoryviews, bools refused by redis-py...: redis-py's rules then)."""
     encoding, errors = encoder.encoding, encoder.encoding_errors
-    out = [b"*%d\r\n" % len(command)]
-    for item in command:
+    out = [b"*%d\r\n" % count] if count else []
+    for item in items:
         kind = type(item)
         if kind is str:
             data = item.encode(encoding, errors)
@@ -57,10 +104,12 @@ def pack_one(command: Command, encoder: Any) -> list[bytes] | None:
             data = b"%d" % item
         elif kind is float:
             data = repr(item).encode()  # redis-py's Encoder: the shortest exact form
+        elif isinstance(item, str):  # a key built by key_for() / tagged(): a str subclass
+            data = item.encode(encoding, errors)
         else:  # memoryviews, bools (refused by redis-py)...: redis-py's rules
             return None
         out.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return [b"".join(out)]
+    return b"".join(out)
 
 
 def pack(conn: Any, batch: Sequence[Command]) -> Any:
@@ -93,12 +142,35 @@ def roundtrip(send: Send) -> list[Any]:
     client, batch, context = send
     if type(client) is rest.RestClient:  # Upstash's REST API: one HTTP request instead
         return rest.roundtrip(send)
+    try:
+        held = pins.pin(client)
+    except _IO_ERRORS as exc:  # its first connection could not be made: nothing written
+        raise context.unavailable(exc) from exc
+    if held is None:
+        return _roundtrip(None, client, batch, context)
+    try:
+        return _roundtrip(held, client, batch, context)
+    except AtomicOpsError:
+        # Its server failed: the pin goes back to the pool (the next call pins afresh),
+        # so a cluster node that left is not kept alive by this thread.
+        pins.unpin(client)
+        raise
+
+
+def _roundtrip(
+    held: pins.Pin | None, client: Any, batch: Sequence[Command], context: Context
+) -> list[Any]:
     attempts = 1 if context.write else 2
     for attempt in range(attempts):
-        try:
-            conn = compat.borrow(client)
-        except _IO_ERRORS as exc:  # no connection could be had: nothing was written
-            raise context.unavailable(exc) from exc
+        if held is not None:
+            conn = held.conn
+            if held.stale():  # closed by the server while idle: write on a new one
+                conn.disconnect()
+        else:
+            try:
+                conn = compat.borrow(client)
+            except _IO_ERRORS as exc:  # no connection could be had: nothing was written
+                raise context.unavailable(exc) from exc
         try:
             try:
                 conn.send_packed_command(pack(conn, batch))
@@ -117,7 +189,8 @@ def roundtrip(send: Send) -> list[Any]:
                 conn.disconnect()
                 raise
         finally:
-            compat.give_back(client, conn)
+            if held is None:
+                compat.give_back(client, conn)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -126,15 +199,34 @@ async def aroundtrip(send: Send) -> list[Any]:
     client, batch, context = send
     if type(client) is rest.AsyncRestClient:
         return await rest.aroundtrip(send)
+    held = pins.apin(client)
+    if held is not None:
+        held.busy = True  # other tasks of this loop borrow from the pool meanwhile
+    try:
+        return await _aroundtrip(held, client, batch, context)
+    finally:
+        if held is not None:
+            held.busy = False
+
+
+async def _aroundtrip(
+    held: pins.Pin | None, client: Any, batch: Sequence[Command], context: Context
+) -> list[Any]:
     attempts = 1 if context.write else 2
     for attempt in range(attempts):
+        fresh = context.write or attempt > 0
         try:
-            conn = await compat.aborrow(client, fresh=context.write or attempt > 0)
+            if held is not None:
+                conn = await pins.atake(held)
+                if fresh and compat.socket_closed_under(conn):
+                    await conn.disconnect()  # send_packed_command connects it afresh
+            else:
+                conn = await compat.aborrow(client, fresh=fresh)
         except _IO_ERRORS as exc:
             raise context.unavailable(exc) from exc
         try:
             try:
-                await conn.send_packed_command(pack(conn, batch))
+                await compat.awrite(conn, pack(conn, batch))
             except _IO_ERRORS as exc:
                 await conn.disconnect()
                 raise context.unavailable(exc) from exc
@@ -151,5 +243,6 @@ async def aroundtrip(send: Send) -> list[Any]:
                 await conn.disconnect()
                 raise
         finally:
-            await compat.agive_back(client, conn)
+            if held is None:
+                await compat.agive_back(client, conn)
     raise AssertionError("unreachable")  # pragma: no cover

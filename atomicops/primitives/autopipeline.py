@@ -1,17 +1,23 @@
-"""Async auto-pipelining: calls made concurrently on one event loop share one write.
+"""Async auto-pipelining: calls made while a round trip is in flight share the next write.
 
-With ``ATOMICOPS["AUTO_PIPELINE"] = True``, every async primitive call (``abounded_incr``,
-``acompare_and_set``, ``afixed_window``...) is queued for its client instead of being
-sent at once; the queue is sent at the end of the current loop turn as one batch (the
-flow of :mod:`atomicops.primitives.batch`: one round trip per server, NOSCRIPT recovered, each
-call's error its own, every write of a batch whose replies were lost ``OutcomeUnknown``
-and never re-sent). Sixty-four tasks calling at once then cost one write and one read
-instead of sixty-four of each, as ioredis' ``enableAutoPipelining`` and
-@upstash/redis' auto-pipelining do.
+Every async primitive call (``abounded_incr``, ``acompare_and_set``, ``afixed_window``...)
+goes through one *lane* per client and event loop:
 
-Off by default: a lone caller waits for the end of the loop turn and pays for the queue
-(measured in ``benchmarks/bench_batch.py``). Cancelling a call that is still queued takes
-it out; one already sent is in flight, as a cancelled single call is.
+* when nothing is in flight on the lane, the call is written at once, alone, as
+  without auto-pipelining (a lone task pays two attribute checks, no queue, no wait for
+  the end of the loop turn);
+* calls made while a round trip is in flight wait, and are written together as soon
+  as it is back: one write, one read, for all of them, by the flow of
+  :mod:`atomicops.primitives.batch` (one round trip per server, NOSCRIPT recovered, each
+  call's error its own, every write of a round whose replies were lost
+  ``OutcomeUnknown`` and never re-sent).
+
+Sixty-four tasks calling at once then cost two writes instead of sixty-four, as ioredis'
+``enableAutoPipelining`` and @upstash/redis' auto-pipelining do, and the lane carries
+one round at a time, so its calls stay on the loop's pinned connection
+(:mod:`atomicops.engine.pins`). ``ATOMICOPS["AUTO_PIPELINE"] = False`` sends every call
+on its own. A call cancelled while it waits is taken out and never sent; one already
+written is in flight, as a cancelled single call is.
 """
 
 from __future__ import annotations
@@ -29,33 +35,37 @@ from atomicops.engine.ops import Call, R
 from atomicops.exceptions import AtomicOpsError
 from atomicops.primitives import calls
 from atomicops.primitives.batch import BatchResult, Queued, batch_flow
+from atomicops.scripts.registry import registry
 
 __all__ = ["active", "refresh", "submit"]
 
-active = False  # ATOMICOPS["AUTO_PIPELINE"], read once per settings change, not per call
+active = True  # ATOMICOPS["AUTO_PIPELINE"], read once per settings change, not per call
 
 Waiting = list[tuple[Queued, "asyncio.Future[Any]"]]
 
 
-class _Queue:
-    """The calls waiting for one client on one loop, and whether a send is scheduled."""
+class _Lane:
+    """One client's calls on one loop: whether a round trip is in flight, and the calls
+    that wait for the next one."""
 
-    __slots__ = ("scheduled", "waiting")
+    __slots__ = ("__weakref__", "busy", "client", "loop", "waiting")
 
-    def __init__(self) -> None:
+    def __init__(self, client: Any, loop: Any) -> None:
+        self.busy = False
         self.waiting: Waiting = []
-        self.scheduled = False
+        self.loop = loop
+        # Weak: a dropped client takes its lane with it.
+        self.client = weakref.ref(client, lambda _: _lanes.pop(id_, None))
+        id_ = id(client)
 
 
-# loop -> client -> queue; weak both ways, so neither a closed loop nor a dropped client
-# is kept alive by a queue.
-_queues: weakref.WeakKeyDictionary[Any, weakref.WeakKeyDictionary[Any, _Queue]] = (
-    weakref.WeakKeyDictionary()
-)
+# id(client) -> its lane: a plain dict and an identity check, since every async call
+# looks its lane up (a weak-keyed dict costs a lone call a few per cent).
+_lanes: dict[int, _Lane] = {}
 
 
 def refresh() -> None:
-    """Read ``AUTO_PIPELINE`` again and point :func:`atomicops.primitives.calls.asend` at the queue."""
+    """Read ``AUTO_PIPELINE`` again and point :func:`atomicops.primitives.calls.asend` at the lanes."""
     global active
     active = bool(get_settings()["AUTO_PIPELINE"])
     calls.pipelined = submit if active else None
@@ -69,36 +79,49 @@ def _reset(*, setting: str, **kwargs: Any) -> None:
 setting_changed.connect(_reset, dispatch_uid="atomicops.primitives.autopipeline.reset")
 
 
-async def submit(call: Call[R], client: Any) -> R:
-    """Queue ``call`` for ``client`` (a resolved ``redis.asyncio`` client) and wait for its
-    result, sent with every other call queued in this loop turn."""
+def _lane(client: Any) -> _Lane:
+    lane = _lanes.get(id(client))
     loop = asyncio.get_running_loop()
-    per_loop = _queues.get(loop)
-    if per_loop is None:
-        per_loop = _queues.setdefault(loop, weakref.WeakKeyDictionary())
-    queue = per_loop.get(client)
-    if queue is None:
-        queue = per_loop.setdefault(client, _Queue())
-    future: asyncio.Future[Any] = loop.create_future()
-    entry = Queued(call, BatchResult(), None)
+    if lane is None or lane.client() is not client or lane.loop is not loop:
+        # A new client, or one used from another loop (its connections are that loop's).
+        lane = _lanes[id(client)] = _Lane(client, loop)
+    return lane
+
+
+async def submit(call: Call[R], client: Any) -> R:
+    """Send ``call`` for ``client`` (a resolved ``redis.asyncio`` client): at once when its
+    lane is idle, else with every other call made meanwhile, when the lane is free."""
+    lane = _lane(client)
+    if not lane.busy:
+        lane.busy = True
+        try:
+            script = registry.get(call.script)
+            return call.interpret(await engine_run.arun(script.flow(call.keys, call.args, client)))
+        finally:
+            if lane.waiting:
+                _next_round(lane, client)
+            else:
+                lane.busy = False
     if compat.is_cluster_client(client):
         topology.slot_of(call.keys, call.script)  # CrossSlotError here, as a single call
-    queue.waiting.append((entry, future))
-    if not queue.scheduled:
-        queue.scheduled = True
-        loop.call_soon(_flush, loop, queue, client)
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    lane.waiting.append((Queued(call, BatchResult(), None), future))
     return await future  # type: ignore[no-any-return]
 
 
-def _flush(loop: asyncio.AbstractEventLoop, queue: _Queue, client: Any) -> None:
-    waiting = [(entry, future) for entry, future in queue.waiting if not future.cancelled()]
-    queue.waiting = []
-    queue.scheduled = False
+def _next_round(lane: _Lane, client: Any) -> None:
+    """The lane's round trip is back: write what waited meanwhile, or free the lane."""
+    waiting = [(entry, future) for entry, future in lane.waiting if not future.cancelled()]
+    lane.waiting = []
     if waiting:
-        loop.create_task(_send(waiting, client))
+        # A task of its own: the caller whose round came back returns now, not after
+        # the next round.
+        asyncio.get_running_loop().create_task(_send(lane, waiting, client))
+    else:
+        lane.busy = False
 
 
-async def _send(waiting: Waiting, client: Any) -> None:
+async def _send(lane: _Lane, waiting: Waiting, client: Any) -> None:
     entries = [entry for entry, _ in waiting]
     try:
         await engine_run.arun(batch_flow(entries, client))
@@ -110,6 +133,8 @@ async def _send(waiting: Waiting, client: Any) -> None:
             if not future.done():
                 future.set_exception(exc)
         raise
+    finally:
+        _next_round(lane, client)
     for entry, future in waiting:
         if future.done():  # its caller was cancelled while the batch was in flight
             continue

@@ -380,7 +380,7 @@ class Script:
     ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
         for what, given in (("keys", keys), ("args", args)):
             # A string is a sequence too: "abc" would become three keys.
-            if isinstance(given, (str, bytes)) or not isinstance(given, (list, tuple)):
+            if not isinstance(given, (list, tuple)):
                 raise InvalidInput(
                     f"script {self.name!r}: {what} must be a list or tuple, got {given!r}",
                     script=self.name,
@@ -403,14 +403,18 @@ class Script:
                     f"script {self.name!r}: keys must be non-empty strings, got {key!r}",
                     script=self.name,
                 )
+        decimals = False
         for arg in args:
-            if isinstance(arg, bool) or not isinstance(arg, (str, bytes, int, float, Decimal)):
+            if isinstance(arg, bool) or not isinstance(arg, _ARG_TYPES):
                 raise InvalidInput(
                     f"script {self.name!r}: args must be str, bytes, int or float, got {arg!r}",
                     script=self.name,
                     key=_first(keys),
                 )
-        return keys, tuple(str(a) if isinstance(a, Decimal) else a for a in args)
+            decimals = decimals or isinstance(arg, Decimal)
+        if decimals:
+            args = tuple(str(a) if isinstance(a, Decimal) else a for a in args)
+        return keys, args
 
     def _queue(self, pipe: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         # Pipeline.execute() runs SCRIPT EXISTS for its scripts and loads the missing
@@ -453,6 +457,9 @@ class Script:
     def error_from_reply(self, reply: Exception, keys: Sequence[Any] = ()) -> AtomicOpsError:
         """Map an error reply of this script to the matching atomicops error."""
         return reply_error(reply, script=self.name, keys=keys)
+
+
+_ARG_TYPES = (str, bytes, int, float, Decimal)
 
 
 def _first(keys: Sequence[Any]) -> str | None:
