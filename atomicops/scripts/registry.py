@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 import threading
 import weakref
@@ -32,7 +33,8 @@ from typing import Any
 
 from redis import exceptions as redis_errors
 
-from atomicops.engine import compat, connection, planner, replication, topology
+from atomicops.conf import get_settings
+from atomicops.engine import compat, connection, planner, replication, retry, topology
 from atomicops.engine.ops import Call, Context, Flow, Refresh, Send, text
 from atomicops.engine.run import arun, run
 from atomicops.engine.tally import Tally
@@ -225,10 +227,32 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-class ScriptStats(Tally):
-    """Per-process counters of one script: ``calls``, ``fallbacks``, ``errors``."""
+class RetryReasons(Tally):
+    """Per-process counts of one script's retries by reason (the words of
+    :data:`atomicops.engine.retry.REASONS`)."""
 
-    fields = ("calls", "fallbacks", "errors")
+    fields = retry.REASONS
+
+
+class ScriptStats(Tally):
+    """Per-process counters of one script: ``calls``, ``fallbacks``, ``errors``,
+    ``retries`` (calls sent again after a failure that proved they did not run; each
+    also counted under its reason in :attr:`reasons`)."""
+
+    fields = ("calls", "fallbacks", "errors", "retries")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reasons = RetryReasons()
+
+    def retried(self, reason: str) -> None:
+        """Count one retry for ``reason`` (a word of :data:`~atomicops.engine.retry.REASONS`)."""
+        self.bump("retries")
+        self.reasons.bump(reason)
+
+    def reset(self) -> None:
+        super().reset()
+        self.reasons.reset()
 
 
 class _ServerState:
@@ -337,14 +361,19 @@ class Script:
             return self._queue(client, keys, args)
         return await arun(self.flow(keys, args, client))
 
-    def flow(self, keys: Sequence[Any], args: Sequence[Any], client: Any) -> Flow[Any]:
+    def flow(
+        self, keys: Sequence[Any], args: Sequence[Any], client: Any, limit: float | None = None
+    ) -> Flow[Any]:
         """The call as a flow for the engine's runners; ``keys`` and ``args`` already checked.
 
         atomicops' primitives build their calls from validated arguments and run this
         directly (the generic per-argument check of :meth:`__call__` would cost every
         hit a few microseconds for nothing); composed operations ``yield from`` it.
+        ``limit``: a ``time.monotonic()`` past which the call is not sent again after a
+        failure that proved it did not run, however long ``RETRY_DEADLINE_MS`` allows (a
+        lock's acquire stops at its own timeout).
         """
-        return planner.call_flow(self, keys, args, client, self.registry.plan)
+        return planner.call_flow(self, keys, args, client, self.registry.plan, limit=limit)
 
     def _check(
         self, keys: Sequence[Any], args: Sequence[Any]
@@ -448,6 +477,37 @@ def _replication_policy() -> replication.Policy | None:
     return replication.active
 
 
+def retry_deadline() -> float:
+    """``RETRY_DEADLINE_MS`` in seconds; :class:`ConfigurationError` when it is not a
+    number of milliseconds >= 0 (the check atomicops.E011 reports it)."""
+    value = get_settings()["RETRY_DEADLINE_MS"]
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 <= value < math.inf  # NaN fails too
+    ):
+        raise ConfigurationError(
+            f"ATOMICOPS['RETRY_DEADLINE_MS'] must be a number of milliseconds >= 0 (0 turns "
+            f"retries off), got {value!r}"
+        )
+    return float(value) / 1000
+
+
+def retry_deadline_on() -> bool:
+    """Whether calls that provably did not run are sent again (``RETRY_DEADLINE_MS`` > 0)."""
+    return _retry_deadline() > 0
+
+
+def _retry_deadline() -> float:
+    # Read at a call's first failure that could be retried. A bad value (reported by
+    # the check E011) means no retries: a call behaves as it did before the setting,
+    # rather than failing for a setting while it reports a server's failure.
+    try:
+        return retry_deadline()
+    except ConfigurationError:
+        return 0.0
+
+
 class ScriptRegistry:
     """Named scripts of this process. ``registry.register(...)``, ``registry.get(name)``."""
 
@@ -469,6 +529,7 @@ class ScriptRegistry:
             connection.replica_client,
             replication.replicated,
             replication.not_replicated,
+            _retry_deadline,
         )
 
     # -- registration -----------------------------------------------------------
