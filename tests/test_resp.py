@@ -222,3 +222,42 @@ def test_the_async_reader_returns_what_the_sync_one_does(protocol, decode, data)
             assert isinstance(ours, UnicodeDecodeError)
         else:
             assert _same(ours, theirs), (wire, ours, theirs)
+
+
+@pytest.mark.real
+def test_an_error_reply_to_a_command_with_a_callback_is_handed_back(real_server, real_client):
+    """redis-py converts BLPOP's reply with a response callback; an error reply (here
+    WRONGTYPE; on a cluster, the MOVED of a slot that moved under a blocked waiter) is
+    handed back as the error, never passed to the callback."""
+    import asyncio
+
+    import redis.asyncio
+    from redis.exceptions import ResponseError
+
+    from atomicops.engine import wire
+    from atomicops.engine.ops import Context, Send
+
+    real_client.set("resp:string", "x")
+    real_client.rpush("resp:list", "1")
+    context = Context("a test", None, False, False)
+    client = redis.Redis.from_url(real_server.url)
+    held = pins.pin(client)
+    assert held is not None and held.readable
+    error, popped = wire.roundtrip(
+        Send(client, [("BLPOP", "resp:string", 1), ("BLPOP", "resp:list", 1)], context)
+    )
+    assert isinstance(error, ResponseError) and "WRONGTYPE" in str(error)
+    assert popped == (b"resp:list", b"1")  # the callback ran on the value
+
+    async def twice() -> list:
+        aclient = redis.asyncio.Redis.from_url(real_server.url)
+        real_client.rpush("resp:list", "2")
+        replies = await wire.aroundtrip(
+            Send(aclient, [("BLPOP", "resp:string", 1), ("BLPOP", "resp:list", 1)], context)
+        )
+        await aclient.aclose()
+        return replies
+
+    error, popped = asyncio.run(twice())
+    assert isinstance(error, ResponseError) and tuple(popped) == (b"resp:list", b"2")
+    client.close()

@@ -209,7 +209,7 @@ def _read(held: pins.Pin, client: Any, conn: Any, batch: Sequence[Command]) -> l
         reply = reader.read()
         if isinstance(reply, RedisConnectionError) and not isinstance(reply, compat.REPLY_ERRORS):
             raise reply  # e.g. "max number of clients reached": redis-py raises it too
-        callback = callbacks.get(command[0])
+        callback = None if isinstance(reply, Exception) else callbacks.get(command[0])
         replies.append(reply if callback is None else callback(reply))
     if not reader.idle:  # bytes nobody asked for: the stream is not in step any more
         conn.disconnect()
@@ -285,7 +285,7 @@ async def _aread(held: pins.Pin, client: Any, conn: Any, batch: Sequence[Command
         reply = await reader.aread()
         if isinstance(reply, RedisConnectionError) and not isinstance(reply, compat.REPLY_ERRORS):
             raise reply
-        callback = callbacks.get(command[0])
+        callback = None if isinstance(reply, Exception) else callbacks.get(command[0])
         if callback is not None:
             reply = callback(reply)
             if inspect.isawaitable(reply):
