@@ -364,3 +364,18 @@ def test_the_multiprocess_files_contract(tmp_path):
         registry.get_sample_value("atomicops_lock_hold_seconds_bucket", {**lock, "le": "0.025"})
         == 1
     )
+
+
+async def test_batched_and_async_calls_are_counted_and_timed_alike(backend, scraped):
+    """A batch (the general flow, many calls in one round) and an async call report the
+    same metrics as a call alone: one call and one duration each."""
+    import atomicops
+
+    kind, client = backend
+    with atomicops.batch(client) as b:
+        for _ in range(3):
+            b.bounded_incr("batched", 100)
+    await atomicops.abounded_incr("async", limit=100)
+    labels = {"script": "counter_bounded_incr"}
+    assert scraped.get_sample_value("atomicops_script_calls_total", labels) == 4
+    assert scraped.get_sample_value("atomicops_script_duration_seconds_count", labels) == 4
