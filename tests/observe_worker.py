@@ -105,6 +105,7 @@ def _setup(url: str) -> None:
 # What each forked child of forked() does, and the totals the files must then hold.
 CHILD_CALLS = 30
 MASTER_CALLS = 5
+MASTER_UNWRITTEN = 3
 
 
 def _child(index: int) -> int:
@@ -127,8 +128,9 @@ def _child(index: int) -> int:
 
 def forked(url: str, children: str) -> None:
     """A pre-forking server in small: calls in this process (the master), proof that they
-    reach the files only when a snapshot is written, then ``children`` forked processes
-    calling at once, each with the thread it inherits restarted."""
+    reach the files only when a snapshot is written, more calls not yet written, then
+    ``children`` forked processes calling at once, each with the thread it inherits
+    restarted."""
     from prometheus_client import CollectorRegistry, multiprocess
 
     _setup(url)
@@ -149,8 +151,13 @@ def forked(url: str, children: str) -> None:
     assert calls_in_files() is None, "a call wrote to the multiprocess files"
     assert metrics.snapshots.write() > 0
     assert calls_in_files() == MASTER_CALLS
-    metrics.SNAPSHOT_INTERVAL = 0.1
+    # More calls the master has not written when it forks (its thread waits a minute; it
+    # writes them at exit): the children inherit them and must not write them too.
+    metrics.SNAPSHOT_INTERVAL = 60.0
     assert metrics.snapshots.start()
+    for _ in range(MASTER_UNWRITTEN):
+        atomicops.bounded_incr("master:n", limit=10_000)
+    metrics.SNAPSHOT_INTERVAL = 0.1  # the children's threads
     run_processes(_child, [(i,) for i in range(int(children))])
 
 
