@@ -66,6 +66,7 @@ sink: CallSink | None = None
 # to its script's stats (two perf_counter() and one locked bucket add; the counts are kept
 # whatever it says). Read once per call.
 timed = False
+_clock = time.perf_counter  # ScriptStats reads the same clock at the call's end
 
 
 def _raw(value: Any) -> Any:
@@ -389,7 +390,7 @@ def call_flow(
         if state.loaded_version == scripts.version:
             stats = script.stats
             stats.bump("calls")
-            started = time.perf_counter() if timed else None
+            started = _clock() if timed else None
             readonly = script.readonly
             ro = readonly and state.has_ro is not False
             command = ("EVALSHA_RO" if ro else "EVALSHA", script.sha, len(keys), *keys, *args)
