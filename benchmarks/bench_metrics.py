@@ -9,6 +9,7 @@ Contenders, interleaved round by round on one connection to one redis-server:
   registered (it works only when scraped: see "scrape" below);
 * ``metrics on + any call sink``: a do-nothing call sink attached as well (what the sink
   protocol costs: such a call leaves the common round for the general flow);
+* ``off again (A/A)``: the same as ``off``, as a control: its paired ratio is the noise;
 * ``metrics on + otel (SDK, no export)``: an SDK tracer provider's sink that records
   spans and drops them (sampling on, no exporter): the span objects' own cost. Without a
   provider configured no sink is attached at all, so that case is ``metrics on``.
@@ -105,6 +106,8 @@ def main() -> None:
             "off": (False, ()),
             "metrics on": (True, ()),
             "metrics on + any call sink": (True, (NoSink(),)),
+            # The noise floor: the same as off, so its paired ratio is what chance gives.
+            "off again (A/A)": (False, ()),
         }
         try:
             from opentelemetry.sdk.trace import TracerProvider
