@@ -40,6 +40,7 @@ from celery.worker.control import Panel
 from celery.worker.request import Request
 
 from atomicops.conf import get_settings
+from atomicops.engine.redaction import for_log
 from atomicops.exceptions import (
     AtomicOpsError,
     InvalidInput,
@@ -348,7 +349,7 @@ class AtomicTask(Task):
         # The key holds a digest, never the task's arguments.
         logger.warning(
             "atomicops: %s of task %s not enforced, Redis unavailable (%s=True): %s",
-            what, self.name, setting, exc.message, extra={"key": key},
+            what, self.name, setting, for_log(exc), extra={"key": key},
         )  # fmt: skip
         return True
 
@@ -483,7 +484,7 @@ def free_queued_claim(task_id: str) -> None:
     try:
         holder = Lock(_index_name(task_id), 1).holder()
     except AtomicOpsError as exc:
-        logger.warning("atomicops: could not read a revoked task's claim: %s", exc.message)
+        logger.warning("atomicops: could not read a revoked task's claim: %s", for_log(exc))
         return
     if holder is None or not holder.owner:
         return  # not a queued singleton (never one, running, or done)
@@ -507,7 +508,10 @@ def _hold(lease: Lock) -> None:
         lease.acquire(blocking=False)
     except AtomicOpsError as exc:
         logger.warning(
-            "atomicops: could not hold %s: %s", lease.key, exc.message, extra={"key": lease.key}
+            "atomicops: could not hold %s: %s",
+            lease.log_name,
+            for_log(exc),
+            extra={"key": lease.key},
         )
 
 
@@ -517,7 +521,10 @@ async def _ahold(lease: Lock) -> None:
         await lease.aacquire(blocking=False)
     except AtomicOpsError as exc:
         logger.warning(
-            "atomicops: could not hold %s: %s", lease.key, exc.message, extra={"key": lease.key}
+            "atomicops: could not hold %s: %s",
+            lease.log_name,
+            for_log(exc),
+            extra={"key": lease.key},
         )
 
 
@@ -561,12 +568,15 @@ def _free(lease: Lock, *, quiet: bool = False) -> None:
         # own outcome stands either way.
         if not quiet:
             logger.warning(
-                "atomicops: singleton claim was lost: %s", exc.message, extra={"key": lease.key}
+                "atomicops: singleton claim was lost: %s", for_log(exc), extra={"key": lease.key}
             )
     except AtomicOpsError as exc:
         # Redis is down: the lease runs out by its TTL.
         logger.warning(
-            "atomicops: releasing %s failed: %s", lease.key, exc.message, extra={"key": lease.key}
+            "atomicops: releasing %s failed: %s",
+            lease.log_name,
+            for_log(exc),
+            extra={"key": lease.key},
         )
 
 

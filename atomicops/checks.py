@@ -11,6 +11,7 @@ Without network I/O (every ``manage.py check``):
 * E009 a rate in ``REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]`` that DRF cannot parse or
   the exact window cannot serve (it would fail every request of its scope);
 * E010 ``IDEMPOTENCY_MAX_CLIENT_BYTES`` is not an integer >= 1 or None;
+* E011 ``RETRY_DEADLINE_MS`` is not a finite number of milliseconds >= 0;
 * W002 fakeredis is configured outside tests;
 * W004 ``ATOMICOPS`` has a key atomicops does not know (a typo, usually);
 * W005 ``KEY_PREFIX`` contains a brace (a cluster hash tag).
@@ -82,6 +83,11 @@ BAD_IDEMPOTENCY_BOUND = "atomicops.E010"
 BAD_IDEMPOTENCY_BOUND_HINT = (
     "The most bytes of stored @idempotent responses one client may have, e.g. "
     "8 * 1024 * 1024 (the default); None for no bound. See docs/idempotency.md."
+)
+BAD_RETRY_DEADLINE = "atomicops.E011"
+BAD_RETRY_DEADLINE_HINT = (
+    "How long (ms) a call that provably did not run may be sent again, e.g. 2000 (the "
+    "default); 0 turns retries off. See docs/reliability.md."
 )
 NO_EVAL_RO = "atomicops.W001"
 NO_EVAL_RO_HINT = (
@@ -226,6 +232,18 @@ def check_idempotency_bound(app_configs: Any = None, **kwargs: Any) -> list[chec
         return [
             checks.Error(exc.message, hint=BAD_IDEMPOTENCY_BOUND_HINT, id=BAD_IDEMPOTENCY_BOUND)
         ]
+    return []
+
+
+@checks.register("atomicops")
+def check_retry_deadline(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E011: ``RETRY_DEADLINE_MS`` must be a number of milliseconds >= 0."""
+    from atomicops.scripts.registry import retry_deadline
+
+    try:
+        retry_deadline()
+    except ConfigurationError as exc:
+        return [checks.Error(exc.message, hint=BAD_RETRY_DEADLINE_HINT, id=BAD_RETRY_DEADLINE)]
     return []
 
 

@@ -101,6 +101,16 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         # bound. The default keeps one client's records (with Redis' own overhead on
         # top) well under 16 MB.
         "IDEMPOTENCY_MAX_CLIENT_BYTES": 8 * 1024 * 1024,
+        # How long (ms, from the call's start) a call whose failure proves it did not run
+        # (connection refused, LOADING, READONLY, CLUSTERDOWN, no primary named yet...;
+        # docs/reliability.md lists them) is sent again, after jittered pauses, before its
+        # error is raised. A call that may have been applied (OutcomeUnknown) is never sent
+        # again. 2000: rides through a restart and the loading of a modest dataset, or a
+        # cluster failover with cluster-node-timeout 1000, while a web worker is not held
+        # long when Redis is gone for good. Behind Sentinel (a failover takes
+        # down-after-milliseconds plus the election, 5-30 s by default) raise it if your
+        # workers may wait that long. 0: no retries (every such failure raised at once).
+        "RETRY_DEADLINE_MS": 2000,
         # Async calls made while another is in flight on the same client and event loop
         # share the next write (atomicops.primitives.autopipeline); a lone call is written
         # at once, so it costs a lone caller nothing.

@@ -25,6 +25,7 @@ from rest_framework.exceptions import APIException
 from rest_framework.settings import api_settings
 
 from atomicops.conf import get_settings
+from atomicops.engine.redaction import for_log
 from atomicops.exceptions import RedisUnavailable, ScriptBusyError
 from atomicops.ops.observe import rate_limit_hit
 from atomicops.primitives import keys
@@ -238,7 +239,7 @@ class SimpleRateThrottle(throttling.SimpleRateThrottle):
         logger.warning(
             "atomicops: throttle %s not checked (%s); request %s",
             type(self).__name__,
-            exc,
+            for_log(exc),
             "let through (fail open)" if opened else "refused with 503 (fail closed)",
         )
         if not opened:

@@ -90,6 +90,38 @@ def _rows(html: str) -> dict[str, str]:
     return dict(rows)
 
 
+def test_dashboard_shows_each_scripts_retries_by_reason(backend, make_user, settings, monkeypatch):
+    """A call that met LOADING and was sent again shows as a retry, under its reason."""
+    from redis.exceptions import BusyLoadingError
+
+    from atomicops.engine import wire
+
+    kind, client = backend
+    script = registry.get("testapp_echo")
+    retries, loading = script.stats["retries"], script.stats.reasons["loading"]
+    refused = []
+    real_roundtrip = wire.roundtrip
+
+    def roundtrip(send):  # the server answers -LOADING once, as after a restart
+        replies = real_roundtrip(send)
+        if send.context.what == "testapp_echo" and not refused:
+            refused.append(send)
+            return [*replies[:-1], BusyLoadingError("Redis is loading the dataset in memory")]
+        return replies
+
+    settings.ATOMICOPS = {**settings.ATOMICOPS, "RETRY_DEADLINE_MS": 2000}
+    monkeypatch.setattr(wire, "roundtrip", roundtrip)
+    script(["k"], ["w"], client=client)
+    monkeypatch.undo()
+    assert refused
+    assert script.stats["retries"] == retries + 1
+    assert script.stats.reasons["loading"] == loading + 1
+    html = logged_in(make_user("view_dashboard")).get(reverse(DASHBOARD)).content.decode()
+    row = _rows(html)["testapp_echo"]
+    assert f'<span data-reason="loading">loading {loading + 1}</span>' in row
+    assert f'RETRY_DEADLINE_MS)">{retries + 1}</span>' in row
+
+
 def test_dashboard_lists_every_script_with_sha_loaded_state_and_stats(backend, make_user):
     kind, client = backend
     script = registry.get("testapp_echo")

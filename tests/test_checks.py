@@ -117,6 +117,28 @@ def test_unusable_key_prefix_is_e003(settings, prefix):
     ]
 
 
+@pytest.mark.parametrize("deadline", [-1, "2000", True, float("nan"), float("inf"), None])
+def test_unusable_retry_deadline_is_e011(settings, deadline):
+    settings.ATOMICOPS = {"URL": dead_url(), "RETRY_DEADLINE_MS": deadline}
+    assert atomicops_checks_run() == [
+        checks.Error(
+            "ATOMICOPS['RETRY_DEADLINE_MS'] must be a number of milliseconds >= 0 (0 turns "
+            f"retries off), got {deadline!r}",
+            hint=(
+                "How long (ms) a call that provably did not run may be sent again, e.g. 2000 "
+                "(the default); 0 turns retries off. See docs/reliability.md."
+            ),
+            id="atomicops.E011",
+        )
+    ]
+
+
+@pytest.mark.parametrize("deadline", [0, 1, 1500.5, 60_000])
+def test_usable_retry_deadlines_pass(settings, deadline):
+    settings.ATOMICOPS = {"URL": dead_url(), "RETRY_DEADLINE_MS": deadline}
+    assert atomicops_checks_run() == []
+
+
 BRACE_HINT = (
     "Braces are Redis Cluster hash tags: every atomicops key would share the prefix's tag "
     "(one slot, one node) instead of the per-object tags atomicops builds. Remove the braces."

@@ -324,15 +324,21 @@ def test_fail_open_and_closed(settings, caplog):
         "URL": f"redis://127.0.0.1:{free_port()}/0",
         "LOAD_ON_STARTUP": False,
         "SOCKET_CONNECT_TIMEOUT": 0.5,
+        "RETRY_DEADLINE_MS": 300,
     }
 
     class Closed(ThreePerMinute):
         fail_open = False
 
+    # Open or closed is decided once the call's retries gave up, not at the first refusal.
+    started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="atomicops"):
         assert get(api_view(ThreePerMinute), fresh_address()).status_code == 200
+    assert 0.25 <= time.monotonic() - started <= 3.0
     assert "throttle ThreePerMinute not checked" in caplog.text and "fail open" in caplog.text
+    started = time.monotonic()
     refused = get(api_view(Closed), fresh_address())
+    assert 0.25 <= time.monotonic() - started <= 3.0
     assert refused.status_code == 503
     assert refused.data["detail"] == "Rate limit unavailable; retry shortly."
     settings.ATOMICOPS = {**settings.ATOMICOPS, "RATELIMIT_FAIL_OPEN": False}

@@ -271,7 +271,7 @@ def test_counts_stay_exact_and_consistent_under_threads():
             stats.took(0.0)
             if i % 10 == 0:
                 stats.failed(error, 0.0)
-                stats.count("retries", "moved")
+                stats.count("moved", "ask")
 
     def read() -> None:
         while not done.is_set():
@@ -295,8 +295,13 @@ def test_counts_stay_exact_and_consistent_under_threads():
     assert not torn, torn[:5]
     values, labelled, durations = stats.snapshot()
     failures = threads * per_thread // 10
-    assert values == {"calls": threads * per_thread, "fallbacks": 0, "errors": failures}
-    assert labelled == {("error", "RedisUnavailable"): failures, ("retries", "moved"): failures}
+    assert values == {
+        "calls": threads * per_thread,
+        "fallbacks": 0,
+        "errors": failures,
+        "retries": 0,
+    }
+    assert labelled == {("error", "RedisUnavailable"): failures, ("moved", "ask"): failures}
     assert durations.count == threads * per_thread + failures
     assert len(durations.counts) == len(SCRIPT_BUCKETS) + 1
 
@@ -338,22 +343,36 @@ def test_a_duration_lands_in_its_bucket():
     assert stats.durations.sum == pytest.approx(99.0021)
 
 
-def test_a_new_script_count_is_one_line_to_export(monkeypatch, fresh_registry):
-    """What the retry counts need: stats.count(name, label) and one SCRIPT_COUNTS entry
-    (with its family) make a series labelled by script and that label."""
-    monkeypatch.setitem(metrics.SCRIPT_COUNTS, "retries", "atomicops_script_retries")
-    monkeypatch.setitem(
-        metrics.FAMILIES,
-        "atomicops_script_retries",
-        ("counter", "Script calls sent again, by reason.", ("script", "reason")),
-    )
-    script = fresh_registry.register("counted_apart", "return 1")
-    script.stats.count("retries", "moved")
-    script.stats.count("retries", "moved")
+def test_retries_are_exported_by_script_and_reason(fresh_registry):
+    script = fresh_registry.register("retried_apart", "return 1")
+    script.stats.retried("loading")
+    script.stats.retried("loading")
+    script.stats.retried("connect")
     registry = prometheus_client.CollectorRegistry()
     registry.register(metrics.Collector())
-    labels = {"script": "counted_apart", "reason": "moved"}
-    assert registry.get_sample_value("atomicops_script_retries_total", labels) == 2
+    retries = "atomicops_script_retries_total"
+    labels = {"script": "retried_apart"}
+    assert registry.get_sample_value(retries, {**labels, "reason": "loading"}) == 2
+    assert registry.get_sample_value(retries, {**labels, "reason": "connect"}) == 1
+    assert registry.get_sample_value(retries, {**labels, "reason": "readonly"}) is None
+
+
+def test_a_new_script_count_is_one_line_to_export(monkeypatch, fresh_registry):
+    """stats.count(name, label) and one SCRIPT_COUNTS entry (with its family) make a
+    series labelled by script and that label."""
+    monkeypatch.setitem(metrics.SCRIPT_COUNTS, "moved", "atomicops_script_moves")
+    monkeypatch.setitem(
+        metrics.FAMILIES,
+        "atomicops_script_moves",
+        ("counter", "Script calls redirected, by kind.", ("script", "kind")),
+    )
+    script = fresh_registry.register("counted_apart", "return 1")
+    script.stats.count("moved", "ask")
+    script.stats.count("moved", "ask")
+    registry = prometheus_client.CollectorRegistry()
+    registry.register(metrics.Collector())
+    labels = {"script": "counted_apart", "kind": "ask"}
+    assert registry.get_sample_value("atomicops_script_moves_total", labels) == 2
 
 
 def test_the_multiprocess_files_contract(tmp_path):

@@ -156,3 +156,69 @@ def test_primitives_read_the_same_through_the_reader(real_server, real_client):
     held = pins.pin(pinned)
     assert held is not None and held.readable and held.reader is not None
     plain.close()
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+@pytest.mark.parametrize("decode", [False, True])
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_the_async_reader_returns_what_the_sync_one_does(protocol, decode, data):
+    """AsyncReader parses a redis.asyncio connection's stream, fed here in random chunks
+    (a reply split anywhere makes it fetch more and parse again)."""
+    import asyncio
+
+    from redis.asyncio.connection import Connection as AsyncConnection
+
+    replies = data.draw(st.lists(_resp(protocol), min_size=1, max_size=4))
+    cuts = sorted(
+        {
+            c % (len(b"".join(replies)) + 1)
+            for c in data.draw(st.lists(st.integers(0, 10_000), max_size=4))
+        }
+    )
+    wire = b"".join(replies)
+    conn_sync, peer = _pair(protocol, decode)
+    writer = _send_in_chunks(peer, wire, [])
+    expected = []
+    sync_reader = resp.Reader(conn_sync)
+    for _ in replies:
+        try:
+            expected.append(sync_reader.read())
+        except Exception as exc:
+            expected.append(exc)
+            break
+    writer.join(10)
+    conn_sync._sock.close()
+    peer.close()
+
+    async def read_all() -> list:
+        stream = asyncio.StreamReader()
+        conn = AsyncConnection(protocol=protocol, decode_responses=decode, socket_timeout=5)
+        conn._reader = stream
+        reader = resp.AsyncReader(conn)
+
+        async def feed() -> None:
+            at = 0
+            for cut in [*cuts, len(wire)]:
+                stream.feed_data(wire[at:cut])
+                at = cut
+                await asyncio.sleep(0)
+
+        feeding = asyncio.ensure_future(feed())
+        got = []
+        for _ in range(len(expected)):
+            try:
+                got.append(await reader.aread())
+            except Exception as exc:
+                got.append(exc)
+                break
+        await feeding
+        return got
+
+    got = asyncio.run(read_all())
+    assert len(got) == len(expected)
+    for ours, theirs in zip(got, expected, strict=True):
+        if isinstance(theirs, UnicodeDecodeError):
+            assert isinstance(ours, UnicodeDecodeError)
+        else:
+            assert _same(ours, theirs), (wire, ours, theirs)

@@ -445,3 +445,40 @@ def test_rate_limit_groups_are_bounded_per_process():
     finally:
         observe.group_label.reset()
         observe.rate_limits.reset()
+
+
+def test_logs_of_a_redis_outage_name_no_key_a_user_chose(settings, caplog):
+    """Failing open and computing without coordination are logged, with the error's
+    class, code, script and a digest of the key: never the key itself (an e-mail address
+    here), which every atomicops error message quotes."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from atomicops import fixed_window, get_or_set, rate_limit
+    from atomicops.engine.redaction import for_log, key_digest
+    from atomicops.exceptions import RedisUnavailable
+    from tests.servers import free_port
+
+    secret = "alice@example.com"
+    settings.ATOMICOPS = {"URL": f"redis://127.0.0.1:{free_port()}/0", "RETRY_DEADLINE_MS": 0}
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    with pytest.raises(RedisUnavailable) as refused:
+        fixed_window(secret, 5, 60_000)
+    assert secret in str(refused.value)  # the caller's own error names its key...
+    assert secret not in for_log(refused.value) and key_digest(secret) in for_log(refused.value)
+    assert isinstance(refused.value.__cause__, RedisConnectionError)
+
+    @rate_limit(5, 60_000, key=lambda request: secret, fail_open=True)
+    def view(request):
+        from django.http import HttpResponse
+
+        return HttpResponse("ok")
+
+    from django.test import RequestFactory
+
+    with caplog.at_level(logging.WARNING, logger="atomicops"):
+        assert view(RequestFactory().get("/")).status_code == 200  # let through
+        assert get_or_set(secret, lambda: 42, 60) == 42  # computed without coordination
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("not checked" in m for m in messages)
+    assert any("without coordination" in m for m in messages)
+    assert not any(secret in m for m in messages), messages  # ...the logs never do

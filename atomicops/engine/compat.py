@@ -208,6 +208,16 @@ def reads_plainly(conn: Any) -> bool:
     )
 
 
+def areads_plainly(conn: Any) -> bool:
+    """:func:`reads_plainly` for a ``redis.asyncio`` connection (its stream in ``_reader``)."""
+    return (
+        type(conn).__module__ == "redis.asyncio.connection"
+        and type(conn._parser).__name__ in ("_AsyncRESP2Parser", "_AsyncRESP3Parser")
+        and not conn.health_check_interval
+        and hasattr(conn._parser, "parse_error")
+    )
+
+
 def socket_of(conn: Any) -> Any:
     """The socket under a connection (sync: ``_sock``; asyncio: the stream's), or None
     when it is not connected."""

@@ -86,7 +86,8 @@ class Refresh(NamedTuple):
     failed: str | None = None
 
 
-def _raw(reply: Any) -> Any:
+def as_is(reply: Any) -> Any:
+    """The reply as the script's header converted it: a Call without a result object."""
     return reply
 
 
@@ -97,13 +98,19 @@ class Call(Generic[R]):
     """One prepared script call: which script, with what, and how to read its reply.
 
     Primitives validate their arguments while they build a Call, so bad input raises
-    before anything is sent, and sync and async share the building.
+    before anything is sent, and sync and async share the building. A reply is
+    converted once, by the script's header (``result: int``, ``bool``, ``decimal``...);
+    ``interpret`` then only builds a primitive's result object from it (a
+    ``CounterResult``, a ``RateLimitResult``), and is left out where the converted reply
+    is the result. The planner turns a Call into a
+    :class:`~atomicops.engine.planner.Planned` (where it goes, what was sent) when it
+    sends it.
     """
 
     script: str
     keys: list[Any]
     args: list[Any]
-    interpret: Callable[[Any], R] = _raw
+    interpret: Callable[[Any], R] = as_is
 
 
 # A flow yields Send operations (and, on a cluster, the rare Pause or Refresh), is sent

@@ -259,6 +259,7 @@ async def atake(found: Pin) -> Any:
         if pool is None:
             raise RuntimeError("the pool was dropped while its connection was in use")
         found.conn = await pool.get_connection()
+        found.readable = compat.areads_plainly(found.conn)
     return found.conn
 
 

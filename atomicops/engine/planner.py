@@ -12,6 +12,11 @@ reply for its own call:
   script ran; the call's :class:`~atomicops.engine.topology.Route` says where it goes
   now, within its bounds;
 * a server without ``EVALSHA_RO``: said once, the call goes again as ``EVALSHA``;
+* a failure that proves the call did not run (the server unreachable, ``LOADING``,
+  ``READONLY``, ``CLUSTERDOWN``... see :mod:`atomicops.engine.retry`): the call goes again
+  after a jittered pause, with the topology read again (a cluster's slot map, the
+  sentinels' primary), until its retry deadline (``Plan.retry_deadline`` seconds from
+  the call's start) has passed. The calls of a round that go again pause once together;
 * anything else settles the call: its value, or its error, never raised for the others.
 
 ``WAIT_REPLICAS`` adds one ``WAIT`` to a round that carries a write; ``READ_FROM_REPLICAS``
@@ -33,8 +38,8 @@ from typing import Any, Protocol
 
 from redis.exceptions import NoScriptError, ResponseError
 
-from atomicops.engine import compat
-from atomicops.engine.ops import Command, Context, Flow, Refresh, Send
+from atomicops.engine import compat, retry
+from atomicops.engine.ops import Command, Context, Flow, Pause, Refresh, Send, as_is
 from atomicops.engine.topology import Route
 from atomicops.exceptions import (
     AtomicOpsError,
@@ -69,10 +74,6 @@ timed = False
 _clock = time.perf_counter  # ScriptStats reads the same clock at the call's end
 
 
-def _raw(value: Any) -> Any:
-    return value
-
-
 _tuple = tuple.__new__
 
 
@@ -81,12 +82,13 @@ class Planned:
 
     ``script`` is a registered :class:`~atomicops.scripts.registry.Script`; ``interpret`` turns its
     converted reply into what the caller gets. After :func:`calls_flow`, ``error`` is the
-    call's error or ``value`` its result.
+    call's error or ``value`` its result. ``limit``: a monotonic time after which the
+    call is not sent again, whatever its retry deadline (a lock's own timeout).
     """
 
     __slots__ = (
         "script", "keys", "args", "interpret", "target", "route", "body", "ro", "error",
-        "value", "watched", "started",
+        "value", "watched", "started", "began", "limit", "until", "retries", "wait", "why",
     )  # fmt: skip
 
     def __init__(
@@ -94,7 +96,7 @@ class Planned:
         script: Any,
         keys: Sequence[Any],
         args: Sequence[Any],
-        interpret: Callable[[Any], Any] = _raw,
+        interpret: Callable[[Any], Any] = as_is,
     ) -> None:
         self.script = script
         self.keys = keys
@@ -108,6 +110,15 @@ class Planned:
         self.value: Any = None
         self.watched: Any = None  # the sink's state for this call
         self.started: float | None = None  # perf_counter() at its start, when timed
+        # Retries (see _retry): when the call began (monotonic; 0: at its first failure),
+        # the caller's limit, the deadline worked out at the first failure, how many
+        # times it went again, the pause due before its next round and why.
+        self.began = 0.0
+        self.limit: float | None = None
+        self.until: float | None = None
+        self.retries = 0
+        self.wait = 0.0
+        self.why = ""
 
     def context(self) -> Context:
         keys = self.keys
@@ -154,9 +165,18 @@ class Scripts(Protocol):
 
 class Plan:
     """What every call shares: the registry, the replication policy in force (read once
-    per flow), and how to reach a replica and to build a :class:`NotReplicated`."""
+    per flow), how to reach a replica and to build a :class:`NotReplicated`, and how long
+    a call that provably did not run may be sent again (``retry_deadline()``, seconds;
+    read at a call's first such failure, never on the way of a call that succeeds)."""
 
-    __slots__ = ("scripts", "policy", "replica_of", "not_replicated", "replicated")
+    __slots__ = (
+        "scripts",
+        "policy",
+        "replica_of",
+        "not_replicated",
+        "replicated",
+        "retry_deadline",
+    )
 
     def __init__(
         self,
@@ -165,12 +185,14 @@ class Plan:
         replica_of: Callable[[Any], Any],
         replicated: Callable[[Any, Sequence[Any]], bool],
         not_replicated: Callable[..., NotReplicated],
+        retry_deadline: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self.scripts = scripts
         self.policy = policy
         self.replica_of = replica_of
         self.replicated = replicated
         self.not_replicated = not_replicated
+        self.retry_deadline = retry_deadline
 
 
 # -- the general flow ---------------------------------------------------------------------
@@ -188,27 +210,48 @@ def calls_flow(calls: Sequence[Planned], client: Any, plan: Plan) -> Flow[None]:
     cluster = compat.is_cluster_client(client)
     replica_reads = policy is not None and policy.replica_reads and not cluster
     watching = sink
+    began = time.monotonic()
     timing = timed or watching is not None
     for call in calls:
         call.script.stats.bump("calls")
+        call.began = began
         if watching is not None and call.watched is None:
             call.watched = watching.start(call.script)
         if timing and call.started is None:
             call.started = time.perf_counter()
         if cluster:
-            try:
-                call.route = route = Route(client, call.keys, call.script.name)
-                yield from route.start()
-            except AtomicOpsError as exc:  # keys in two slots, or no node serves it: not sent
-                _fail(call, exc)
+            if not (yield from _start(call, client, plan)):
                 continue
-            call.target = route.target
         elif replica_reads and call.script.readonly:
             # EVALSHA_RO there: a replica refuses a write, so a stray one cannot diverge it.
             call.target = plan.replica_of(client)
         else:
             call.target = client
-    pending = [call for call in calls if call.error is None]
+    yield from _drive([call for call in calls if call.error is None], plan, policy)
+
+
+def _start(call: Planned, client: Any, plan: Plan) -> Flow[bool]:
+    """Route ``call`` on the cluster ``client``; False when it failed (settled) instead."""
+    try:
+        call.route = route = Route(client, call.keys, call.script.name)
+    except AtomicOpsError as exc:  # keys in two slots: never sent
+        _fail(call, exc)
+        return False
+    while True:
+        try:
+            yield from route.start()
+        except AtomicOpsError as exc:  # no node serves its slot (yet): not sent
+            if not _retry(call, exc, plan):
+                _fail(call, exc)
+                return False
+            yield from _backoff([call])
+            continue
+        call.target = route.target
+        return True
+
+
+def _drive(pending: list[Planned], plan: Plan, policy: Policy | None) -> Flow[None]:
+    """Send ``pending`` round after round, one ``Send`` per target, until each is settled."""
     while pending:
         groups: dict[int, tuple[Any, list[Planned]]] = {}
         for call in pending:
@@ -216,6 +259,8 @@ def calls_flow(calls: Sequence[Planned], client: Any, plan: Plan) -> Flow[None]:
         pending = []
         for target, group in groups.values():
             pending += yield from _round(target, group, plan, policy)
+        if pending:
+            yield from _backoff(pending)
 
 
 def _round(
@@ -243,7 +288,7 @@ def _round(
     try:
         replies = yield Send(target, commands, context)
     except RedisUnavailable as exc:
-        return (yield from _unsent(group, exc, writes > 1))
+        return (yield from _unsent(group, exc, writes > 1, plan))
     if loads:
         scripts.note_loads(replies[: len(loads)], state, version)
     acked = replies[-1] if wait is not None else None
@@ -254,7 +299,7 @@ def _round(
             at += len(call.route.prefix)
         reply = replies[at]
         at += 1
-        if (yield from _goes_again(call, reply, state)):
+        if (yield from _goes_again(call, reply, state)) or _refused_again(call, reply, plan):
             again.append(call)
         else:
             _settle(call, reply, wait, acked, plan)
@@ -302,7 +347,7 @@ def _goes_again(call: Planned, reply: Any, state: Any) -> Flow[bool]:
 
 
 def _unsent(
-    group: list[Planned], exc: RedisUnavailable, several_writes: bool
+    group: list[Planned], exc: RedisUnavailable, several_writes: bool, plan: Plan
 ) -> Flow[list[Planned]]:
     """After the wire threw ``exc`` at a round: the calls that go again (to a node that took
     over), each other call failed with what its caller must know."""
@@ -332,8 +377,68 @@ def _unsent(
                 context.unknown(cause) if unknown and context.write else context.unavailable(cause)
             )
             error.__cause__ = exc
+        if _retry(call, error, plan):  # never an OutcomeUnknown (see retry.reason)
+            again.append(call)
+            continue
         _fail(call, error)
     return again
+
+
+# -- retries: a call that provably did not run goes again, until its deadline ---------------
+
+
+def _refused_again(call: Planned, reply: Any, plan: Plan) -> bool:
+    """Whether the error reply ``reply`` refused the call before it ran and it goes again."""
+    return isinstance(reply, Exception) and _retry(
+        call, call.script.error_from_reply(reply, call.keys), plan
+    )
+
+
+def _retry(call: Planned, error: AtomicOpsError, plan: Plan) -> bool:
+    """Whether ``call``, failed with ``error``, goes again: ``error`` proves it did not run
+    and its deadline leaves time. Sets the pause due before its next round and counts
+    the retry; the caller puts the call back in the rounds."""
+    why = retry.reason(error)
+    if why is None:
+        return False
+    now = time.monotonic()
+    until = call.until
+    if until is None:  # its first such failure: the deadline runs from the call's start
+        until = (call.began or now) + plan.retry_deadline()
+        if call.limit is not None:
+            until = min(until, call.limit)
+        call.until = until
+    wait = retry.pause(call.retries, until - now)
+    if wait is None:
+        return False
+    call.retries += 1
+    call.wait, call.why = wait, why
+    call.script.stats.retried(why)
+    return True
+
+
+def _backoff(calls: list[Planned]) -> Flow[None]:
+    """The pause due before the next round of ``calls`` (one for all: the shortest any of
+    them asked for, so none waits past its deadline), then the topology read again."""
+    waiting = [call for call in calls if call.wait]
+    if not waiting:
+        return
+    yield Pause(min(call.wait for call in waiting))
+    renewed: set[int] = set()
+    for call in waiting:
+        call.wait = 0.0
+        route = call.route
+        if route is not None and route.cluster:
+            # One reading of the map serves every call of the round on that cluster.
+            first = id(route.client) not in renewed
+            renewed.add(id(route.client))
+            yield from route.renew(call.why == "connect", refresh=first)
+            call.target = route.target
+        elif id(call.target) not in renewed and compat.is_sentinel_client(call.target):
+            # Idle connections stay with the server they reached: let the next ones ask
+            # the sentinels where the primary is now.
+            renewed.add(id(call.target))
+            yield Refresh(call.target)
 
 
 def _settle(call: Planned, reply: Any, wait: Any, acked: Any, plan: Plan) -> None:
@@ -375,9 +480,13 @@ def call_flow(
     args: Sequence[Any],
     client: Any,
     plan: Plan,
-    interpret: Callable[[Any], Any] = _raw,
+    interpret: Callable[[Any], Any] = as_is,
+    limit: float | None = None,
 ) -> Flow[Any]:
     """One call of ``script``: its result read by ``interpret``, or its error raised.
+
+    ``limit``: a monotonic time past which the call is not sent again, whatever the
+    retry deadline (see :class:`Planned`).
 
     The common round is written out, without a :class:`Planned` (every hit of every
     primitive takes it): a plain client, no replication settings, no sink, the scripts
@@ -398,6 +507,10 @@ def call_flow(
             context = _tuple(Context, (script.name, keys[0] if keys else None, not readonly, True))
             try:
                 reply = (yield _tuple(Send, (client, (command,), context)))[0]
+            except RedisUnavailable as exc:
+                call = Planned(script, keys, args, interpret)
+                call.target, call.limit, call.started = client, limit, started
+                return (yield from _unsent_one(call, plan, exc))
             except AtomicOpsError as exc:
                 stats.failed(exc, started)
                 raise
@@ -413,14 +526,23 @@ def call_flow(
                     stats.took(started)
                 return value
             call = Planned(script, keys, args, interpret)
-            call.ro, call.target, call.started = ro, client, started
-            if not (yield from _goes_again(call, reply, state)):
+            call.ro, call.target, call.limit, call.started = ro, client, limit, started
+            if not (yield from _goes_again(call, reply, state)) and not _refused_again(
+                call, reply, plan
+            ):
                 _settle(call, reply, None, None, plan)
                 return call.outcome()
-            pending = [call]
-            while pending:
-                pending = yield from _round(client, pending, plan, None)
+            yield from _drive([call], plan, None)
             return call.outcome()
     call = Planned(script, keys, args, interpret)
+    call.limit = limit
     yield from calls_flow((call,), client, plan)
+    return call.outcome()
+
+
+def _unsent_one(call: Planned, plan: Plan, exc: RedisUnavailable) -> Flow[Any]:
+    """:func:`call_flow`'s common round when the wire threw ``exc``: the call goes on
+    as a planned one (its retry deadline counted from here: the fast path reads no
+    clock before its round trip, so its first attempt is not counted)."""
+    yield from _drive((yield from _unsent([call], exc, False, plan)), plan, None)
     return call.outcome()

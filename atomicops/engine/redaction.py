@@ -10,6 +10,7 @@ parameters that look secret (``password``, ``token``, Upstash's ``_token``, ``ke
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 from urllib.parse import unquote_plus, urlsplit
@@ -74,6 +75,29 @@ class ShownURL(str):
 
     def __repr__(self) -> str:
         return repr(redact_url(str.__str__(self)))
+
+
+def key_digest(key: Any) -> str:
+    """A key as logs name it: a short digest, never the text a user chose (an e-mail
+    address, a client's IP, a token) in clear; the same key always gives the same one."""
+    data = key if isinstance(key, bytes) else str(key).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(data).hexdigest()[:12]
+
+
+def for_log(error: BaseException) -> str:
+    """An error as logs show it: its class, the server's code, the script's name (chosen
+    in code) and a digest of its key. Not its message, which quotes the key."""
+    words = [type(error).__name__]
+    code = getattr(error, "code", None)
+    if isinstance(code, str):
+        words.append(code)
+    script = getattr(error, "script", None)
+    if script:
+        words.append(f"in script {script!r}")
+    key = getattr(error, "key", None)
+    if key:
+        words.append(f"on key {key_digest(key)}")
+    return " ".join(words)
 
 
 def redact_text(text: object) -> str:

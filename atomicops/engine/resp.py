@@ -22,13 +22,19 @@ drops the connection, as it does after redis-py's parser fails.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["Reader"]
+try:
+    from asyncio import timeout as compat_timeout  # Python 3.11+
+except ImportError:  # pragma: no cover - Python 3.10: redis-py depends on the backport
+    from async_timeout import timeout as compat_timeout  # type: ignore[no-redef, import-not-found, unused-ignore]
+
+__all__ = ["AsyncReader", "Reader"]
 
 _CLOSED = "Connection closed by server."
 _CHUNK = 65536
@@ -40,7 +46,7 @@ class Reader:
     __slots__ = ("buf", "decode", "parse_error", "pos", "resp3", "sock")
 
     def __init__(self, conn: Any) -> None:
-        self.sock = conn._sock
+        self.sock: Any = getattr(conn, "_sock", None)  # the async reader reads its stream
         self.buf = b""
         self.pos = 0
         encoder = conn.encoder
@@ -140,3 +146,51 @@ class Reader:
                         self._reply()
                     continue
             raise InvalidResponse(f"Protocol Error: {line!r}")
+
+
+class _Short(Exception):
+    """The buffer ends inside a reply (the async reader fetches more and starts over)."""
+
+
+class AsyncReader(Reader):
+    """The same reader over a ``redis.asyncio`` connection's stream: it parses what the
+    stream has, and when a reply is not all there yet, awaits more and parses again
+    (replies are small: parsing twice costs less than suspending per element, as
+    redis-py's parser does)."""
+
+    __slots__ = ("stream", "timeout")
+
+    def __init__(self, conn: Any) -> None:
+        super().__init__(conn)
+        self.stream = conn._reader
+        self.sock = self.stream  # what the wire compares to find a reconnected stream
+        self.timeout = conn.socket_timeout
+
+    def _more(self) -> None:
+        raise _Short
+
+    async def aread(self) -> Any:
+        """The next reply, under the connection's socket timeout."""
+        try:
+            if self.timeout is None:
+                return await self._aread()
+            async with compat_timeout(self.timeout):
+                return await self._aread()
+        except asyncio.TimeoutError as exc:  # TimeoutError itself from Python 3.11
+            raise RedisTimeoutError("Timeout reading from socket") from exc
+        except OSError as exc:
+            raise RedisConnectionError(f"Error while reading from socket: {exc.args}") from exc
+
+    async def _aread(self) -> Any:
+        while True:
+            start = self.pos
+            if start < len(self.buf):
+                try:
+                    return self._reply()
+                except _Short:
+                    self.pos = start
+            chunk = await self.stream.read(_CHUNK)
+            if not chunk:
+                raise RedisConnectionError(_CLOSED)
+            self.buf = self.buf[self.pos :] + chunk
+            self.pos = 0

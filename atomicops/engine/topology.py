@@ -26,8 +26,10 @@ again, and when the slot has another owner now (a replica promoted after its pri
 died), the call goes there. Everything else keeps its meaning: ``CLUSTERDOWN`` and a node
 nobody replaced are :class:`~atomicops.exceptions.RedisUnavailable`, "nothing applied".
 The redirects of one call are bounded (:data:`MAX_HOPS` hops, :data:`TRYAGAIN_BUDGET`),
-so two nodes that disagree cannot bounce a call forever; the last refusal is then raised
-as :class:`~atomicops.exceptions.ServerRefused`.
+so two nodes that disagree cannot bounce a call forever; the last refusal is then a
+:class:`~atomicops.exceptions.ServerRefused`, which the planner sends again after a
+pause, with the map read again (:meth:`Route.renew`), until the call's retry deadline
+(:mod:`atomicops.engine.retry`) has passed, and then raises.
 
 :data:`redirects` counts, per process, what was met (the tests print it, the docs quote it).
 """
@@ -332,6 +334,27 @@ class Route:
             return False  # nobody took its slots over (yet)
         redirects.bump("rerouted")
         return True
+
+    def renew(self, unreachable: bool, refresh: bool = True) -> Flow[None]:
+        """Before the call is sent again after a retry's pause (:mod:`~atomicops.engine.retry`):
+        read the map again (``unreachable``: the node that could not be reached is asked
+        last; ``refresh`` False: another call of the round just read it) and route from
+        the slot's owner, with its redirects counted afresh.
+
+        Raises nothing: when no node serves the slot yet (a failover not decided), the
+        call goes where it went, and its next failure is retried or raised.
+        The ``TRYAGAIN`` pauses are not given back: the retry deadline bounds them now.
+        """
+        self.asking = False
+        self.hops = 0
+        if not self.cluster:
+            return
+        if refresh:
+            yield Refresh(self.client, failed=self._node_name() if unreachable else None)
+        try:
+            self._to_owner()
+        except RedisUnavailable:
+            pass
 
     # -- helpers ----------------------------------------------------------------
 

@@ -24,6 +24,7 @@ they are the I/O. What to send and what a failure means is shared.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -252,6 +253,8 @@ async def _aroundtrip(
                 await conn.disconnect()
                 raise context.unavailable(exc) from exc
             try:
+                if held is not None and held.readable:
+                    return await _aread(held, client, conn, batch)
                 return [await compat.aread_reply(client, conn, cmd[0]) for cmd in batch]
             except _IO_ERRORS as exc:
                 await conn.disconnect()
@@ -267,3 +270,27 @@ async def _aroundtrip(
             if held is None:
                 await compat.agive_back(client, conn)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _aread(held: pins.Pin, client: Any, conn: Any, batch: Sequence[Command]) -> list[Any]:
+    """The async twin of :func:`_read`."""
+    reader = held.reader
+    if reader is None or reader.sock is not conn._reader:  # connected anew
+        if not conn.is_connected:
+            await conn.connect()
+        reader = held.reader = resp.AsyncReader(conn)
+    callbacks = client.response_callbacks
+    replies = []
+    for command in batch:
+        reply = await reader.aread()
+        if isinstance(reply, RedisConnectionError) and not isinstance(reply, compat.REPLY_ERRORS):
+            raise reply
+        callback = callbacks.get(command[0])
+        if callback is not None:
+            reply = callback(reply)
+            if inspect.isawaitable(reply):
+                reply = await reply
+        replies.append(reply)
+    if not reader.idle:
+        await conn.disconnect()
+    return replies

@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypedDict, TypeVar
 
-from atomicops.engine import background, connection, topology
+from atomicops.engine import background, connection, retry, topology
 from atomicops.engine import run as engine_run
 from atomicops.engine.ops import Call, Context, Flow, Send
 from atomicops.exceptions import (
@@ -37,7 +37,7 @@ from atomicops.leases import renewal
 from atomicops.leases.renewal import Renewal
 from atomicops.ops import observe
 from atomicops.primitives import keys, validate
-from atomicops.scripts.registry import registry, reply_error
+from atomicops.scripts.registry import registry, reply_error, retry_deadline_on
 
 logger = logging.getLogger("atomicops")
 
@@ -126,7 +126,9 @@ def _wait_cap(client: Any) -> float:
 def wake_wait(client: Any, key: str, seconds: float) -> Flow[Any]:
     """Block on the wake-up list ``key`` for at most ``seconds`` (one BLPOP), as a flow.
 
-    Returns the popped token, or None when the time ran out. The wait goes to the
+    Returns the popped token, or None when the time ran out, or at once when the wait
+    failed in a way that proves nothing ran and retries are on (the caller's next script
+    call is then retried, or raises, by the planner's rules). The wait goes to the
     server owning the lock's slot, like the scripts; when that slot moves meanwhile, the
     wait goes on at its new owner for the time left.
     """
@@ -144,6 +146,8 @@ def wake_wait(client: Any, key: str, seconds: float) -> Flow[Any]:
         except RedisUnavailable as exc:
             if (yield from route.unreachable(exc)):
                 continue
+            if _retried(exc):
+                return None
             raise
         reply = replies[-1]
         if not isinstance(reply, Exception):
@@ -155,7 +159,18 @@ def wake_wait(client: Any, key: str, seconds: float) -> Flow[Any]:
                 return None
             continue
         # LOADING arrives as a ConnectionError, not a ResponseError
-        raise reply_error(reply, script="BLPOP", keys=[key])
+        error = reply_error(reply, script="BLPOP", keys=[key])
+        if _retried(error):
+            return None
+        raise error
+
+
+def _retried(error: Exception) -> bool:
+    """Whether a wait that failed with ``error`` ends as if its time ran out, so that its
+    caller's next call (a script, retried by the planner within its deadline and the
+    caller's timeout) meets the failure instead: ``error`` proves nothing ran and retries
+    are on. One retry path for every carrier, the planner's."""
+    return retry.reason(error) is not None and retry_deadline_on()
 
 
 # -- the lease: what Lock and Semaphore share ------------------------------------
@@ -389,7 +404,9 @@ class Lease:
             self._pending = owner
             wait_mode = Wake.WOKEN if self._woken else (Wake.BLOCKS if will_wait else Wake.NO)
             try:
-                reply = yield from self._call(client, self._acquire_op(owner, wait_mode))
+                # Sent again after a failure that proves it did not run, within the retry
+                # deadline but never past the acquire's own timeout.
+                reply = yield from self._call(client, self._acquire_op(owner, wait_mode), deadline)
             except NotReplicated as exc:
                 reply = yield from self._unreplicated_grant(client, owner, exc)
             granted, value = reply[:2]
@@ -549,9 +566,10 @@ class Lease:
     # -- running flows ----------------------------------------------------------
 
     @staticmethod
-    def _call(client: Any, call: Call[Any]) -> Flow[Any]:
-        # Ops are built here from checked names and numbers: no re-check.
-        return registry.get(call.script).flow(call.keys, call.args, client)
+    def _call(client: Any, call: Call[Any], limit: float | None = None) -> Flow[Any]:
+        # Ops are built here from checked names and numbers: no re-check. ``limit``: see
+        # Script.flow (an acquire is not sent again past its own timeout).
+        return registry.get(call.script).flow(call.keys, call.args, client, limit)
 
     def _run(self, flow: Callable[..., Flow[T]], *args: Any) -> T:
         """Run ``flow(client, *args)`` on this lease's sync client."""

@@ -15,11 +15,11 @@ provides it. :func:`log_name` is how renewals (and the leases) name a key in log
 from __future__ import annotations
 
 import enum
-import hashlib
 import weakref
 from typing import Any, Protocol
 
 from atomicops.engine.ops import Flow, Pause
+from atomicops.engine.redaction import key_digest
 
 
 class Renewal(enum.Enum):
@@ -44,8 +44,7 @@ class Renewable(Protocol):
 def log_name(kind: str, key: Any) -> str:
     """How logs name a lease or claim: its kind and a digest of its key, never the name a
     user chose (an e-mail address, a token) in clear."""
-    data = key if isinstance(key, bytes) else str(key).encode("utf-8", "surrogatepass")
-    return f"{kind} {hashlib.sha256(data).hexdigest()[:12]}"
+    return f"{kind} {key_digest(key)}"
 
 
 def renewal_flow(

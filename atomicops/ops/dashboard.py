@@ -78,6 +78,8 @@ class ScriptRow:
     loaded: str
     loaded_everywhere: bool | None
     stats: dict[str, int] = field(default_factory=dict)
+    # This process's retries of the script by reason ("loading": 3), the ones met only.
+    retries: dict[str, int] = field(default_factory=dict)
     # The last hour, every process that flushed to this Redis (None: timeline not read).
     hour: dict[str, int] | None = None
 
@@ -99,6 +101,7 @@ class ScriptRow:
             loaded=loaded,
             loaded_everywhere=loaded_everywhere,
             stats=dict(script.stats),
+            retries={reason: n for reason, n in script.stats.reasons.items() if n},
             hour=hour,
         )
 

@@ -7,6 +7,8 @@ Every name starts with ``atomicops_``:
 ``atomicops_script_fallbacks_total{script}``    NOSCRIPT recoveries (the call re-sent as EVAL)
 ``atomicops_script_errors_total{script,error}`` calls that raised, by exception class
 ``atomicops_script_outcome_unknown_total``      ``{script}``: writes whose reply was lost
+``atomicops_script_retries_total``              ``{script,reason}``: calls sent again after
+                                                a failure that proved they did not run
 ``atomicops_script_duration_seconds{script}``   histogram: a call's time, round trips included
 ``atomicops_lock_wait_seconds``                 histogram ``{kind,prefix,outcome}``: acquire
                                                 start to granted (``acquired``) or given up
@@ -99,6 +101,11 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "Script calls whose reply was lost after they were sent (OutcomeUnknown).",
         ("script",),
     ),
+    "atomicops_script_retries": (
+        "counter",
+        "Script calls sent again after a failure that proved they did not run, by reason.",
+        ("script", "reason"),
+    ),
     "atomicops_script_duration_seconds": (
         "histogram",
         "Time of a script call, its round trips included.",
@@ -131,6 +138,7 @@ SCRIPT_COUNTS: dict[str, str] = {
     "fallbacks": "atomicops_script_fallbacks",
     "error": "atomicops_script_errors",
     "outcome_unknown": "atomicops_script_outcome_unknown",
+    "retry": "atomicops_script_retries",  # stats.retried(reason), by reason
 }
 
 

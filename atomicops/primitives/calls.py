@@ -14,7 +14,7 @@ from typing import Any
 
 from atomicops.engine import connection
 from atomicops.engine import run as engine_run
-from atomicops.engine.ops import Call, Flow, R, text
+from atomicops.engine.ops import Call, Flow, R, as_is, text
 from atomicops.exceptions import InvalidInput
 from atomicops.primitives.keys import KeyLike, resolve_key
 from atomicops.scripts.registry import registry
@@ -51,7 +51,9 @@ def send(call: Call[R], client: Any) -> R:
     # one resumption less per round trip on every hit of every primitive.
     script = registry.get(call.script)
     flow = script.flow(call.keys, call.args, connection.get_client(client))
-    return call.interpret(engine_run.run(flow))
+    interpret = call.interpret
+    reply = engine_run.run(flow)
+    return reply if interpret is as_is else interpret(reply)
 
 
 # AUTO_PIPELINE's queue (atomicops.primitives.autopipeline sets it when the setting is on), else

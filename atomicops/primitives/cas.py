@@ -61,7 +61,7 @@ def compare_and_set_call(key: KeyLike, expected: Value | None, new: Value, ttl: 
     if expected is not None:
         # Left out, the script requires the key not to exist.
         args.append(_value(expected, "expected", name))
-    return Call(CAS_SET, [resolved], args, bool)
+    return Call(CAS_SET, [resolved], args)
 
 
 def compare_and_delete_call(key: KeyLike, expected: Value) -> Call[bool]:
@@ -72,7 +72,7 @@ def compare_and_delete_call(key: KeyLike, expected: Value) -> Call[bool]:
             f"key {name!r}: compare_and_delete needs the value the key must hold, got None",
             key=name,
         )
-    return Call(CAS_DELETE, [resolved], [_value(expected, "expected", name)], bool)
+    return Call(CAS_DELETE, [resolved], [_value(expected, "expected", name)])
 
 
 def compare_and_set(

@@ -103,7 +103,7 @@ def incr_call(key: KeyLike, amount: int, ttl: TTL) -> Call[int]:
     resolved, name = resolve(key)
     amount = _int(amount, "amount", name)
     expiry = ttl_ms(ttl, name)
-    return Call(INCR, [resolved], [amount, expiry], int)
+    return Call(INCR, [resolved], [amount, expiry])
 
 
 def _float_text(value: Any, key: str) -> str:
@@ -129,19 +129,19 @@ def incr_float_call(key: KeyLike, amount: int | float | Decimal, ttl: TTL) -> Ca
     resolved, name = resolve(key)
     amount_text = _float_text(amount, name)
     expiry = ttl_ms(ttl, name)
-    return Call(INCR_FLOAT, [resolved], [amount_text, expiry], lambda reply: reply)
+    return Call(INCR_FLOAT, [resolved], [amount_text, expiry])
 
 
 def get_counter_call(key: KeyLike) -> Call[int]:
     """The :func:`get_counter` call, prepared and checked (nothing sent)."""
     resolved, _ = resolve(key)
-    return Call(GET, [resolved], [], int)
+    return Call(GET, [resolved], [])
 
 
 def reset_counter_call(key: KeyLike) -> Call[int]:
     """The :func:`reset_counter` call, prepared and checked (nothing sent)."""
     resolved, _ = resolve(key)
-    return Call(RESET, [resolved], [], int)
+    return Call(RESET, [resolved], [])
 
 
 def bounded_incr(

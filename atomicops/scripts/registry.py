@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 import threading
 import time
@@ -34,7 +35,8 @@ from typing import Any
 
 from redis import exceptions as redis_errors
 
-from atomicops.engine import compat, connection, planner, replication, topology
+from atomicops.conf import get_settings
+from atomicops.engine import compat, connection, planner, replication, retry, topology
 from atomicops.engine.ops import Call, Context, Flow, Refresh, Send, text
 from atomicops.engine.run import arun, run
 from atomicops.engine.tally import Buckets, Tally
@@ -238,22 +240,36 @@ SCRIPT_BUCKETS = (
 _clock = time.perf_counter  # what the planner's ``started`` was read from
 
 
-class ScriptStats(Tally):
-    """Per-process counters of one script: ``calls``, ``fallbacks``, ``errors`` (read as a
-    mapping), counts by a label (:meth:`count`, :meth:`labelled`: ``("error", class)``,
-    ``("outcome_unknown", "")``) and, while metrics are on, the calls' durations
-    (:attr:`durations`, buckets :data:`SCRIPT_BUCKETS`).
+class RetryReasons(Tally):
+    """Per-process counts of one script's retries by reason (the words of
+    :data:`atomicops.engine.retry.REASONS`)."""
 
-    Every update takes the one lock, so counts stay exact under threads; the Prometheus
+    fields = retry.REASONS
+
+
+class ScriptStats(Tally):
+    """Per-process counters of one script: ``calls``, ``fallbacks``, ``errors``,
+    ``retries`` (read as a mapping; calls sent again after a failure that proved they did
+    not run, each also counted under its reason in :attr:`reasons`), counts by a label
+    (:meth:`count`: ``("error", class)``, ``("outcome_unknown", "")``) and, while metrics
+    are on, the calls' durations (:attr:`durations`, buckets :data:`SCRIPT_BUCKETS`).
+
+    Every update takes a lock, so counts stay exact under threads; the Prometheus
     collector reads :meth:`snapshot` when it is scraped, never on a call's path.
     """
 
-    fields = ("calls", "fallbacks", "errors")
+    fields = ("calls", "fallbacks", "errors", "retries")
 
     def __init__(self) -> None:
         super().__init__()
+        self.reasons = RetryReasons()
         self._labelled: dict[tuple[str, str], int] = {}
         self.durations = Buckets(SCRIPT_BUCKETS)
+
+    def retried(self, reason: str) -> None:
+        """Count one retry for ``reason`` (a word of :data:`~atomicops.engine.retry.REASONS`)."""
+        self.bump("retries")
+        self.reasons.bump(reason)
 
     def count(self, name: str, label: str = "") -> None:
         """One more of ``name`` under ``label`` (a fixed word or a class name, never
@@ -293,20 +309,28 @@ class ScriptStats(Tally):
                 self.durations.add(seconds)
 
     def labelled(self) -> dict[tuple[str, str], int]:
-        """``(name, label) -> count``, a copy."""
+        """``(name, label) -> count``, a copy, the retries by reason as ``("retry",
+        reason)`` (the ones met only)."""
         with self._lock:
-            return dict(self._labelled)
+            found = dict(self._labelled)
+        found.update((("retry", reason), n) for reason, n in self.reasons.items() if n)
+        return found
 
     def snapshot(self) -> tuple[dict[str, int], dict[tuple[str, str], int], Buckets]:
-        """The counts, the labelled counts and the durations, read at one instant."""
+        """The counts, the labelled counts (:meth:`labelled`) and the durations; each
+        read at one instant (the retries by reason a moment later)."""
         with self._lock:
-            return dict(self._values), dict(self._labelled), self.durations.copy()
+            values, labelled = dict(self._values), dict(self._labelled)
+            durations = self.durations.copy()
+        labelled.update((("retry", reason), n) for reason, n in self.reasons.items() if n)
+        return values, labelled, durations
 
     def reset(self) -> None:
         with self._lock:
             self._values = dict.fromkeys(self.fields, 0)
             self._labelled = {}
             self.durations = Buckets(SCRIPT_BUCKETS)
+        self.reasons.reset()
 
 
 class _ServerState:
@@ -415,14 +439,19 @@ class Script:
             return self._queue(client, keys, args)
         return await arun(self.flow(keys, args, client))
 
-    def flow(self, keys: Sequence[Any], args: Sequence[Any], client: Any) -> Flow[Any]:
+    def flow(
+        self, keys: Sequence[Any], args: Sequence[Any], client: Any, limit: float | None = None
+    ) -> Flow[Any]:
         """The call as a flow for the engine's runners; ``keys`` and ``args`` already checked.
 
         atomicops' primitives build their calls from validated arguments and run this
         directly (the generic per-argument check of :meth:`__call__` would cost every
         hit a few microseconds for nothing); composed operations ``yield from`` it.
+        ``limit``: a ``time.monotonic()`` past which the call is not sent again after a
+        failure that proved it did not run, however long ``RETRY_DEADLINE_MS`` allows (a
+        lock's acquire stops at its own timeout).
         """
-        return planner.call_flow(self, keys, args, client, self.registry.plan)
+        return planner.call_flow(self, keys, args, client, self.registry.plan, limit=limit)
 
     def _check(
         self, keys: Sequence[Any], args: Sequence[Any]
@@ -526,6 +555,37 @@ def _replication_policy() -> replication.Policy | None:
     return replication.active
 
 
+def retry_deadline() -> float:
+    """``RETRY_DEADLINE_MS`` in seconds; :class:`ConfigurationError` when it is not a
+    number of milliseconds >= 0 (the check atomicops.E011 reports it)."""
+    value = get_settings()["RETRY_DEADLINE_MS"]
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 <= value < math.inf  # NaN fails too
+    ):
+        raise ConfigurationError(
+            f"ATOMICOPS['RETRY_DEADLINE_MS'] must be a number of milliseconds >= 0 (0 turns "
+            f"retries off), got {value!r}"
+        )
+    return float(value) / 1000
+
+
+def retry_deadline_on() -> bool:
+    """Whether calls that provably did not run are sent again (``RETRY_DEADLINE_MS`` > 0)."""
+    return _retry_deadline() > 0
+
+
+def _retry_deadline() -> float:
+    # Read at a call's first failure that could be retried. A bad value (reported by
+    # the check E011) means no retries: a call behaves as it did before the setting,
+    # rather than failing for a setting while it reports a server's failure.
+    try:
+        return retry_deadline()
+    except ConfigurationError:
+        return 0.0
+
+
 # Every registry made in this process (weakly: a registry dropped takes its counts along).
 _registries: weakref.WeakSet[ScriptRegistry] = weakref.WeakSet()
 
@@ -559,6 +619,7 @@ class ScriptRegistry:
             connection.replica_client,
             replication.replicated,
             replication.not_replicated,
+            _retry_deadline,
         )
 
     # -- registration -----------------------------------------------------------

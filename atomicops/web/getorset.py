@@ -33,6 +33,7 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from atomicops.conf import get_settings
 from atomicops.engine import connection
 from atomicops.engine import run as engine_run
+from atomicops.engine.redaction import for_log, key_digest
 from atomicops.exceptions import AtomicOpsError, InvalidInput, OutcomeUnknown, RedisUnavailable
 from atomicops.leases import claims
 from atomicops.leases.lease import wake_wait
@@ -192,7 +193,9 @@ def _compute(plan: _Plan, client: Any, owner: str) -> claims.Flow[Any]:
 def _uncoordinated(plan: _Plan, exc: AtomicOpsError) -> claims.Flow[Any]:
     # The cache may well be up: serve like Django's get_or_set rather than fail the page.
     logger.warning(
-        "atomicops: get_or_set(%r) computes without coordination; Redis: %s", plan.key, exc
+        "atomicops: get_or_set(key %s) computes without coordination; Redis: %s",
+        key_digest(plan.key),
+        for_log(exc),
     )
     value = yield ("compute", None)
     yield ("set", value)
@@ -225,10 +228,10 @@ def _script_call(plan: _Plan, op: claims.Op) -> tuple[str, list[str], list[Any]]
 
 def _done_failed(plan: _Plan, exc: AtomicOpsError) -> None:
     logger.warning(
-        "atomicops: get_or_set(%r) could not wake its waiters (%s); they read the cache when "
-        "their wait ends",
-        plan.key,
-        exc,
+        "atomicops: get_or_set(key %s) could not wake its waiters (%s); they read the cache "
+        "when their wait ends",
+        key_digest(plan.key),
+        for_log(exc),
     )
 
 

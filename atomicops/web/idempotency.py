@@ -40,6 +40,7 @@ from django.utils.crypto import salted_hmac
 from atomicops.conf import get_settings
 from atomicops.engine import connection
 from atomicops.engine import run as engine_run
+from atomicops.engine.redaction import for_log
 from atomicops.exceptions import (
     AtomicOpsError,
     ConfigurationError,
@@ -363,7 +364,7 @@ def _write_failed(op: claims.Op, error: AtomicOpsError, key: str) -> None:
         "its lease runs out, and a retry after that runs the view again",
         "storing the response" if op[0] == "store" else "releasing the claim",
         key,
-        error,
+        for_log(error),
     )
 
 
@@ -399,7 +400,7 @@ def _flow(plan: _Plan, client: Any) -> claims.Flow[HttpResponseBase]:
         yield from _script(plan, client, ("release",))
         return _unavailable()
     except RedisUnavailable as exc:
-        logger.warning("atomicops: Idempotency-Key not checked (%s); answered 503", exc)
+        logger.warning("atomicops: Idempotency-Key not checked (%s); answered 503", for_log(exc))
         return _unavailable()
     outcome = reply[0].encode() if isinstance(reply[0], str) else reply[0]
     if outcome == DONE:

@@ -25,6 +25,7 @@ from django.utils.cache import patch_vary_headers
 from atomicops.conf import get_settings
 from atomicops.engine import compat, connection, topology
 from atomicops.engine.ops import Flow
+from atomicops.engine.redaction import for_log
 from atomicops.engine.run import arun, run
 from atomicops.exceptions import CrossSlotError, InvalidInput, RedisUnavailable, ScriptBusyError
 from atomicops.ops.observe import rate_limit_hit
@@ -355,7 +356,7 @@ def _unavailable(
     logger.warning(
         "atomicops: rate limit %s not checked (%s); request %s",
         ", ".join(limit.name for limit in limits),
-        exc,
+        for_log(exc),
         "let through (fail open)" if opened else "refused with 503 (fail closed)",
     )
     return None if opened else _unavailable_response(request)

@@ -30,7 +30,9 @@ def fallbacks() -> int:
 
 async def test_busy_server(kind, make_server, settings, caplog, figures):
     server = make_server(kind, "--busy-reply-threshold", "100")
-    settings.ATOMICOPS = {"URL": server.url, "LOAD_ON_STARTUP": False}
+    # Each refusal itself, as a caller meets it with retries off (riding through
+    # them with RETRY_DEADLINE_MS is tests/faults/test_retry.py's).
+    settings.ATOMICOPS = {"URL": server.url, "LOAD_ON_STARTUP": False, "RETRY_DEADLINE_MS": 0}
     caplog.set_level(logging.DEBUG, logger="atomicops")
     warm = Clients(server.port)
     fresh = None
@@ -44,7 +46,9 @@ async def test_busy_server(kind, make_server, settings, caplog, figures):
         # Empty the script cache: the fresh clients' loads are what the server must get.
         raw_command(server.port, "SCRIPT", "FLUSH")
         # atomicops builds its own clients anew when the settings change: fresh ones.
-        settings.ATOMICOPS = {"URL": server.url, "LOAD_ON_STARTUP": False}
+        # Each refusal itself, as a caller meets it with retries off (riding through
+        # them with RETRY_DEADLINE_MS is tests/faults/test_retry.py's).
+        settings.ATOMICOPS = {"URL": server.url, "LOAD_ON_STARTUP": False, "RETRY_DEADLINE_MS": 0}
         busy = BusyScript(server.port)
         busy.start()
 

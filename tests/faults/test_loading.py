@@ -94,7 +94,9 @@ async def test_loading_refuses_every_call_then_recovers(loading_server, settings
     call is not judged, and counted as such in the figures.
     """
     server = loading_server
-    settings.ATOMICOPS = {"URL": server.url, "LOAD_ON_STARTUP": False}
+    # Each refusal itself, as a caller meets it with retries off (riding through
+    # them with RETRY_DEADLINE_MS is tests/faults/test_retry.py's).
+    settings.ATOMICOPS = {"URL": server.url, "LOAD_ON_STARTUP": False, "RETRY_DEADLINE_MS": 0}
     raw = server.client()
     clients = {"warm": Clients(server.port)}
     try:
@@ -216,7 +218,14 @@ def test_claims_across_restarts(kind, make_server, settings, figures):
     raw = server.client()
     fill(raw, 1000)  # ~0.5 s of LOADING before the claims' own keys
     raw.close()
-    settings.ATOMICOPS = {"URL": server.url, "LOAD_ON_STARTUP": False, "SOCKET_TIMEOUT": 2.0}
+    # Each refusal itself, as a caller meets it with retries off (riding through
+    # them with RETRY_DEADLINE_MS is tests/faults/test_retry.py's).
+    settings.ATOMICOPS = {
+        "URL": server.url,
+        "LOAD_ON_STARTUP": False,
+        "SOCKET_TIMEOUT": 2.0,
+        "RETRY_DEADLINE_MS": 0,
+    }
     loading_seen = []
     failures = []
     results = []

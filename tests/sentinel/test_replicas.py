@@ -7,6 +7,8 @@ script never reaches one, a read-only script does when READ_FROM_REPLICAS asks.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import redis
 import redis.sentinel
@@ -147,7 +149,8 @@ class _NamesAReplica:
 def test_a_demoted_primary_refuses_writes_as_server_refused(
     sentinel_set, atomic_sentinel, settings, wait
 ):
-    configure(settings, sentinel_set, WAIT_REPLICAS=wait, WAIT_TIMEOUT_MS=100)
+    # Each refusal as the caller meets it, with no retry in front (see the next test).
+    configure(settings, sentinel_set, WAIT_REPLICAS=wait, WAIT_TIMEOUT_MS=100, RETRY_DEADLINE_MS=0)
     replica = sentinel_set.replicas()[0]
     manager = _NamesAReplica(replica.pair)
     client = redis.Redis(
@@ -159,6 +162,28 @@ def test_a_demoted_primary_refuses_writes_as_server_refused(
         assert caught.value.code == "READONLY" and "nothing was applied" in caught.value.message
     assert manager.asked == 2  # each refusal dropped the connection: the next asked again
     assert atomic_sentinel.get("r") is None
+    client.close()
+
+
+def test_a_refused_write_is_retried_asking_the_sentinels_each_time(
+    sentinel_set, atomic_sentinel, settings
+):
+    """With a retry deadline a READONLY refusal is sent again, each time on a connection
+    that asked the sentinels for the primary anew; when they keep naming a replica, the
+    refusal is raised once the deadline has passed, and nothing was applied."""
+    configure(settings, sentinel_set, RETRY_DEADLINE_MS=400)
+    manager = _NamesAReplica(sentinel_set.replicas()[0].pair)
+    client = redis.Redis(
+        connection_pool=redis.sentinel.SentinelConnectionPool("svc", manager, socket_timeout=2)
+    )
+    started = time.monotonic()
+    with pytest.raises(ServerRefused) as caught:
+        bounded_incr("rr", 10, client=client)
+    took = time.monotonic() - started
+    assert caught.value.code == "READONLY"
+    assert 0.3 <= took <= 3.0, took
+    assert manager.asked >= 3  # once per attempt: each retry asked the sentinels again
+    assert atomic_sentinel.get("rr") is None
     client.close()
 
 
@@ -223,7 +248,7 @@ async def test_a_demoted_primary_refuses_async_writes_as_server_refused(
 
     from atomicops import abounded_incr
 
-    configure(settings, sentinel_set, WAIT_REPLICAS=1, WAIT_TIMEOUT_MS=100)
+    configure(settings, sentinel_set, WAIT_REPLICAS=1, WAIT_TIMEOUT_MS=100, RETRY_DEADLINE_MS=0)
     manager = _AsyncNamesAReplica(sentinel_set.replicas()[0].pair)
     pool = redis.asyncio.sentinel.SentinelConnectionPool("svc", manager, socket_timeout=2)
     client = redis.asyncio.Redis(connection_pool=pool)
