@@ -106,3 +106,56 @@ def test_without_an_sdk_no_span_is_made(backend):
         assert sink.start(atomicops.registry.get("counter_bounded_incr")) is None
     finally:
         observe.configure()
+
+
+def test_without_a_tracer_provider_no_call_sink_is_attached(monkeypatch):
+    """opentelemetry-api installed, no provider set: configure() attaches nothing, so a
+    call pays nothing for tracing; a request's start looks again, at most once a second
+    (the receiver called here; a real request in the test below)."""
+    from opentelemetry import trace
+
+    from atomicops.engine import planner
+
+    if tracing.provider_configured():
+        pytest.skip("a global tracer provider was set in this process")
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    monkeypatch.setattr(observe, "_looked", [-1.0])
+    try:
+        observe.configure()
+        assert planner.sink is None
+        observe._look_for_tracer(sender=None)
+        assert planner.sink is None  # looked: still none
+        monkeypatch.setattr(tracing, "provider_configured", lambda: True)
+        observe._look_for_tracer(sender=None)
+        assert planner.sink is None  # not looked again within the second
+        observe._looked[0] = -1.0
+        observe._look_for_tracer(sender=None)
+        assert isinstance(planner.sink, tracing.TracingSink)  # found: spans from now on
+    finally:
+        monkeypatch.undo()
+        observe.configure()
+    assert planner.sink is None
+
+
+@pytest.mark.parametrize("when", ["early", "late"])
+@pytest.mark.parametrize("real_server", ["redis"], indirect=True)
+def test_a_configured_provider_is_found_before_or_after_django_starts(real_server, when):
+    """Fresh interpreters (the global provider is set once per process): set before
+    Django starts, configure() attaches the sink; set after (gunicorn's post_fork), the
+    next request's start finds it. Either way the calls after it are spans, and the
+    ones before it are not."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.tracing_worker", real_server.url, when],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[-2] == "EVALSHA counter_bounded_incr"

@@ -64,9 +64,14 @@ class CallSink(Protocol):
     def end(self, state: Any, seconds: float, error: BaseException | None) -> None: ...
 
 
-# Set by atomicops.ops.observe when a metrics or tracing sink is attached; None costs a call
-# one check.
+# Set by atomicops.ops.observe when a call sink is attached (OpenTelemetry with a tracer
+# provider configured, or a user's own); None costs a call one check.
 sink: CallSink | None = None
+# Set by atomicops.ops.observe while Prometheus metrics are on: each call's duration goes
+# to its script's stats (two perf_counter() and one locked bucket add; the counts are kept
+# whatever it says). Read once per call.
+timed = False
+_clock = time.perf_counter  # ScriptStats reads the same clock at the call's end
 
 
 _tuple = tuple.__new__
@@ -104,7 +109,7 @@ class Planned:
         self.error: AtomicOpsError | None = None
         self.value: Any = None
         self.watched: Any = None  # the sink's state for this call
-        self.started = 0.0
+        self.started: float | None = None  # perf_counter() at its start, when timed
         # Retries (see _retry): when the call began (monotonic; 0: at its first failure),
         # the caller's limit, the deadline worked out at the first failure, how many
         # times it went again, the pause due before its next round and why.
@@ -206,11 +211,13 @@ def calls_flow(calls: Sequence[Planned], client: Any, plan: Plan) -> Flow[None]:
     replica_reads = policy is not None and policy.replica_reads and not cluster
     watching = sink
     began = time.monotonic()
+    timing = timed or watching is not None
     for call in calls:
         call.script.stats.bump("calls")
         call.began = began
         if watching is not None and call.watched is None:
             call.watched = watching.start(call.script)
+        if timing and call.started is None:
             call.started = time.perf_counter()
         if cluster:
             if not (yield from _start(call, client, plan)):
@@ -448,15 +455,20 @@ def _settle(call: Planned, reply: Any, wait: Any, acked: Any, plan: Plan) -> Non
         )
         return
     call.value = value
-    if call.watched is not None and sink is not None:
-        sink.end(call.watched, time.perf_counter() - call.started, None)
+    started = call.started
+    if started is not None:
+        if timed:
+            call.script.stats.took(started)
+        if call.watched is not None and sink is not None:
+            sink.end(call.watched, time.perf_counter() - started, None)
 
 
 def _fail(call: Planned, error: AtomicOpsError) -> None:
-    call.script.stats.bump("errors")
+    started = call.started
+    call.script.stats.failed(error, started if timed else None)
     call.error = error
-    if call.watched is not None and sink is not None:
-        sink.end(call.watched, time.perf_counter() - call.started, error)
+    if started is not None and call.watched is not None and sink is not None:
+        sink.end(call.watched, time.perf_counter() - started, error)
 
 
 # -- one call -----------------------------------------------------------------------------
@@ -485,7 +497,9 @@ def call_flow(
         scripts = plan.scripts
         state = scripts.server_state(client)
         if state.loaded_version == scripts.version:
-            script.stats.bump("calls")
+            stats = script.stats
+            stats.bump("calls")
+            started = _clock() if timed else None
             readonly = script.readonly
             ro = readonly and state.has_ro is not False
             command = ("EVALSHA_RO" if ro else "EVALSHA", script.sha, len(keys), *keys, *args)
@@ -495,21 +509,24 @@ def call_flow(
                 reply = (yield _tuple(Send, (client, (command,), context)))[0]
             except RedisUnavailable as exc:
                 call = Planned(script, keys, args, interpret)
-                call.target, call.limit = client, limit
+                call.target, call.limit, call.started = client, limit, started
                 return (yield from _unsent_one(call, plan, exc))
-            except AtomicOpsError:
-                script.stats.bump("errors")
+            except AtomicOpsError as exc:
+                stats.failed(exc, started)
                 raise
             if not isinstance(reply, Exception):
                 if ro:
                     state.has_ro = True
                 try:
-                    return interpret(script.read_reply(reply, keys))
-                except AtomicOpsError:  # a reply that does not convert (DataError)
-                    script.stats.bump("errors")
+                    value = interpret(script.read_reply(reply, keys))
+                except AtomicOpsError as exc:  # a reply that does not convert (DataError)
+                    stats.failed(exc, started)
                     raise
+                if started is not None:
+                    stats.took(started)
+                return value
             call = Planned(script, keys, args, interpret)
-            call.ro, call.target, call.limit = ro, client, limit
+            call.ro, call.target, call.limit, call.started = ro, client, limit, started
             if not (yield from _goes_again(call, reply, state)) and not _refused_again(
                 call, reply, plan
             ):

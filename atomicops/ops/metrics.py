@@ -7,6 +7,8 @@ Every name starts with ``atomicops_``:
 ``atomicops_script_fallbacks_total{script}``    NOSCRIPT recoveries (the call re-sent as EVAL)
 ``atomicops_script_errors_total{script,error}`` calls that raised, by exception class
 ``atomicops_script_outcome_unknown_total``      ``{script}``: writes whose reply was lost
+``atomicops_script_retries_total``              ``{script,reason}``: calls sent again after
+                                                a failure that proved they did not run
 ``atomicops_script_duration_seconds{script}``   histogram: a call's time, round trips included
 ``atomicops_lock_wait_seconds``                 histogram ``{kind,prefix,outcome}``: acquire
                                                 start to granted (``acquired``) or given up
@@ -26,39 +28,118 @@ when that looks like an identifier chosen by code, else ``other``
 (:func:`atomicops.ops.observe.lease_prefix`); ``group`` is a ``@rate_limit`` group,
 ``drf:<scope>`` for a DRF throttle, or the function's name (``fixed_window``...) for
 direct calls. Each is bounded to ``observe.LABEL_LIMIT`` distinct values per process
-(the rest are ``other``), so ``/metrics`` stays bounded whatever names are used. The metrics live in prometheus_client's default registry, which
-django-prometheus' ``/metrics`` exports; they are counters and histograms, so
-prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``) sums them across
-workers. :func:`metrics_view` serves them where django-prometheus is not installed.
+(the rest are ``other``), so ``/metrics`` stays bounded whatever names are used.
 
-prometheus_client is imported only by :func:`default_sink`, :class:`PrometheusSink` and
-:func:`metrics_view`, never when atomicops is imported.
+How they cost a call nothing measurable: nothing here runs on a call's path. atomicops
+counts every call anyway, in plain integers under a lock
+(:class:`~atomicops.scripts.registry.ScriptStats`, the tables of
+:mod:`atomicops.ops.observe`); while metrics are on the planner also adds each call's
+duration to its script's bucket array. :class:`Collector`, registered once in
+prometheus_client's default registry (which django-prometheus' ``/metrics`` exports),
+turns those numbers into metric families when it is scraped.
+
+Several processes (``PROMETHEUS_MULTIPROC_DIR``): :data:`snapshots` adds what each
+process counted since its last write to prometheus_client's own per-process files every
+:data:`SNAPSHOT_INTERVAL` seconds from a daemon thread, at exit, and before
+:func:`metrics_view` reads them, so ``MultiProcessCollector`` (django-prometheus',
+:func:`metrics_view`) sums every process as it sums any counter or histogram.
+
+prometheus_client is imported only by :func:`register`, :class:`Collector`,
+:data:`snapshots` and :func:`metrics_view`, never when atomicops is imported.
 """
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
+import logging
 import os
 import threading
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 
-from atomicops.exceptions import OutcomeUnknown
+from atomicops.engine.tally import Buckets
+from atomicops.ops import observe
+from atomicops.ops.observe import LEASE_BUCKETS
+from atomicops.scripts.registry import SCRIPT_BUCKETS
 
-__all__ = ["PrometheusSink", "available", "default_sink", "metrics_view"]
+__all__ = [
+    "LEASE_BUCKETS",
+    "SCRIPT_BUCKETS",
+    "SCRIPT_COUNTS",
+    "SNAPSHOT_INTERVAL",
+    "Collector",
+    "Series",
+    "Snapshots",
+    "available",
+    "metrics_view",
+    "register",
+    "series",
+    "snapshots",
+    "unregister",
+]
 
-# A script call is a round trip or two on a local network: tenths of a millisecond to a
-# few; the default buckets (5 ms and up) would put nearly every call in the first one.
-SCRIPT_BUCKETS = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-    2.5, 5.0, 10.0,
-)  # fmt: skip
-# Waiting for and holding a lease: milliseconds to minutes.
-LEASE_BUCKETS = (
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-    900.0,
-)  # fmt: skip
+logger = logging.getLogger("atomicops")
+
+# name -> (type, help, label names): every family the collector exports, even when empty.
+FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "atomicops_script_calls": ("counter", "Script calls started.", ("script",)),
+    "atomicops_script_fallbacks": (
+        "counter",
+        "Script calls that met NOSCRIPT and were sent again with the script's body.",
+        ("script",),
+    ),
+    "atomicops_script_errors": (
+        "counter",
+        "Script calls that raised, by exception class.",
+        ("script", "error"),
+    ),
+    "atomicops_script_outcome_unknown": (
+        "counter",
+        "Script calls whose reply was lost after they were sent (OutcomeUnknown).",
+        ("script",),
+    ),
+    "atomicops_script_retries": (
+        "counter",
+        "Script calls sent again after a failure that proved they did not run, by reason.",
+        ("script", "reason"),
+    ),
+    "atomicops_script_duration_seconds": (
+        "histogram",
+        "Time of a script call, its round trips included.",
+        ("script",),
+    ),
+    "atomicops_lock_wait_seconds": (
+        "histogram",
+        "Time from an acquire's start to the lease granted or given up.",
+        ("kind", "prefix", "outcome"),
+    ),
+    "atomicops_lock_hold_seconds": (
+        "histogram",
+        "Time from a lease granted to its release.",
+        ("kind", "prefix"),
+    ),
+    "atomicops_ratelimit_allowed": ("counter", "Rate-limit hits let through.", ("group",)),
+    "atomicops_ratelimit_refused": ("counter", "Rate-limit hits refused.", ("group",)),
+    "atomicops_idempotency_not_stored": (
+        "counter",
+        "@idempotent responses not stored, by reason.",
+        ("reason",),
+    ),
+}
+
+# A ScriptStats count -> the family it is exported as. Plain counts (``stats["calls"]``)
+# have the label ``script``; labelled ones (``stats.count("error", "DataError")``) also
+# the family's second label. A new per-script count is one line here (and its family).
+SCRIPT_COUNTS: dict[str, str] = {
+    "calls": "atomicops_script_calls",
+    "fallbacks": "atomicops_script_fallbacks",
+    "error": "atomicops_script_errors",
+    "outcome_unknown": "atomicops_script_outcome_unknown",
+    "retry": "atomicops_script_retries",  # stats.retried(reason), by reason
+}
 
 
 def available() -> bool:
@@ -66,142 +147,253 @@ def available() -> bool:
     return importlib.util.find_spec("prometheus_client") is not None
 
 
-class PrometheusSink:
-    """The metrics above, in ``registry`` (default: prometheus_client's ``REGISTRY``).
+class Series(NamedTuple):
+    """One labelled series of a family: a count, or a histogram's buckets."""
 
-    A call sink and an event sink for :mod:`atomicops.ops.observe`. Label children are kept
-    per script, lease prefix and group, so a call costs no label lookup.
+    family: str
+    labels: tuple[str, ...]
+    value: float | Buckets
+
+
+def series() -> Iterator[Series]:
+    """Every series this process has counted, read now (what a scrape exports)."""
+    from atomicops.scripts.registry import every_script
+
+    # Scripts of the same name in two registries (one made apart) share their series.
+    counts: dict[tuple[str, tuple[str, ...]], int] = {}
+    durations: dict[str, Buckets] = {}
+    for script in every_script():
+        name = script.name
+        values, labelled, timed = script.stats.snapshot()
+        if values["calls"]:
+            for count, value in values.items():
+                family = SCRIPT_COUNTS.get(count)
+                if family is not None:
+                    counts[family, (name,)] = counts.get((family, (name,)), 0) + value
+        for (count, label), value in labelled.items():
+            family = SCRIPT_COUNTS.get(count)
+            if family is not None:
+                labels: tuple[str, ...] = (name, label) if label else (name,)
+                counts[family, labels] = counts.get((family, labels), 0) + value
+        if timed.count:
+            durations[name] = durations[name].merged(timed) if name in durations else timed
+    for (family, labels), value in counts.items():
+        yield Series(family, labels, value)
+    for name, found in durations.items():
+        yield Series("atomicops_script_duration_seconds", (name,), found)
+    for labels, found in observe.lease_waits.snapshot().items():
+        yield Series("atomicops_lock_wait_seconds", labels, found)
+    for labels, found in observe.lease_holds.snapshot().items():
+        yield Series("atomicops_lock_hold_seconds", labels, found)
+    for group, allowed in observe.rate_limits:
+        family = "atomicops_ratelimit_allowed" if allowed else "atomicops_ratelimit_refused"
+        yield Series(family, (group,), observe.rate_limits.get((group, allowed), 0))
+    for reason, value in list(observe.idempotency_skips.items()):
+        yield Series("atomicops_idempotency_not_stored", (reason,), value)
+
+
+def _bound(value: float) -> str:
+    from prometheus_client.utils import floatToGoString
+
+    return str(floatToGoString(value))  # type: ignore[no-untyped-call, unused-ignore]
+
+
+class Collector:
+    """The families above, made from this process's counts each time it is scraped."""
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+        families: dict[str, Any] = {}
+        for name, (kind, text, labels) in FAMILIES.items():
+            made = CounterMetricFamily if kind == "counter" else HistogramMetricFamily
+            families[name] = made(name, text, labels=labels)
+        for found in series():
+            family = families[found.family]
+            if isinstance(found.value, Buckets):
+                cumulative, buckets = 0, []
+                for bound, count in found.value.per_bound():
+                    cumulative += count
+                    buckets.append((_bound(bound), cumulative))
+                family.add_metric(found.labels, buckets, found.value.sum)
+            else:
+                family.add_metric(found.labels, found.value)
+        yield from families.values()
+
+    def describe(self) -> Iterator[Any]:
+        # Without describe() a registry calls collect() to learn the names at register().
+        return iter(())
+
+
+_collector: Collector | None = None
+_collector_lock = threading.Lock()
+
+
+def register() -> None:
+    """Register :class:`Collector` once in prometheus_client's default registry; with
+    ``PROMETHEUS_MULTIPROC_DIR`` set, also start this process's snapshots."""
+    global _collector
+    from prometheus_client import REGISTRY
+
+    with _collector_lock:
+        if _collector is None:
+            _collector = Collector()
+            REGISTRY.register(_collector)
+    snapshots.start()
+
+
+def unregister() -> None:
+    """Undo :func:`register` (``PROMETHEUS`` turned off)."""
+    global _collector
+    with _collector_lock:
+        if _collector is not None:
+            from prometheus_client import REGISTRY
+
+            REGISTRY.unregister(_collector)
+            _collector = None
+    snapshots.stop()
+
+
+# -- several processes ----------------------------------------------------------------
+
+# Seconds between a process's snapshots into PROMETHEUS_MULTIPROC_DIR: what a scrape may
+# miss of the other processes (the serving one writes its own first).
+SNAPSHOT_INTERVAL = 5.0
+
+
+class Snapshots:
+    """This process's counts, added to prometheus_client's multiprocess files.
+
+    Each :meth:`write` adds what changed since the last one, through prometheus_client's
+    own value class for that mode (``prometheus_client.values.ValueClass``, the storage
+    its ``Counter`` and ``Histogram`` use: one file per process and type, read and summed
+    by ``MultiProcessCollector``). So the files need no reader of ours, a pid reused
+    after a restart keeps adding to its file as prometheus_client's metrics do, and a
+    forked child starts its own file. A thread writes every :data:`SNAPSHOT_INTERVAL`
+    seconds, never on a call's path; the process writes once more at exit.
     """
 
-    def __init__(self, registry: Any = None) -> None:
-        from prometheus_client import REGISTRY, Counter, Histogram
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._written: dict[tuple[str, str, tuple[str, ...]], float] = {}
+        self._values: dict[tuple[str, str, tuple[str, ...]], Any] = {}
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
 
-        registry = REGISTRY if registry is None else registry
-        self.calls = Counter(
-            "atomicops_script_calls", "Script calls started.", ["script"], registry=registry
-        )
-        self.fallbacks = Counter(
-            "atomicops_script_fallbacks",
-            "Script calls that met NOSCRIPT and were sent again with the script's body.",
-            ["script"],
-            registry=registry,
-        )
-        self.errors = Counter(
-            "atomicops_script_errors",
-            "Script calls that raised, by exception class.",
-            ["script", "error"],
-            registry=registry,
-        )
-        self.outcome_unknown = Counter(
-            "atomicops_script_outcome_unknown",
-            "Script calls whose reply was lost after they were sent (OutcomeUnknown).",
-            ["script"],
-            registry=registry,
-        )
-        self.duration = Histogram(
-            "atomicops_script_duration_seconds",
-            "Time of a script call, its round trips included.",
-            ["script"],
-            buckets=SCRIPT_BUCKETS,
-            registry=registry,
-        )
-        self.lock_wait = Histogram(
-            "atomicops_lock_wait_seconds",
-            "Time from an acquire's start to the lease granted or given up.",
-            ["kind", "prefix", "outcome"],
-            buckets=LEASE_BUCKETS,
-            registry=registry,
-        )
-        self.lock_hold = Histogram(
-            "atomicops_lock_hold_seconds",
-            "Time from a lease granted to its release.",
-            ["kind", "prefix"],
-            buckets=LEASE_BUCKETS,
-            registry=registry,
-        )
-        self.allowed = Counter(
-            "atomicops_ratelimit_allowed",
-            "Rate-limit hits let through.",
-            ["group"],
-            registry=registry,
-        )
-        self.refused = Counter(
-            "atomicops_ratelimit_refused", "Rate-limit hits refused.", ["group"], registry=registry
-        )
-        self.idempotency_not_stored_total = Counter(
-            "atomicops_idempotency_not_stored",
-            "@idempotent responses not stored, by reason.",
-            ["reason"],
-            registry=registry,
-        )
-        self._scripts: dict[str, tuple[str, Any, Any, Any]] = {}
-        self._children: dict[tuple[Any, ...], Any] = {}
+    @staticmethod
+    def active() -> bool:
+        """Whether this process writes multiprocess files: the directory is set and
+        prometheus_client (imported now, if it was not) chose that storage."""
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR") or not available():
+            return False
+        from prometheus_client import values
 
-    # -- script calls -------------------------------------------------------------
+        return bool(getattr(values.ValueClass, "_multiprocess", False))
 
-    def start(self, script: Any) -> tuple[str, Any, Any, Any]:
-        # (name, calls.inc, fallbacks.inc, duration.observe), bound once per script.
-        found = self._scripts.get(script.name)
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def write(self) -> int:
+        """Add what changed since the last write; returns how many values changed."""
+        if not self.active():
+            return 0
+        with self._lock:
+            current = dict(self._samples())
+            changed = 0
+            for key, value in current.items():
+                # Made at its first sight even at 0, as prometheus_client's own histograms
+                # make every bucket: MultiProcessCollector exports only what is in a file.
+                stored = self._value(key)
+                before = self._written.get(key, 0.0)
+                # Lower than before: the counts were reset (tests): all of it is new.
+                delta = value - before if value >= before else value
+                if delta:
+                    stored.inc(delta)
+                    changed += 1
+            self._written = current
+            return changed
+
+    def _samples(self) -> Iterator[tuple[tuple[str, str, tuple[str, ...]], float]]:
+        # (family, sample name, label values): counters as <family>_total, histograms as
+        # one sample per bucket (not cumulative: MultiProcessCollector adds them up, le
+        # last among the labels) and <family>_sum, as prometheus_client's own write them.
+        for found in series():
+            if isinstance(found.value, Buckets):
+                for bound, count in found.value.per_bound():
+                    yield (found.family, "_bucket", (*found.labels, _bound(bound))), count
+                yield (found.family, "_sum", found.labels), found.value.sum
+            else:
+                yield (found.family, "_total", found.labels), found.value
+
+    def _value(self, key: tuple[str, str, tuple[str, ...]]) -> Any:
+        found = self._values.get(key)
         if found is None:
-            name = script.name
-            found = self._scripts[name] = (
-                name,
-                self.calls.labels(name).inc,
-                self.fallbacks.labels(name).inc,
-                self.duration.labels(name).observe,
+            from prometheus_client import values
+
+            family, suffix, labels = key
+            kind, text, names = FAMILIES[family]
+            if suffix == "_bucket":
+                names = (*names, "le")
+            found = self._values[key] = values.ValueClass(
+                kind, family, family + suffix, names, labels, text
             )
-        found[1]()
         return found
 
-    def fallback(self, state: tuple[str, Any, Any, Any]) -> None:
-        state[2]()
+    def start(self) -> bool:
+        """Start the writing thread unless it runs; False when the mode is off."""
+        if not self.active():
+            return False
+        with self._lock:
+            if self.running:
+                return True
+            self._stop = threading.Event()
+            self._thread = threading.Thread(
+                target=self._loop,
+                args=(self._stop,),
+                name="atomicops-metrics-snapshots",
+                daemon=True,
+            )
+            self._thread.start()
+        return True
 
-    def end(self, state: tuple[str, Any, Any, Any], seconds: float, error: Any) -> None:
-        if error is None:
-            state[3](seconds)
-            return
-        if not isinstance(error, Exception):
-            return  # the flow was closed (a cancelled task): neither done nor failed
-        state[3](seconds)
-        name = state[0]
-        self._child(self.errors, name, type(error).__name__).inc()
-        if isinstance(error, OutcomeUnknown):
-            self._child(self.outcome_unknown, name).inc()
+    def stop(self, *, write: bool = True) -> None:
+        """Stop the thread (after one last write, by default)."""
+        thread, self._thread = self._thread, None
+        self._stop.set()
+        if thread is not None and thread.is_alive():
+            thread.join(10)
+        if write and thread is not None:
+            self._write_quietly()
 
-    # -- leases and rate limits ---------------------------------------------------
+    def _loop(self, stop: threading.Event) -> None:
+        while not stop.wait(SNAPSHOT_INTERVAL):
+            self._write_quietly()
 
-    def lease_wait(self, kind: str, prefix: str, seconds: float, acquired: bool) -> None:
-        outcome = "acquired" if acquired else "not_acquired"
-        self._child(self.lock_wait, kind, prefix, outcome).observe(seconds)
+    def _write_quietly(self) -> None:
+        try:
+            self.write()
+        except Exception:  # the thread must survive anything, and say what it was
+            logger.exception("atomicops: metrics snapshot not written")
 
-    def lease_hold(self, kind: str, prefix: str, seconds: float) -> None:
-        self._child(self.lock_hold, kind, prefix).observe(seconds)
+    def _after_fork(self) -> None:
+        # What a forked child inherited was counted by its parent, which writes it; the
+        # parent's thread (and maybe its lock) did not come along.
+        self._lock = threading.Lock()
+        was_running, self._thread = self._thread is not None, None
+        if was_running:
+            self._written = dict(self._samples())
+            self.start()
 
-    def rate_limit(self, group: str, allowed: bool) -> None:
-        self._child(self.allowed if allowed else self.refused, group).inc()
-
-    def idempotency_not_stored(self, reason: str) -> None:
-        self._child(self.idempotency_not_stored_total, reason).inc()
-
-    def _child(self, metric: Any, *labels: str) -> Any:
-        key = (id(metric), *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
+    def _at_exit(self) -> None:
+        if self._thread is not None:
+            self.stop()
 
 
-_default: PrometheusSink | None = None
-_default_lock = threading.Lock()
-
-
-def default_sink() -> PrometheusSink:
-    """The process's sink on the default registry, made (and registered) once."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = PrometheusSink()
-        return _default
+snapshots = Snapshots()
+atexit.register(snapshots._at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=snapshots._after_fork)
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
@@ -227,6 +419,8 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import CollectorRegistry, multiprocess
 
+        if snapshots.running:
+            snapshots.write()  # this process's counts up to now; the others' as last written
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call, unused-ignore]
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -1,21 +1,25 @@
 """Where atomicops is observed: every script call, lease and rate-limit hit passes here.
 
-Three kinds of event, each with one hook point:
+Everything is first counted per process, in plain numbers under a lock, and read by
+whoever exports it, off every call's path:
 
-* a script call (:data:`watch`, used by :meth:`~atomicops.scripts.registry.Script.flow`): its
-  start, a NOSCRIPT fallback, its end with the error or None;
-* a lease (:func:`lease_waited` from acquire's start to granted or given up,
-  :func:`lease_held` from granted to release), for locks and semaphores;
-* a rate-limit hit (:func:`rate_limit_hit`), per group.
+* script calls: :class:`~atomicops.scripts.registry.ScriptStats` (calls, fallbacks,
+  errors by class, unknown outcomes; durations while Prometheus metrics are on,
+  ``engine.planner.timed``);
+* leases: :data:`lease_waits` and :data:`lease_holds` (while metrics are on), from
+  :func:`lease_waited` (acquire's start to granted or given up) and :func:`lease_held`
+  (granted to release);
+* rate-limit hits: :data:`rate_limits` (always), from :func:`rate_limit_hit`;
+  ``@idempotent`` responses not stored: :data:`idempotency_skips` (always).
 
-Sinks are attached by :func:`configure` from the settings, when their package is
-installed: Prometheus (:mod:`atomicops.ops.metrics`) and OpenTelemetry
-(:mod:`atomicops.ops.tracing`). Without them :data:`watch` is None and the other hooks return
-at once, so a call pays one global lookup: nothing of either package is imported.
+The Prometheus collector (:mod:`atomicops.ops.metrics`) reads them when it is scraped;
+the dashboard's timeline (:mod:`atomicops.ops.timeline`) from its thread.
 
-The per-process counts the dashboard's timeline sums across processes are not sinks:
-:class:`~atomicops.scripts.registry.ScriptStats` (always counted) and :data:`rate_limits` here.
-:mod:`atomicops.ops.timeline` reads them from a background thread, off every call's path.
+Sinks are for what must see each event as it happens: a call sink
+(``engine.planner.sink``: start, NOSCRIPT fallback, end) and event sinks (leases, rate
+limits). :func:`configure` attaches OpenTelemetry's (:mod:`atomicops.ops.tracing`) only
+when a tracer provider is configured; :func:`attach` takes anyone's own. Without a call
+sink a call pays one ``is None`` test.
 """
 
 from __future__ import annotations
@@ -26,13 +30,15 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol, TypeVar
 
-from django.core.signals import setting_changed
+from django.core.signals import request_started, setting_changed
 
 from atomicops.engine import planner
+from atomicops.engine.tally import Timings
 
 __all__ = [
     "OTHER",
     "BoundedLabels",
+    "LEASE_BUCKETS",
     "CallSink",
     "EventSink",
     "RateLimitStats",
@@ -42,8 +48,10 @@ __all__ = [
     "idempotency_not_stored",
     "idempotency_skips",
     "lease_held",
+    "lease_holds",
     "lease_prefix",
     "lease_waited",
+    "lease_waits",
     "rate_limit_hit",
     "rate_limits",
 ]
@@ -107,6 +115,15 @@ class RateLimitStats(Mapping[tuple[str, bool], int]):
 rate_limits = RateLimitStats()
 # Per-process counts of @idempotent responses not stored, by reason ("client_bound").
 idempotency_skips: dict[str, int] = {}
+_skips_lock = threading.Lock()
+# Waiting for and holding a lease: milliseconds to minutes.
+LEASE_BUCKETS = (
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+    900.0,
+)  # fmt: skip
+# Per-process lease timings while metrics are on: (kind, prefix, outcome) and (kind, prefix).
+lease_waits = Timings(LEASE_BUCKETS)
+lease_holds = Timings(LEASE_BUCKETS)
 
 
 # -- labels: never user-chosen text --------------------------------------------------
@@ -199,20 +216,24 @@ def lease_prefix(name: str) -> str:
 
 def lease_waited(kind: str, name: str, started: float, acquired: bool) -> None:
     """An acquire that began at ``started`` (``time.monotonic()``) was granted or not."""
-    if not _event_sinks:
+    if not (_event_sinks or planner.timed):
         return
     seconds = time.monotonic() - started
     prefix = lease_prefix(name)
+    if planner.timed:
+        lease_waits.add((kind, prefix, "acquired" if acquired else "not_acquired"), seconds)
     for sink in _event_sinks:
         sink.lease_wait(kind, prefix, seconds, acquired)
 
 
 def lease_held(kind: str, name: str, granted: float | None) -> None:
     """A lease granted at ``granted`` (``time.monotonic()``) is being released."""
-    if not _event_sinks or granted is None:
+    if not (_event_sinks or planner.timed) or granted is None:
         return
     seconds = time.monotonic() - granted
     prefix = lease_prefix(name)
+    if planner.timed:
+        lease_holds.add((kind, prefix), seconds)
     for sink in _event_sinks:
         sink.lease_hold(kind, prefix, seconds)
 
@@ -229,27 +250,40 @@ def rate_limit_hit(group: str, result: R) -> R:
 
 def idempotency_not_stored(reason: str) -> None:
     """An @idempotent response was not stored for ``reason`` (a fixed word)."""
-    idempotency_skips[reason] = idempotency_skips.get(reason, 0) + 1
+    with _skips_lock:
+        idempotency_skips[reason] = idempotency_skips.get(reason, 0) + 1
     for sink in _event_sinks:
         report = getattr(sink, "idempotency_not_stored", None)
         if report is not None:
             report(reason)
 
 
+_call_sinks: tuple[CallSink, ...] = ()
+
+
 def attach(call_sinks: tuple[CallSink, ...] = (), event_sinks: tuple[EventSink, ...] = ()) -> None:
-    """Report to exactly these sinks from now on (what :func:`configure` and tests use)."""
-    global _event_sinks
-    calls = tuple(call_sinks)
+    """Report to exactly these sinks from now on (what :func:`configure` and tests use).
+
+    The per-process counts (and Prometheus' durations, :func:`configure`) go on whatever
+    is attached here.
+    """
+    global _event_sinks, _call_sinks
+    calls = _call_sinks = tuple(call_sinks)
     # Every script call reports to planner.sink (None: no sink, one check per call).
     planner.sink = None if not calls else calls[0] if len(calls) == 1 else _Fanout(calls)
     _event_sinks = tuple(event_sinks)
 
 
 def configure() -> None:
-    """Attach the sinks the settings ask for and the installed packages allow.
+    """Turn on what the settings ask for and the installed packages allow.
 
-    Called when Django starts and when ``ATOMICOPS`` changes; imports a sink's package
-    only when it is installed and its setting is on.
+    Called when Django starts and when ``ATOMICOPS`` changes; imports a package only when
+    it is installed and its setting is on. Prometheus: calls are timed, the collector is
+    registered (and, with ``PROMETHEUS_MULTIPROC_DIR``, this process's snapshots written):
+    no sink. OpenTelemetry: its call sink, only when a tracer provider is configured; if
+    none is yet, it is looked for again at the next requests (at most once a second) until
+    one is. A process without requests (a Celery worker) that sets its provider after
+    Django started calls this function again.
     """
     from atomicops.conf import get_settings
     from atomicops.ops import metrics, tracing
@@ -259,18 +293,41 @@ def configure() -> None:
     code_label.reset()
     group_label.reset()
     conf = get_settings()
+    on = bool(conf["PROMETHEUS"]) and metrics.available()
+    planner.timed = on
+    if on:
+        metrics.register()
+    else:
+        metrics.unregister()
     calls: list[Any] = []
-    events: list[Any] = []
-    if conf["PROMETHEUS"] and metrics.available():
-        sink = metrics.default_sink()
-        calls.append(sink)
-        events.append(sink)
+    request_started.disconnect(dispatch_uid=_LOOK_UID)
     if conf["OPENTELEMETRY"] and tracing.available():
         try:
-            calls.append(tracing.default_sink())
+            if tracing.provider_configured():
+                calls.append(tracing.default_sink())
+            else:
+                request_started.connect(_look_for_tracer, dispatch_uid=_LOOK_UID, weak=False)
         except ImportError:  # an opentelemetry package, but not the API
             pass
-    attach(tuple(calls), tuple(events))
+    attach(tuple(calls), ())
+
+
+_LOOK_UID = "atomicops.ops.observe.look_for_tracer"
+_looked = [-1.0]
+
+
+def _look_for_tracer(sender: object, **kwargs: object) -> None:
+    """At a request's start, at most once a second: has a tracer provider been set since
+    (gunicorn's ``post_fork``, a late ``set_tracer_provider``)? Then spans from now on."""
+    now = time.monotonic()
+    if now - _looked[0] < 1.0:
+        return
+    _looked[0] = now
+    from atomicops.ops import tracing
+
+    if tracing.provider_configured():
+        request_started.disconnect(dispatch_uid=_LOOK_UID)
+        attach((*_call_sinks, tracing.default_sink()), _event_sinks)
 
 
 def _reconfigure(*, setting: str, **kwargs: Any) -> None:

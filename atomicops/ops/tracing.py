@@ -5,8 +5,12 @@ scripts) with ``db.system`` = ``redis``, ``db.operation.name`` and ``atomicops.s
 a NOSCRIPT recovery is the event ``atomicops.noscript_fallback`` on it; a call that
 raised has the status ``ERROR`` and ``error.type`` (the exception's class). Keys and
 arguments are not recorded: they may name users. The span's parent is whatever span is
-current (the request's, with an instrumented Django). Without an SDK configured the API
-hands out non-recording spans, and nothing is exported.
+current (the request's, with an instrumented Django).
+
+Without a tracer provider configured (the API alone hands out non-recording spans)
+:func:`atomicops.ops.observe.configure` attaches no sink at all, so a call pays nothing
+for tracing: :func:`provider_configured` says which, and is asked again at the next
+requests until a provider is set.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import threading
 import time
 from typing import Any
 
-__all__ = ["FALLBACK_EVENT", "TracingSink", "available", "default_sink"]
+__all__ = ["FALLBACK_EVENT", "TracingSink", "available", "default_sink", "provider_configured"]
 
 FALLBACK_EVENT = "atomicops.noscript_fallback"
 
@@ -25,6 +29,16 @@ def available() -> bool:
     """Whether opentelemetry is installed, found without importing anything of it (a
     submodule's spec would import its package): :func:`default_sink` confirms."""
     return importlib.util.find_spec("opentelemetry") is not None
+
+
+def provider_configured() -> bool:
+    """Whether the global tracer provider is a real one: not the API's placeholder (the
+    proxy it hands out until ``set_tracer_provider``) nor its no-op provider. Raises
+    ImportError without opentelemetry-api."""
+    from opentelemetry import trace
+
+    provider = trace.get_tracer_provider()
+    return not isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
 
 
 class TracingSink:
@@ -52,8 +66,7 @@ class TracingSink:
         now = time.monotonic()
         if now - self._looked >= 1.0:
             self._looked = now
-            provider = self._trace.get_tracer_provider()
-            self._recording = not isinstance(provider, self._trace.ProxyTracerProvider)
+            self._recording = provider_configured()
         return self._recording
 
     def start(self, script: Any) -> Any:

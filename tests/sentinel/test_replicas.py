@@ -308,24 +308,19 @@ def test_a_batch_reads_from_a_replica_and_writes_on_the_primary(
 
 
 def test_the_fallback_metric_counts_under_wait_replicas(sentinel_set, atomic_sentinel, settings):
-    prometheus_client = pytest.importorskip("prometheus_client")
-    from atomicops.ops import metrics, observe
+    pytest.importorskip("prometheus_client")
+    from tests.observe_worker import Scraped
 
     configure(settings, sentinel_set, WAIT_REPLICAS=2, WAIT_TIMEOUT_MS=2000)
-    collector = prometheus_client.CollectorRegistry()
-    sink = metrics.PrometheusSink(collector)
-    observe.attach((sink,), (sink,))
-    try:
-        assert bounded_incr("fb", 10).value == 1
-        atomic_sentinel.script_flush()
-        assert bounded_incr("fb", 10).value == 2  # NOSCRIPT, then the body, then WAIT
-        with batch() as b:
-            pending = b.bounded_incr("fb", 10)
-        atomic_sentinel.script_flush()
-        with batch() as b:
-            flushed = b.bounded_incr("fb", 10)
-    finally:
-        observe.configure()
+    collector = Scraped()  # metrics are on by default: what this test adds to them
+    assert bounded_incr("fb", 10).value == 1
+    atomic_sentinel.script_flush()
+    assert bounded_incr("fb", 10).value == 2  # NOSCRIPT, then the body, then WAIT
+    with batch() as b:
+        pending = b.bounded_incr("fb", 10)
+    atomic_sentinel.script_flush()
+    with batch() as b:
+        flushed = b.bounded_incr("fb", 10)
     assert pending.result().value == 3 and flushed.result().value == 4
     labels = {"script": "counter_bounded_incr"}
     assert collector.get_sample_value("atomicops_script_fallbacks_total", labels) == 2
