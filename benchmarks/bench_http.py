@@ -58,8 +58,8 @@ MIDDLEWARE = []
 DATABASES = {{"default": {{"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}}}
 CACHES = {{"default": {{"BACKEND": "django_redis.cache.RedisCache", "LOCATION": "{url}/1"}}}}
 RATELIMIT_USE_CACHE = "default"
-ATOMICOPS = {{"URL": "{url}/0", "LOAD_ON_STARTUP": False, "PROMETHEUS": False,
-             "OPENTELEMETRY": False, "STATS_FLUSH_INTERVAL": 0}}
+# The defaults, as a user has them (metrics on: prometheus_client is installed).
+ATOMICOPS = {{"URL": "{url}/0"}}
 USE_TZ = True
 """
 
