@@ -395,6 +395,8 @@ def test_the_multiprocess_files_contract(tmp_path):
     assert out.returncode == 0, out.stderr
     # Values changed: the allowed count, one bucket and the sum; then the count again.
     assert out.stdout.split() == ["3", "1"]
+    import prometheus_client.multiprocess  # not imported by prometheus_client itself
+
     registry = prometheus_client.CollectorRegistry()
     prometheus_client.multiprocess.MultiProcessCollector(registry, path=str(tmp_path))
     assert registry.get_sample_value("atomicops_ratelimit_allowed_total", {"group": "g"}) == 3

@@ -85,19 +85,15 @@ def key_digest(key: Any) -> str:
 
 
 def for_log(error: BaseException) -> str:
-    """An error as logs show it: its class, the server's code, the script's name (chosen
-    in code) and a digest of its key. Not its message, which quotes the key."""
-    words = [type(error).__name__]
-    code = getattr(error, "code", None)
-    if isinstance(code, str):
-        words.append(code)
-    script = getattr(error, "script", None)
-    if script:
-        words.append(f"in script {script!r}")
+    """An error as logs show it: its class and its message, with its key (which every
+    atomicops message quotes) replaced by the key's digest and URLs redacted. The reason
+    stays readable ("not UTF-8", "Connection refused"); the key a user chose does not."""
+    message = str(error)
     key = getattr(error, "key", None)
     if key:
-        words.append(f"on key {key_digest(key)}")
-    return " ".join(words)
+        shown = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+        message = message.replace(shown, f"#{key_digest(key)}")
+    return f"{type(error).__name__}: {redact_text(message)}"
 
 
 def redact_text(text: object) -> str:
