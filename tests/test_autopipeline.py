@@ -23,8 +23,16 @@ def test_on_by_default():
     assert calls.pipelined is not None
 
 
+def _needs_a_round_trip_in_flight(kind: str) -> None:
+    if kind == "fakeredis":
+        # fakeredis answers within the write: depending on the Python version's stream
+        # code a call may never suspend, so no round trip is ever in flight to share.
+        pytest.skip("fakeredis has no round trip in flight")
+
+
 async def test_concurrent_calls_share_one_round_trip(pipelined, sends):
-    _, client = pipelined
+    kind, client = pipelined
+    _needs_a_round_trip_in_flight(kind)
     await aincr("warm")  # the pool's first call also carries the SCRIPT LOADs
     sends.clear()
     results = await asyncio.gather(*(abounded_incr("n", 50) for _ in range(64)))
@@ -51,7 +59,8 @@ async def test_each_call_keeps_its_own_result_and_error(pipelined, sends):
 
 
 async def test_a_call_cancelled_while_queued_is_not_sent(pipelined, sends):
-    _, client = pipelined
+    kind, client = pipelined
+    _needs_a_round_trip_in_flight(kind)
     await aincr("warm")
     sends.clear()
     first = asyncio.ensure_future(aincr("first"))
