@@ -40,6 +40,11 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "SENTINELS": None,
         "SERVICE": None,
         "SENTINEL_KWARGS": None,
+        # Listen to the sentinels' announcements and hold calls (unsent, so retried within
+        # RETRY_DEADLINE_MS) from a failover's start until every sentinel names the new
+        # primary: Sentinel leaves the old one accepting writes for ~10 s and then drops
+        # them (atomicops.engine.failover). One pub/sub connection per sentinel and process.
+        "SENTINEL_WATCH": True,
         # Read-only scripts (get_counter, lock checks, user scripts with "readonly: yes")
         # run with EVALSHA_RO on a replica instead of the primary. Needs SENTINELS (or a
         # CONNECTION alias on django-redis' SentinelClient). Off: a replica's answer can be

@@ -445,6 +445,11 @@ def check_replication_settings(conf: Any) -> None:
             "ATOMICOPS['READ_FROM_REPLICAS'] needs replicas atomicops can find: set "
             "SENTINELS and SERVICE (or a CONNECTION alias on django-redis' SentinelClient)"
         )
+    watch = conf["SENTINEL_WATCH"]
+    if not isinstance(watch, bool):
+        raise ConfigurationError(
+            f"ATOMICOPS['SENTINEL_WATCH'] must be True or False, got {watch!r}"
+        )
     wanted, timeout_ms = conf["WAIT_REPLICAS"], conf["WAIT_TIMEOUT_MS"]
     if isinstance(wanted, bool) or not isinstance(wanted, int) or wanted < 0:
         raise ConfigurationError(

@@ -7,7 +7,7 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from atomicops.exceptions import OutcomeUnknown, RedisUnavailable
+from atomicops.exceptions import OutcomeUnknown, RedisUnavailable, ServerRefused
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -41,6 +41,15 @@ class Context(NamedTuple):
     def unavailable(self, exc: BaseException) -> RedisUnavailable:
         return RedisUnavailable(
             f"Redis unreachable; {self.subject()} was not applied: {exc}",
+            script=self.what if self.script else None,
+            key=text(self.key),
+        )
+
+    def refused(self, code: str, why: str) -> ServerRefused:
+        """Refused before anything was sent (``code`` as a server's would be)."""
+        return ServerRefused(
+            f"{why}; {self.subject()} was not applied",
+            code=code,
             script=self.what if self.script else None,
             key=text(self.key),
         )

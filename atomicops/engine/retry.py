@@ -19,6 +19,8 @@ Retried, each named by the fixed word the metrics count it under:
   past the route's own pauses, ``-NOREPLICAS`` under ``min-replicas-to-write``);
 * ``redirects``: ``MOVED`` / ``ASK`` past the bounded redirects of one route (the map
   is read again and the hops start over);
+* ``failover``: the sentinels began replacing the primary, so atomicops held the call
+  back, unsent (:mod:`atomicops.engine.failover`), until the new one is named;
 * ``busy``: ``-BUSY``, another script is running past ``busy-reply-threshold``. The
   server refused this call without running it, and the other script ends (or is killed
   with ``SCRIPT KILL``) within seconds, which is the scale of a deadline.
@@ -57,6 +59,7 @@ REASONS = (
     "noreplicas",
     "redirects",
     "busy",
+    "failover",
 )
 
 _REFUSALS = {
@@ -68,6 +71,7 @@ _REFUSALS = {
     "NOREPLICAS": "noreplicas",
     "MOVED": "redirects",
     "ASK": "redirects",
+    "FAILOVER": "failover",
 }
 
 # First pause, doubling up to the longest: a restarted server answers within tens of

@@ -31,7 +31,7 @@ from typing import Any
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from atomicops.engine import compat, pins, resp, rest
+from atomicops.engine import compat, failover, pins, resp, rest
 from atomicops.engine.ops import Command, Context, Send
 from atomicops.exceptions import AtomicOpsError
 
@@ -148,6 +148,7 @@ def roundtrip(send: Send) -> list[Any]:
     except _IO_ERRORS as exc:  # its first connection could not be made: nothing written
         raise context.unavailable(exc) from exc
     if held is None:
+        failover.check(client, context)  # a sentinel-managed pool: not while it fails over
         return _roundtrip(None, client, batch, context)
     try:
         return _roundtrip(held, client, batch, context)
@@ -222,7 +223,9 @@ async def aroundtrip(send: Send) -> list[Any]:
     if type(client) is rest.AsyncRestClient:
         return await rest.aroundtrip(send)
     held = pins.apin(client)
-    if held is not None:
+    if held is None:
+        await failover.acheck(client, context)
+    else:
         held.busy = True  # other tasks of this loop borrow from the pool meanwhile
     try:
         return await _aroundtrip(held, client, batch, context)

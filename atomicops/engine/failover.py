@@ -1,0 +1,340 @@
+"""Sentinel failovers seen as they begin: no call goes to a primary being replaced.
+
+Sentinel promotes a replica without pausing the old primary, and turns the old one into
+a replica only on its next ``INFO`` of it, about ten seconds later. A client still
+connected to it meanwhile is served and acknowledged, and all of it is discarded when
+it resyncs (measured: ~100,000 acknowledged increments per ``SENTINEL FAILOVER`` under 4
+threads, docs/replication.md). No retry helps: nothing failed.
+
+The sentinels say what they do on their pub/sub channels. The one that runs a failover
+publishes ``+try-failover`` when it starts, at least two of its 100 ms ticks before it
+sends the replica ``REPLICAOF NO ONE``, and ``+switch-master`` once the replica is the
+primary and the others follow it. A :class:`Watch` listens to every sentinel of a
+service (any of them may run the failover), one daemon thread each, and **holds** the
+calls meanwhile: :func:`check`, called by the wire before it takes a connection of a
+sentinel-managed pool, refuses them with ``ServerRefused(code="FAILOVER")``, nothing sent,
+which ``RETRY_DEADLINE_MS`` rides through like any refusal (``reason`` ``failover``).
+
+After ``+switch-master`` the hold lasts until every sentinel that answers names the new
+primary (a connection asks them, and the first to answer wins); then each pool drops
+its idle connections, so the next call connects to the new primary. A call already on
+the old primary when the hold began completes there, well before the promotion.
+
+The hold ends anyway after :data:`HOLD_LIMIT` seconds (a sentinel that started a
+failover and died without a word, a ``+switch-master`` that never came), and on the
+sentinel's own ``-failover-abort-*``: calls then go where the sentinels say, as without
+a watch. A sentinel that cannot be reached is retried every :data:`RECONNECT_PAUSE`
+seconds; while none is reached, nothing is held.
+
+One watch per set of sentinels and service in a process, shared by every pool on them
+(sync and asyncio); its threads end within a second of the last such pool being
+dropped. A forked child starts its own on its first call. ``ATOMICOPS["SENTINEL_WATCH"] =
+False`` does without it (calls then follow a failover only when a connection breaks).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+from atomicops.conf import get_settings
+from atomicops.engine.ops import Context
+
+logger = logging.getLogger("atomicops")
+
+__all__ = ["HOLD_LIMIT", "Watch", "acheck", "check", "watch_for"]
+
+# Longest hold: a SENTINEL FAILOVER takes 1-3 s from +try-failover to +switch-master here,
+# an automatic one as long as its election (failover-timeout bounds it on the sentinels'
+# side, 3 minutes by default: far more than any caller waits).
+HOLD_LIMIT = 10.0
+RECONNECT_PAUSE = 1.0
+# How often a listener looks up from its socket: to see its pools are still alive.
+_TICK = 1.0
+# The connection settings a listener copies from the pool's own sentinel clients.
+_KWARGS = ("host", "port", "username", "password", "socket_connect_timeout")
+
+_CHANNELS = ("+try-failover", "+switch-master")
+_ABORTS = "-failover-abort-*"
+_SEEN = "_atomicops_failover_generation"
+
+
+class Watch:
+    """What the sentinels of one service say about failovers, kept by listener threads."""
+
+    def __init__(self, sentinels: Sequence[dict[str, Any]], service: str) -> None:
+        self.sentinels = [dict(kwargs) for kwargs in sentinels]
+        self.service = service
+        # Sentinel index -> monotonic time its failover began (or +switch-master came,
+        # while the others catch up): calls are held while any entry is recent.
+        self.begun: dict[int, float] = {}
+        self.generation = 0  # one more at each hold's end: pools drop idle connections
+        self.held_seconds = 0.0  # how long calls were held in all (logs, tests, figures)
+        self._since = 0.0
+        self.listening = [False] * len(self.sentinels)  # subscribed now (tests wait on it)
+        self.pools: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.ended = False
+        self.epoch = _epoch  # the process it listens for (see _forget_all)
+        self._lock = threading.Lock()
+
+    def held(self) -> bool:
+        """Whether calls are held now."""
+        begun = self.begun
+        if not begun:
+            return False
+        oldest = time.monotonic() - HOLD_LIMIT
+        with self._lock:
+            for index, since in list(begun.items()):
+                if since < oldest:
+                    logger.warning(
+                        "atomicops: the sentinels of %r began a failover %.0f s ago and "
+                        "never said it ended; calls go where they say again",
+                        self.service,
+                        HOLD_LIMIT,
+                    )
+                    del begun[index]
+                    if not begun:
+                        self._release()
+            return bool(begun)
+
+    def _hold(self, index: int) -> None:
+        """Hold calls for sentinel ``index`` (-1: until the sentinels agree); under the lock."""
+        now = time.monotonic()
+        if not self.begun:
+            self._since = now
+        self.begun[index] = now
+
+    def _release(self) -> None:
+        """The hold is over: pools drop their idle connections. Under the lock."""
+        self.begun.clear()
+        self.generation += 1
+        if self._since:
+            self.held_seconds += time.monotonic() - self._since
+            self._since = 0.0
+
+    # -- the listener threads -------------------------------------------------------
+
+    def start(self) -> None:
+        for index in range(len(self.sentinels)):
+            thread = threading.Thread(
+                target=self._listen,
+                args=(index,),
+                name=f"atomicops-sentinel-watch-{index}",
+                daemon=True,
+            )
+            thread.start()
+
+    def _alive(self) -> bool:
+        with _registry_lock:
+            if not self.ended and not self.pools:
+                self.ended = True
+                _watches.pop((_addresses(self.sentinels), self.service), None)
+            return not self.ended
+
+    def _listen(self, index: int) -> None:
+        kwargs = {**self.sentinels[index], "socket_timeout": 5.0, "health_check_interval": 2}
+        while self._alive():
+            client = redis.Redis(**kwargs)
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(*_CHANNELS)
+                pubsub.psubscribe(_ABORTS)
+                self.listening[index] = True
+                while self._alive():
+                    message = pubsub.get_message(timeout=_TICK)
+                    if message is not None:
+                        self._heard(index, message)
+            except (redis.RedisError, OSError) as exc:
+                logger.debug("atomicops: sentinel watch %d: %s", index, exc)
+                time.sleep(RECONNECT_PAUSE)
+            except Exception:  # a reply of a shape not foreseen: never end the watch
+                logger.exception("atomicops: sentinel watch %d failed; listening again", index)
+                time.sleep(RECONNECT_PAUSE)
+            finally:
+                self.listening[index] = False
+                try:
+                    pubsub.close()
+                    client.close()
+                except (redis.RedisError, OSError):  # pragma: no cover - already broken
+                    pass
+
+    def _heard(self, index: int, message: dict[str, Any]) -> None:
+        channel = _text(message.get("channel"))
+        words = _text(message.get("data")).split()
+        if channel == "+switch-master":
+            # <service> <old ip> <old port> <new ip> <new port>
+            if len(words) == 5 and words[0] == self.service:
+                self._switched((words[3], words[4]))
+            return
+        # +try-failover and -failover-abort-*: "master <service> <ip> <port>"
+        if len(words) < 2 or words[0] != "master" or words[1] != self.service:
+            return
+        with self._lock:
+            if channel == "+try-failover":
+                logger.info("atomicops: the sentinels of %r begin a failover", self.service)
+                self._hold(index)
+            elif self.begun.pop(index, None) is not None and not self.begun:
+                self._release()
+
+    def _switched(self, primary: tuple[str, str]) -> None:
+        """The new primary is ``primary``: hold until every sentinel that answers names it.
+
+        Every sentinel publishes ``+switch-master`` as it takes the new configuration, so
+        the later ones usually find all of them agreeing already: no hold then."""
+        if all(named in (None, primary) for named in self._named()):
+            with self._lock:
+                self._release()
+            return
+        with self._lock:
+            self._hold(-1)  # held even if the +try-failover was missed
+        until = time.monotonic() + HOLD_LIMIT
+        while time.monotonic() < until and not all(
+            named in (None, primary) for named in self._named()
+        ):
+            time.sleep(0.05)
+        with self._lock:
+            self._release()
+        logger.info("atomicops: the sentinels of %r switched to a new primary", self.service)
+
+    def _named(self) -> list[tuple[str, str] | None]:
+        """The primary each sentinel names (None: it did not answer).
+
+        Asked as redis-py asks (``SENTINEL MASTERS``' entry, here ``SENTINEL MASTER``),
+        not by ``GET-MASTER-ADDR-BY-NAME``: the sentinel running the failover answers
+        that one with the promoted replica a second before its own entry moves there,
+        and a connection made meanwhile would still reach the old primary."""
+        named: list[tuple[str, str] | None] = []
+        for kwargs in self.sentinels:
+            try:
+                with redis.Redis(**kwargs, socket_timeout=0.5) as client:
+                    reply = client.execute_command("SENTINEL", "MASTER", self.service)
+            except (redis.RedisError, OSError):
+                named.append(None)
+                continue
+            if isinstance(reply, dict):  # RESP3: a map
+                facts = reply
+            else:  # RESP2: name, value, name, value...
+                items = list(reply or ())
+                facts = dict(zip(items[::2], items[1::2], strict=True))
+            named.append((_text(facts.get(b"ip")), _text(facts.get(b"port"))))
+        return named
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
+
+
+def _addresses(sentinels: Sequence[dict[str, Any]]) -> tuple[tuple[Any, Any], ...]:
+    return tuple((kwargs.get("host"), kwargs.get("port")) for kwargs in sentinels)
+
+
+# -- one watch per set of sentinels and service ---------------------------------------
+
+_watches: dict[tuple[Any, str], Watch] = {}
+_registry_lock = threading.Lock()
+
+
+# One more in each forked child: a watch made before the fork has no threads there.
+_epoch = 0
+
+
+def _forget_all() -> None:  # a forked child: its parent's threads are not here
+    global _registry_lock, _epoch
+    _watches.clear()
+    _registry_lock = threading.Lock()
+    _epoch += 1
+
+
+os.register_at_fork(after_in_child=_forget_all)
+
+
+def _inert(pool: Any) -> Watch:
+    """A watch that never holds, for a pool whose sentinels are not listened to."""
+    watch = pool._atomicops_watch = Watch([], str(getattr(pool, "service_name", "")))
+    pool.__dict__.setdefault(_SEEN, 0)
+    return watch
+
+
+def _kwargs_of(manager: Any) -> list[dict[str, Any]] | None:
+    """Each sentinel's connection settings, or None when they cannot be copied: a
+    manager of the caller's own making, or sentinels over TLS (logged)."""
+    try:
+        every = [s.connection_pool.connection_kwargs for s in manager.sentinels]
+    except (AttributeError, TypeError):
+        return None
+    if not every:
+        return None
+    if any(key.startswith("ssl") for kwargs in every for key in kwargs):
+        logger.info("atomicops: sentinels over TLS are not watched for failovers")
+        return None
+    return [{k: v for k, v in kwargs.items() if k in _KWARGS} for kwargs in every]
+
+
+def watch_for(pool: Any) -> Watch:
+    """The watch of a sentinel-managed ``pool``, started with its first call."""
+    watch: Watch | None = pool.__dict__.get("_atomicops_watch")
+    if watch is not None and watch.epoch == _epoch and not watch.ended:
+        return watch
+    if get_settings()["SENTINEL_WATCH"] is not True:  # ATOMICOPS["SENTINEL_WATCH"] = False
+        return _inert(pool)
+    sentinels = _kwargs_of(pool.sentinel_manager)
+    if sentinels is None:
+        return _inert(pool)
+    key = (_addresses(sentinels), str(pool.service_name))
+    with _registry_lock:
+        watch = _watches.get(key)
+        fresh = watch is None
+        if watch is None:
+            watch = _watches[key] = Watch(sentinels, key[1])
+        watch.pools.add(pool)
+    if fresh:
+        watch.start()
+    pool._atomicops_watch = watch
+    pool.__dict__.setdefault(_SEEN, watch.generation)
+    return watch
+
+
+def _sentinel_pool(client: Any) -> Any:
+    pool = getattr(client, "connection_pool", None)
+    return pool if getattr(pool, "sentinel_manager", None) is not None else None
+
+
+def _refused(watch: Watch, context: Context) -> Exception:
+    return context.refused(
+        "FAILOVER",
+        f"the sentinels of {watch.service!r} are replacing the primary, so no call goes to it",
+    )
+
+
+def check(client: Any, context: Context) -> None:
+    """Before a connection of ``client`` is taken: refuse while a failover is under way
+    (nothing sent), and after one, drop the idle connections to the old primary."""
+    pool = _sentinel_pool(client)
+    if pool is None:
+        return
+    watch = watch_for(pool)
+    if watch.held():
+        raise _refused(watch, context)
+    if pool.__dict__[_SEEN] != watch.generation:
+        pool.__dict__[_SEEN] = watch.generation
+        pool.disconnect(inuse_connections=False)
+
+
+async def acheck(client: Any, context: Context) -> None:
+    """The asyncio twin of :func:`check`."""
+    pool = _sentinel_pool(client)
+    if pool is None:
+        return
+    watch = watch_for(pool)
+    if watch.held():
+        raise _refused(watch, context)
+    if pool.__dict__[_SEEN] != watch.generation:
+        pool.__dict__[_SEEN] = watch.generation
+        await pool.disconnect(inuse_connections=False)
