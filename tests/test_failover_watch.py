@@ -67,6 +67,56 @@ def test_a_switch_ends_the_hold_once_every_sentinel_names_the_new_primary(watch,
         next(answers)  # asked again after the first answer disagreed
 
 
+def test_progress_of_the_failover_rearms_its_hold(watch, monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(failover.time, "monotonic", lambda: clock[0])
+    heard(watch, 0, "+try-failover", f"master {SERVICE} 127.0.0.1 7000")
+    clock[0] += 8
+    replica = f"slave 127.0.0.1:7001 127.0.0.1 7001 @ {SERVICE} 127.0.0.1 7000"
+    heard(watch, 0, "+slave-reconf-sent", replica)
+    heard(watch, 1, "+promoted-slave", replica)  # not its failover: nothing to re-arm
+    assert 1 not in watch.begun
+    clock[0] += 8  # 16 s after the start, 8 after the last progress
+    assert watch.held()
+    clock[0] += 3
+    assert not watch.held()
+
+
+def test_a_failover_begun_after_a_switch_was_heard_stays_held(watch, monkeypatch):
+    monkeypatch.setattr(watch, "_named", lambda: [("127.0.0.1", "7001")] * 3)
+    heard(watch, 0, "+try-failover", f"master {SERVICE} 127.0.0.1 7000")
+    original = watch._named
+
+    def named_then_a_new_failover():
+        heard(watch, 2, "+try-failover", f"master {SERVICE} 127.0.0.1 7001")
+        return original()
+
+    monkeypatch.setattr(watch, "_named", named_then_a_new_failover)
+    heard(watch, 1, "+switch-master", f"{SERVICE} 127.0.0.1 7000 127.0.0.1 7001")
+    assert watch.held(), "a failover begun meanwhile was released with the last one"
+    assert list(watch.begun) == [2]
+
+
+def test_replica_reads_are_not_held_but_follow_the_failover(watch, monkeypatch):
+    class ReplicaPool:
+        is_master = False
+        sentinel_manager = object()
+        disconnected = 0
+
+        def disconnect(self, inuse_connections=True):
+            self.disconnected += 1
+
+    pool = ReplicaPool()
+    pool._atomicops_watch = watch
+    pool.__dict__[failover._SEEN] = 0
+    client = type("C", (), {"connection_pool": pool})()
+    heard(watch, 0, "+try-failover", f"master {SERVICE} 127.0.0.1 7000")
+    failover.check(client, Context("counter_get", "k", write=False))  # not refused
+    heard(watch, 0, "-failover-abort-no-good-slave", f"master {SERVICE} 127.0.0.1 7000")
+    failover.check(client, Context("counter_get", "k", write=False))
+    assert pool.disconnected == 1 and pool.__dict__[failover._SEEN] == watch.generation
+
+
 def test_a_held_call_is_refused_unsent_and_retried_as_a_failover(watch):
     error = failover._refused(watch, Context("counter_bounded_incr", "k"))
     assert isinstance(error, ServerRefused)

@@ -20,10 +20,12 @@ primary (a connection asks them, and the first to answer wins); then each pool d
 its idle connections, so the next call connects to the new primary. A call already on
 the old primary when the hold began completes there, well before the promotion.
 
-The hold ends anyway after :data:`HOLD_LIMIT` seconds (a sentinel that started a
-failover and died without a word, a ``+switch-master`` that never came), and on the
-sentinel's own ``-failover-abort-*``: calls then go where the sentinels say, as without
-a watch. A sentinel that cannot be reached is retried every :data:`RECONNECT_PAUSE`
+The hold ends on the sentinel's own ``-failover-abort-*``, and after :data:`HOLD_LIMIT`
+seconds without a word of progress from it (each step it announces re-arms the hold: a
+sentinel that died mid-failover, a ``+switch-master`` that never came): calls then go
+where the sentinels say, as without a watch. Replica pools (``READ_FROM_REPLICAS``) are
+not held, since a read loses nothing; they drop their idle connections after a failover
+like the primary's. A sentinel that cannot be reached is retried every :data:`RECONNECT_PAUSE`
 seconds; while none is reached, nothing is held.
 
 One watch per set of sentinels and service in a process, shared by every pool on them
@@ -43,6 +45,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from atomicops.conf import get_settings
 from atomicops.engine.ops import Context
@@ -51,9 +55,8 @@ logger = logging.getLogger("atomicops")
 
 __all__ = ["HOLD_LIMIT", "Watch", "acheck", "check", "watch_for"]
 
-# Longest hold: a SENTINEL FAILOVER takes 1-3 s from +try-failover to +switch-master here,
-# an automatic one as long as its election (failover-timeout bounds it on the sentinels'
-# side, 3 minutes by default: far more than any caller waits).
+# Longest hold without a sign of progress: a SENTINEL FAILOVER takes 1-3 s from
+# +try-failover to +switch-master here, each of its steps well under a second apart.
 HOLD_LIMIT = 10.0
 RECONNECT_PAUSE = 1.0
 # How often a listener looks up from its socket: to see its pools are still alive.
@@ -62,6 +65,21 @@ _TICK = 1.0
 _KWARGS = ("host", "port", "username", "password", "socket_connect_timeout")
 
 _CHANNELS = ("+try-failover", "+switch-master")
+# What the sentinel running a failover says while it goes on: each one re-arms its hold,
+# so HOLD_LIMIT counts from the last sign of progress, not from the start (several
+# replicas to reconfigure one at a time can take longer than HOLD_LIMIT in all).
+_PROGRESS = (
+    "+elected-leader",
+    "+failover-state-select-slave",
+    "+selected-slave",
+    "+failover-state-send-slaveof-noone",
+    "+failover-state-wait-promotion",
+    "+promoted-slave",
+    "+failover-state-reconf-slaves",
+    "+slave-reconf-sent",
+    "+slave-reconf-inprog",
+    "+slave-reconf-done",
+)
 _ABORTS = "-failover-abort-*"
 _SEEN = "_atomicops_failover_generation"
 
@@ -94,8 +112,8 @@ class Watch:
             for index, since in list(begun.items()):
                 if since < oldest:
                     logger.warning(
-                        "atomicops: the sentinels of %r began a failover %.0f s ago and "
-                        "never said it ended; calls go where they say again",
+                        "atomicops: a sentinel of %r began a failover and said nothing "
+                        "of it for %.0f s; calls go where the sentinels say again",
                         self.service,
                         HOLD_LIMIT,
                     )
@@ -111,9 +129,18 @@ class Watch:
             self._since = now
         self.begun[index] = now
 
-    def _release(self) -> None:
-        """The hold is over: pools drop their idle connections. Under the lock."""
-        self.begun.clear()
+    def _release(self, before: float | None = None) -> None:
+        """The hold is over (for what began ``before`` a time, when given: a failover
+        begun after the switch was heard stays held): pools drop their idle connections.
+        Under the lock."""
+        if before is None:
+            self.begun.clear()
+        else:
+            for index, since in list(self.begun.items()):
+                if since <= before:
+                    del self.begun[index]
+        if self.begun:
+            return
         self.generation += 1
         if self._since:
             self.held_seconds += time.monotonic() - self._since
@@ -139,12 +166,17 @@ class Watch:
             return not self.ended
 
     def _listen(self, index: int) -> None:
-        kwargs = {**self.sentinels[index], "socket_timeout": 5.0, "health_check_interval": 2}
+        kwargs = {
+            **self.sentinels[index],
+            "socket_timeout": 5.0,
+            "health_check_interval": 2,
+            "retry": Retry(NoBackoff(), 0),  # this loop reconnects itself
+        }
         while self._alive():
             client = redis.Redis(**kwargs)
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub.subscribe(*_CHANNELS)
+                pubsub.subscribe(*_CHANNELS, *_PROGRESS)
                 pubsub.psubscribe(_ABORTS)
                 self.listening[index] = True
                 while self._alive():
@@ -173,24 +205,35 @@ class Watch:
             if len(words) == 5 and words[0] == self.service:
                 self._switched((words[3], words[4]))
             return
-        # +try-failover and -failover-abort-*: "master <service> <ip> <port>"
-        if len(words) < 2 or words[0] != "master" or words[1] != self.service:
+        # About the primary: "master <service> <ip> <port>"; about a replica:
+        # "slave <ip:port> <ip> <port> @ <service> <primary ip> <primary port>".
+        if words[:1] == ["master"] and len(words) >= 2:
+            service = words[1]
+        elif words[:1] == ["slave"] and len(words) >= 6 and words[4] == "@":
+            service = words[5]
+        else:
+            return
+        if service != self.service:
             return
         with self._lock:
             if channel == "+try-failover":
                 logger.info("atomicops: the sentinels of %r begin a failover", self.service)
                 self._hold(index)
+            elif channel in _PROGRESS:
+                if index in self.begun:  # its failover goes on: the hold with it
+                    self._hold(index)
             elif self.begun.pop(index, None) is not None and not self.begun:
-                self._release()
+                self._release()  # -failover-abort-*
 
     def _switched(self, primary: tuple[str, str]) -> None:
         """The new primary is ``primary``: hold until every sentinel that answers names it.
 
         Every sentinel publishes ``+switch-master`` as it takes the new configuration, so
         the later ones usually find all of them agreeing already: no hold then."""
+        heard = time.monotonic()
         if all(named in (None, primary) for named in self._named()):
             with self._lock:
-                self._release()
+                self._release(before=heard)
             return
         with self._lock:
             self._hold(-1)  # held even if the +try-failover was missed
@@ -200,7 +243,8 @@ class Watch:
         ):
             time.sleep(0.05)
         with self._lock:
-            self._release()
+            self.begun.pop(-1, None)
+            self._release(before=heard)
         logger.info("atomicops: the sentinels of %r switched to a new primary", self.service)
 
     def _named(self) -> list[tuple[str, str] | None]:
@@ -213,7 +257,11 @@ class Watch:
         named: list[tuple[str, str] | None] = []
         for kwargs in self.sentinels:
             try:
-                with redis.Redis(**kwargs, socket_timeout=0.5) as client:
+                # No retries: a sentinel down (often on the dead primary's host) costs one
+                # timeout per round of this poll, not redis-py's retries with back-off.
+                with redis.Redis(
+                    **kwargs, socket_timeout=0.5, retry=Retry(NoBackoff(), 0)
+                ) as client:
                     reply = client.execute_command("SENTINEL", "MASTER", self.service)
             except (redis.RedisError, OSError):
                 named.append(None)
@@ -231,8 +279,10 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
 
 
-def _addresses(sentinels: Sequence[dict[str, Any]]) -> tuple[tuple[Any, Any], ...]:
-    return tuple((kwargs.get("host"), kwargs.get("port")) for kwargs in sentinels)
+def _addresses(sentinels: Sequence[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
+    # Sorted: redis-py reorders a manager's sentinels as they answer, and a pool made
+    # later (the replicas') must find the same watch.
+    return tuple(sorted((str(k.get("host")), str(k.get("port"))) for k in sentinels))
 
 
 # -- one watch per set of sentinels and service ---------------------------------------
@@ -257,8 +307,9 @@ os.register_at_fork(after_in_child=_forget_all)
 
 def _inert(pool: Any) -> Watch:
     """A watch that never holds, for a pool whose sentinels are not listened to."""
-    watch = pool._atomicops_watch = Watch([], str(getattr(pool, "service_name", "")))
-    pool.__dict__.setdefault(_SEEN, 0)
+    watch = Watch([], str(getattr(pool, "service_name", "")))
+    pool.__dict__.setdefault(_SEEN, 0)  # before the watch: check() reads it once it is set
+    pool._atomicops_watch = watch
     return watch
 
 
@@ -296,8 +347,8 @@ def watch_for(pool: Any) -> Watch:
         watch.pools.add(pool)
     if fresh:
         watch.start()
-    pool._atomicops_watch = watch
     pool.__dict__.setdefault(_SEEN, watch.generation)
+    pool._atomicops_watch = watch
     return watch
 
 
@@ -313,6 +364,12 @@ def _refused(watch: Watch, context: Context) -> Exception:
     )
 
 
+def _primary(pool: Any) -> bool:
+    """Whether ``pool`` is the primary's: a replica pool's reads lose nothing in a failover,
+    so they are not held (their idle connections are still dropped after one)."""
+    return getattr(pool, "is_master", True) is not False
+
+
 def check(client: Any, context: Context) -> None:
     """Before a connection of ``client`` is taken: refuse while a failover is under way
     (nothing sent), and after one, drop the idle connections to the old primary."""
@@ -320,11 +377,14 @@ def check(client: Any, context: Context) -> None:
     if pool is None:
         return
     watch = watch_for(pool)
-    if watch.held():
+    if _primary(pool) and watch.held():
         raise _refused(watch, context)
-    if pool.__dict__[_SEEN] != watch.generation:
-        pool.__dict__[_SEEN] = watch.generation
+    generation = watch.generation
+    if pool.__dict__.get(_SEEN) != generation:
+        # Dropped first, then marked: a thread that still sees the old mark drops them
+        # too (harmless); marked first, one could borrow a connection to the old primary.
         pool.disconnect(inuse_connections=False)
+        pool.__dict__[_SEEN] = generation
 
 
 async def acheck(client: Any, context: Context) -> None:
@@ -333,8 +393,9 @@ async def acheck(client: Any, context: Context) -> None:
     if pool is None:
         return
     watch = watch_for(pool)
-    if watch.held():
+    if _primary(pool) and watch.held():
         raise _refused(watch, context)
-    if pool.__dict__[_SEEN] != watch.generation:
-        pool.__dict__[_SEEN] = watch.generation
+    generation = watch.generation
+    if pool.__dict__.get(_SEEN) != generation:
         await pool.disconnect(inuse_connections=False)
+        pool.__dict__[_SEEN] = generation
