@@ -370,32 +370,35 @@ def _primary(pool: Any) -> bool:
     return getattr(pool, "is_master", True) is not False
 
 
-def check(client: Any, context: Context) -> None:
-    """Before a connection of ``client`` is taken: refuse while a failover is under way
-    (nothing sent), and after one, drop the idle connections to the old primary."""
+def _stale(client: Any, context: Context) -> tuple[Any, int] | None:
+    """Refuse while ``client``'s primary is being replaced (nothing sent); else its pool
+    and the watch's generation when that pool's idle connections must go first."""
     pool = _sentinel_pool(client)
     if pool is None:
-        return
+        return None
     watch = watch_for(pool)
     if _primary(pool) and watch.held():
         raise _refused(watch, context)
     generation = watch.generation
-    if pool.__dict__.get(_SEEN) != generation:
+    return None if pool.__dict__.get(_SEEN) == generation else (pool, generation)
+
+
+def check(client: Any, context: Context) -> None:
+    """Before a connection of ``client`` is taken: refuse while a failover is under way
+    (nothing sent), and after one, drop the idle connections to the old primary."""
+    stale = _stale(client, context)
+    if stale is not None:
         # Dropped first, then marked: a thread that still sees the old mark drops them
         # too (harmless); marked first, one could borrow a connection to the old primary.
+        pool, generation = stale
         pool.disconnect(inuse_connections=False)
         pool.__dict__[_SEEN] = generation
 
 
 async def acheck(client: Any, context: Context) -> None:
     """The asyncio twin of :func:`check`."""
-    pool = _sentinel_pool(client)
-    if pool is None:
-        return
-    watch = watch_for(pool)
-    if _primary(pool) and watch.held():
-        raise _refused(watch, context)
-    generation = watch.generation
-    if pool.__dict__.get(_SEEN) != generation:
+    stale = _stale(client, context)
+    if stale is not None:
+        pool, generation = stale
         await pool.disconnect(inuse_connections=False)
         pool.__dict__[_SEEN] = generation
