@@ -49,6 +49,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from atomicops.conf import get_settings
+from atomicops.engine import compat
 from atomicops.engine.ops import Context
 
 logger = logging.getLogger("atomicops")
@@ -352,11 +353,6 @@ def watch_for(pool: Any) -> Watch:
     return watch
 
 
-def _sentinel_pool(client: Any) -> Any:
-    pool = getattr(client, "connection_pool", None)
-    return pool if getattr(pool, "sentinel_manager", None) is not None else None
-
-
 def _refused(watch: Watch, context: Context) -> Exception:
     return context.refused(
         "FAILOVER",
@@ -372,10 +368,10 @@ def _primary(pool: Any) -> bool:
 
 def _stale(client: Any, context: Context) -> tuple[Any, int] | None:
     """Refuse while ``client``'s primary is being replaced (nothing sent); else its pool
-    and the watch's generation when that pool's idle connections must go first."""
-    pool = _sentinel_pool(client)
-    if pool is None:
+    and the watch's generation when its idle connections must go first."""
+    if not compat.is_sentinel_client(client):
         return None
+    pool = client.connection_pool
     watch = watch_for(pool)
     if _primary(pool) and watch.held():
         raise _refused(watch, context)
@@ -391,7 +387,7 @@ def check(client: Any, context: Context) -> None:
         # Dropped first, then marked: a thread that still sees the old mark drops them
         # too (harmless); marked first, one could borrow a connection to the old primary.
         pool, generation = stale
-        pool.disconnect(inuse_connections=False)
+        compat.sentinel_forget(client)
         pool.__dict__[_SEEN] = generation
 
 
@@ -400,5 +396,5 @@ async def acheck(client: Any, context: Context) -> None:
     stale = _stale(client, context)
     if stale is not None:
         pool, generation = stale
-        await pool.disconnect(inuse_connections=False)
+        await compat.asentinel_forget(client)
         pool.__dict__[_SEEN] = generation
